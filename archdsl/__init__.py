@@ -1,0 +1,7 @@
+"""archdsl: a declarative, graph-based compiler for neural-network architectures."""
+from archdsl.api import CatalogEntry, SpecText, VariantInfo, catalog, check_spec, load_graph, load_spec
+from archdsl.errors import ArchError
+
+__all__ = ["ArchError", "CatalogEntry", "SpecText", "VariantInfo", "catalog", "check_spec",
+           "load_graph", "load_spec"]
+__version__ = "0.1.0"

@@ -1,0 +1,163 @@
+"""The Python API: load_spec, load_graph, check_spec, catalog. The CLI is a thin shell over it."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from archdsl.errors import ArchError, did_you_mean
+from archdsl.ir.cost import CostReport, cost
+from archdsl.ir.graph import Graph
+from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.loader import Loader, parse_file, stdlib_dir
+from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
+from archdsl.syntax import ast as A
+from archdsl.syntax.parser import parse_expr
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class VariantInfo:
+    name: str
+    references: list[str]
+
+
+@dataclass
+class CatalogEntry:
+    name: str            # the family: the network declared in the file ("ResNet")
+    kind: str            # "network" (or "topology" later)
+    file: str            # path relative to the stdlib ("nets/resnet.arch")
+    paper: str           # the first comment line of the file
+    variants: list[VariantInfo] = field(default_factory=list)
+
+
+def _is_path(spec: str | Path) -> bool:
+    return isinstance(spec, Path) or spec.endswith(".arch") or "/" in spec or Path(spec).is_file()
+
+
+def open_module(spec: str | Path, loader: Loader | None = None) -> tuple[ModuleEnv, str | None, Loader]:
+    """A spec path, or a stdlib variant name → (module, the variant it names or None, loader)."""
+    loader = loader or Loader()
+    if _is_path(spec):
+        return loader.load_file(Path(spec)), None, loader
+    index = _variant_index()
+    if spec not in index:
+        raise ArchError(f"no spec file or stdlib variant named '{spec}'",
+                        hint=did_you_mean(spec, index) or "see `archdsl list` for every variant")
+    return loader.load_file(stdlib_dir() / index[spec]), spec, loader
+
+
+def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
+               input_shape: Shape | list[Shape] | None = None, source: str | None = None,
+               **overrides: Any) -> Graph:
+    """Parse, resolve and elaborate a spec into a typed IR graph (no torch involved)."""
+    module, named, loader = _module(spec, source)
+    variant = variant or named
+    callee, var_name, refs = _entry(module, variant)
+    shapes = _input_shapes(input_shape)
+    values = {k: _override_value(v, module) for k, v in overrides.items()}
+    elab = Elaborator(var_name or callee.name, shapes)
+    graph = elab.network(callee, values, None)
+    graph.variant, graph.references = var_name, refs
+    return graph
+
+
+def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
+               input_shape: Shape | list[Shape] | None = None, dtype: str = "float32",
+               source: str | None = None, **overrides: Any) -> CostReport:
+    """Per-node shapes and costs, and totals, computed from shapes alone."""
+    return cost(load_graph(spec, variant, input_shape=input_shape, source=source, **overrides), dtype)
+
+
+def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
+              input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
+              source: str | None = None, **overrides: Any):
+    """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`."""
+    from archdsl.lower.build import build
+    graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    module = build(graph, seed=seed)
+    module.arch_graph = graph
+    return module
+
+
+def catalog() -> list[CatalogEntry]:
+    """Every stdlib network family with its variants and the references they match."""
+    root = stdlib_dir()
+    entries = []
+    for path in sorted(root.rglob("*.arch")):
+        ast = parse_file(path)
+        nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind == "network"]
+        variants = [it for it in ast.items if isinstance(it, A.Variant)]
+        if not nets:
+            continue
+        paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
+        entries.append(CatalogEntry(nets[0].name, "network", path.relative_to(root).as_posix(), paper,
+                                    [VariantInfo(v.name, list(v.references)) for v in variants]))
+    return entries
+
+
+@lru_cache(maxsize=1)
+def _variant_index() -> dict[str, str]:
+    return {v.name: e.file for e in catalog() for v in e.variants}
+
+
+def _module(spec, source):
+    if source is not None:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / (f"{spec}.arch" if spec else "spec.arch")
+            path.write_text(source)
+            loader = Loader(extra_paths=[Path.cwd()])
+            return loader.load_file(path), None, loader
+    if spec is None:
+        raise ArchError("no spec given", hint="pass a .arch path or a stdlib variant name")
+    return open_module(spec)
+
+
+def _entry(module: ModuleEnv, variant: str | None):
+    """Which network to build: the named variant or network, else the file's first variant."""
+    variants = module.variants
+    if variant is None:
+        if variants:
+            variant = next(iter(variants))
+        else:
+            nets = [it for it in module.ast.items if isinstance(it, A.BlockDef) and it.kind == "network"]
+            if not nets:
+                raise ArchError(f"{module.path} declares no network and no variant",
+                                hint="add `network Name(...) { ... }` or a `variant`")
+            return module.globals[nets[-1].name], None, []
+    if variant in variants:
+        return module.globals[variant], variant, list(variants[variant].references)
+    value = module.globals.get(variant)
+    if isinstance(value, (BlockRef, Partial)):
+        return value, variant, []
+    raise ArchError(f"'{variant}' is not a variant of {Path(module.path).name}",
+                    hint=did_you_mean(variant, list(variants)) or
+                    f"variants: {', '.join(variants) or '(none)'}")
+
+
+def _input_shapes(input_shape) -> list[Shape] | None:
+    if input_shape is None:
+        return None
+    if input_shape and isinstance(input_shape[0], int):
+        return [tuple(input_shape)]
+    return [tuple(s) for s in input_shape]
+
+
+def _override_value(value, module: ModuleEnv):
+    """`--set k=v` values arrive as text and are evaluated as spec expressions."""
+    if not isinstance(value, SpecText):
+        return value
+    expr = parse_expr(value.text, "<--set>")
+    elab = Elaborator(module.name)
+    return elab.eval(expr, Env(module, None, module.prelude))
+
+
+class SpecText(str):
+    """A value written in the spec language (from the command line)."""
+
+    @property
+    def text(self) -> str:
+        return str(self)

@@ -1,0 +1,3 @@
+from archdsl.ir.graph import Graph, Node, Shape
+
+__all__ = ["Graph", "Node", "Shape"]

@@ -1,0 +1,129 @@
+"""Cost passes over a typed IR graph: params, buffers, FLOPs, other FLOPs, activation bytes,
+receptive field and stride. Computed from shapes alone: no weights are allocated.
+
+Convention: `flops` = 2 per multiply-add, for exactly the ops FlopCounterMode counts (conv,
+matmul, linear, bmm, attention); `macs = flops / 2`; `other_flops` holds everything else
+(elementwise, norms, pooling, softmax …) with each op's formula documented on the op.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from archdsl.ir.graph import Graph, Node
+from archdsl.ops.base import REGISTRY, numel_out
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+@dataclass
+class NodeCost:
+    path: str
+    op: str
+    shape: list
+    params: int = 0
+    buffers: int = 0
+    flops: int = 0
+    other_flops: int = 0
+    activation_bytes: int = 0
+    receptive_field: int = 1
+    stride: int = 1
+    block: str = ""
+
+    @property
+    def macs(self) -> int:
+        return self.flops // 2
+
+
+@dataclass
+class Totals:
+    params: int = 0
+    buffers: int = 0
+    flops: int = 0
+    macs: int = 0
+    other_flops: int = 0
+    activation_bytes: int = 0
+
+
+@dataclass
+class CostReport:
+    name: str
+    variant: str | None
+    input_shapes: dict[str, list]
+    output_shapes: dict[str, list]
+    nodes: list[NodeCost]
+    totals: Totals
+    references: list[str] = field(default_factory=list)
+    batch: int = 1
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "variant": self.variant, "references": self.references,
+            "batch": self.batch, "inputs": self.input_shapes, "outputs": self.output_shapes,
+            "totals": asdict(self.totals),
+            "nodes": [dict(asdict(n), macs=n.macs) for n in self.nodes],
+        }
+
+
+def node_cost(graph: Graph, node: Node, dtype_bytes: int) -> NodeCost:
+    c = NodeCost(node.id, node.op, _shape_list(node.shape), block=node.block)
+    c.activation_bytes = numel_out(node.shape) * dtype_bytes if node.op != "input" else 0
+    if node.op == "param":
+        c.params = math.prod(node.shape)
+        c.activation_bytes = 0
+    elif node.op == "buffer":
+        c.buffers = math.prod(node.shape)
+        c.activation_bytes = 0
+    elif node.op != "input":
+        op = REGISTRY[node.op]
+        ins = graph.input_shapes(node)
+        c.params = sum(math.prod(s) for s in op.params(node.attrs, ins).values())
+        c.buffers = sum(math.prod(s) for s in op.buffers(node.attrs, ins).values())
+        c.flops = op.flops(node.attrs, ins, node.shape)
+        c.other_flops = op.other_flops(node.attrs, ins, node.shape)
+    return c
+
+
+def cost(graph: Graph, dtype: str = "float32") -> CostReport:
+    nb = DTYPE_BYTES[dtype]
+    rows: list[NodeCost] = []
+    rf: dict[str, tuple[int, int]] = {}
+    totals = Totals()
+    for node in graph.nodes():
+        c = node_cost(graph, node, nb)
+        c.receptive_field, c.stride = _receptive(node, rf)
+        rf[node.id] = (c.receptive_field, c.stride)
+        rows.append(c)
+        totals.params += c.params
+        totals.buffers += c.buffers
+        totals.flops += c.flops
+        totals.other_flops += c.other_flops
+        totals.activation_bytes += c.activation_bytes
+    totals.macs = totals.flops // 2
+    first = graph.node(graph.inputs[0]).shape if graph.inputs else ()
+    return CostReport(
+        name=graph.name, variant=graph.variant,
+        input_shapes={i: list(graph.node(i).shape) for i in graph.inputs},
+        output_shapes={k: _shape_list(graph.node(v).shape) for k, v in graph.outputs.items()},
+        nodes=rows, totals=totals, references=list(graph.references),
+        batch=first[0] if first else 1)
+
+
+def _receptive(node: Node, rf: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Receptive field and cumulative stride along a spatial dim (the largest over inputs)."""
+    if not node.inputs:
+        return 1, 1
+    field_in = max(rf[i][0] for i in node.inputs)
+    jump = max(rf[i][1] for i in node.inputs)
+    op = REGISTRY.get(node.op)
+    window = op.window(node.attrs) if op is not None else None
+    if window is None:
+        return field_in, jump
+    k, s, d = window
+    return field_in + (k - 1) * d * jump, jump * s
+
+
+def _shape_list(shape) -> list:
+    if shape and isinstance(shape[0], tuple):
+        return [list(s) for s in shape]
+    return list(shape)

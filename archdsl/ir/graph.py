@@ -1,0 +1,74 @@
+"""The IR: a DAG over networkx. Node ids are module paths ("layer1.0.conv1")."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import networkx as nx
+
+from archdsl.errors import Span
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class Node:
+    id: str                      # unique path; parametric nodes become modules at this path
+    op: str                      # op name; "input", "param", "buffer" are graph-level kinds
+    attrs: Any                   # the op's validated attribute model (or a dict for graph kinds)
+    inputs: list[str]            # ordered producer ids
+    shape: Any                   # Shape, or a tuple of Shapes for multi-output ops
+    span: Span | None = None
+    block: str = ""              # path of the enclosing block instance ("" = top level)
+    block_type: str = ""         # name of that block ("Bottleneck")
+    dtype: str = "float32"
+    label: str | None = None     # display name for nodes without a module
+
+    @property
+    def is_multi(self) -> bool:
+        return bool(self.shape) and isinstance(self.shape[0], tuple)
+
+
+@dataclass
+class BlockInstance:
+    path: str
+    type: str
+    span: Span | None = None
+
+
+@dataclass
+class Graph:
+    name: str
+    g: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    inputs: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)   # output name → node id
+    blocks: dict[str, BlockInstance] = field(default_factory=dict)
+    variant: str | None = None
+    references: list[str] = field(default_factory=list)
+    single_output: bool = True
+
+    def add(self, node: Node) -> Node:
+        self.g.add_node(node.id, node=node)
+        for k, src in enumerate(node.inputs):
+            self.g.add_edge(src, node.id, index=k)
+        return node
+
+    def node(self, node_id: str) -> Node:
+        return self.g.nodes[node_id]["node"]
+
+    def __contains__(self, node_id: str) -> bool:
+        return node_id in self.g
+
+    def nodes(self) -> Iterator[Node]:
+        """Nodes in creation order, which is a topological order."""
+        for n in self.g.nodes:
+            yield self.g.nodes[n]["node"]
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    def edges(self) -> list[tuple[str, str, int]]:
+        return [(u, v, d["index"]) for u, v, d in self.g.edges(data=True)]
+
+    def input_shapes(self, node: Node) -> list:
+        return [self.node(i).shape for i in node.inputs]

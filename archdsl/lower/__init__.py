@@ -1,0 +1,1 @@
+"""Lowering: the IR graph to a torch.fx GraphModule (imports torch)."""

@@ -1,0 +1,129 @@
+"""The op interface. An op = attribute schema + shape rule + cost rules + torch builder.
+
+Shapes are tuples of ints (batch included). Costs follow one convention (README "Costs"):
+`flops` counts exactly what `torch.utils.flop_counter.FlopCounterMode` counts (2 per
+multiply-add of conv, matmul, linear, bmm, attention); every other arithmetic goes to
+`other_flops`, with its formula stated on the op.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(Exception):
+    """Raised by shape rules; the elaborator turns it into an ArchError at the call site."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class Attrs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoAttrs(Attrs):
+    pass
+
+
+class Op:
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Attrs: ClassVar[type[Attrs]] = NoAttrs
+    positional: ClassVar[tuple[str, ...]] = ()   # attribute names that may be given positionally
+    n_inputs: ClassVar[int | None] = 1           # None: one or more
+    doc: ClassVar[str] = ""
+
+    # --- static rules (no torch)
+    def infer(self, a: Any, ins: Sequence[Shape]) -> Shape | tuple[Shape, ...]:
+        raise NotImplementedError
+
+    def params(self, a: Any, ins: Sequence[Shape]) -> dict[str, Shape]:
+        """Parameter name → shape, in registration order."""
+        return {}
+
+    def buffers(self, a: Any, ins: Sequence[Shape]) -> dict[str, Shape]:
+        """Persistent floating buffer name → shape."""
+        return {}
+
+    def flops(self, a: Any, ins: Sequence[Shape], out) -> int:
+        return 0
+
+    def other_flops(self, a: Any, ins: Sequence[Shape], out) -> int:
+        """Default: one operation per output element."""
+        return numel_out(out)
+
+    def window(self, a: Any) -> tuple[int, int, int] | None:
+        """(kernel, stride, dilation) along spatial dims, for receptive-field tracking."""
+        return None
+
+    # --- torch (imported lazily so costing never needs torch)
+    def build(self, a: Any, ins: Sequence[Shape]):
+        """The nn.Module placed at the node's path, or None for a stateless op."""
+        return None
+
+    def emit(self, a: Any, ins: Sequence[Shape], fx: "Emitter", args: list):
+        raise NotImplementedError
+
+
+class Emitter:
+    """What an op may add to the torch.fx graph for its node (implemented in lower/)."""
+
+    def module(self, *args, **kwargs):  # call the node's own module
+        raise NotImplementedError
+
+    def call(self, fn, *args, **kwargs):
+        raise NotImplementedError
+
+    def method(self, name: str, *args, **kwargs):
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    op = cls()
+    for key in (cls.name, *cls.aliases):
+        if key in REGISTRY:
+            raise RuntimeError(f"op name {key!r} registered twice")
+        REGISTRY[key] = op
+    return cls
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def numel_out(out) -> int:
+    if out and isinstance(out[0], tuple):
+        return sum(numel(s) for s in out)
+    return numel(out)
+
+
+def expect_rank(ins: Sequence[Shape], ranks: set[int], what: str) -> Shape:
+    x = ins[0]
+    if len(x) not in ranks:
+        want = " or ".join(str(r) for r in sorted(ranks))
+        raise ShapeError(f"{what} expects a rank-{want} input, got shape {list(x)}")
+    return x
+
+
+def pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ShapeError(f"expected one value or two, got {list(v)}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def norm_dim(dim: int, rank: int) -> int:
+    if not -rank <= dim < rank:
+        raise ShapeError(f"dim {dim} is out of range for a rank-{rank} tensor")
+    return dim % rank

@@ -1,0 +1,76 @@
+"""The fixed set of pure builtins a spec may call. Sizes are bounded so no spec can hang."""
+from __future__ import annotations
+
+import math
+
+MAX_ITEMS = 1_000_000
+
+
+class BuiltinError(Exception):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _range(*args):
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in args) or not 1 <= len(args) <= 3:
+        raise BuiltinError("range takes 1 to 3 integers")
+    r = range(*args)
+    if len(r) > MAX_ITEMS:
+        raise BuiltinError(f"range of {len(r)} items is larger than the limit {MAX_ITEMS}")
+    return list(r)
+
+
+def make_divisible(v, divisor: int = 8, min_value=None, round_limit: float = 0.9) -> int:
+    """Round v to a multiple of divisor, never below round_limit · v (timm's rule)."""
+    if divisor <= 0:
+        raise BuiltinError("make_divisible divisor must be positive")
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+def _seq(fn):
+    def wrapped(*args):
+        out = list(fn(*args))
+        if len(out) > MAX_ITEMS:
+            raise BuiltinError("result is too large")
+        return out
+    return wrapped
+
+
+def _num(fn, name):
+    def wrapped(x, *rest):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise BuiltinError(f"{name} takes a number")
+        return fn(x, *rest)
+    return wrapped
+
+
+BUILTINS = {
+    "range": _range,
+    "len": len,
+    "sum": sum,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "zip": _seq(lambda *xs: (list(t) for t in zip(*xs))),
+    "enumerate": _seq(lambda xs, start=0: ([i, x] for i, x in enumerate(xs, start))),
+    "reversed": _seq(reversed),
+    "sorted": _seq(sorted),
+    "list": _seq(lambda xs=(): xs),
+    "tuple": lambda xs=(): tuple(xs),
+    "round": round,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "floor": _num(math.floor, "floor"),
+    "ceil": _num(math.ceil, "ceil"),
+    "sqrt": _num(math.sqrt, "sqrt"),
+    "log2": _num(math.log2, "log2"),
+    "prod": math.prod,
+    "make_divisible": make_divisible,
+}

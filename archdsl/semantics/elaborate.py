@@ -1,0 +1,717 @@
+"""Elaboration: bind arguments, run the block bodies, unroll repeats → an IR graph.
+
+Shapes are inferred as each node is created, so shape variables (`C` in `in x: [B, C, H, W]`)
+and conditions on them (`if Cin != planes * 4`) are known while the spec runs.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from archdsl.errors import ArchError, Span, did_you_mean
+from archdsl.ir.graph import BlockInstance, Graph, Node
+from archdsl.ops.base import Op, ShapeError
+from archdsl.semantics.builtins import MAX_ITEMS, BuiltinError
+from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
+                                      Partial, RepeatVal, Tensor, describe)
+from archdsl.syntax import ast as A
+
+MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
+MAX_NODES = 200_000     # IR nodes in one graph
+MAX_REPEAT = 100_000
+MAX_INT_BITS = 4096
+
+_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+          "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
+_TENSOR_OP = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+            ">": operator.gt, ">=": operator.ge}
+
+
+@dataclass
+class Scope:
+    """Where new nodes go: the enclosing block instance's path and type."""
+    prefix: str
+    block_type: str
+    auto: dict[str, int] = field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+
+@dataclass
+class Frame:
+    """One block instance being elaborated."""
+    decl: A.BlockDef
+    scope: Scope
+    inputs: list[Tensor] | None          # None for the top-level network
+    next_input: int = 0
+    outputs: list[tuple[str | None, Tensor, Span]] = field(default_factory=list)
+
+
+class Elaborator:
+    def __init__(self, name: str, input_shapes: list[tuple[int, ...]] | None = None):
+        from archdsl.ops import REGISTRY
+        self.ops = REGISTRY
+        self.graph = Graph(name=name)
+        self.input_shapes = input_shapes
+        self.counters: dict[str, int] = {}
+        self.stack: list[Frame] = []
+        self.used: set[str] = set()
+
+    # ---- entry ---------------------------------------------------------------------------
+
+    def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
+        if isinstance(callee, Partial):
+            block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
+        else:
+            block, args, kwargs = callee, [], {}
+        if not isinstance(block, BlockRef):
+            raise ArchError(f"{describe(block)} is not a network", span,
+                            hint="a variant must call a `network` or `block`")
+        kwargs.update(overrides)
+        result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span)
+        if isinstance(result, Outputs):
+            self.graph.outputs = {n: t.node for n, t in zip(result.names, result.values)}
+            self.graph.single_output = False
+        else:
+            self.graph.outputs = {"out": result.node}
+        return self.graph
+
+    # ---- block instances ---------------------------------------------------------------------
+
+    def instantiate(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
+                    scope: Scope, span: Span | None):
+        decl = block.decl
+        if len(self.stack) >= MAX_DEPTH:
+            chain = " → ".join(f.decl.name for f in self.stack[-4:])
+            raise ArchError(f"block '{decl.name}' is nested more than {MAX_DEPTH} deep "
+                            f"(… {chain} → {decl.name})", span,
+                            hint="a block that instantiates itself needs a condition that stops it")
+        env = Env(block.module, None, block.module.prelude)
+        self.bind_params(decl, args, kwargs, env, span)
+        frame = Frame(decl, scope, inputs)
+        if scope.prefix:
+            self.graph.blocks[scope.prefix] = BlockInstance(scope.prefix, decl.name, span)
+        self.stack.append(frame)
+        try:
+            self.exec_body(decl.body, env)
+        finally:
+            self.stack.pop()
+        if inputs is not None and frame.next_input < len(inputs):
+            raise ArchError(f"'{decl.name}' takes {frame.next_input} input(s) but was given "
+                            f"{len(inputs)}", span, hint=f"'{decl.name}' declares its inputs with `in`")
+        if not frame.outputs:
+            raise ArchError(f"{decl.kind} '{decl.name}' has no `out` statement", decl.span,
+                            hint="end the body with `out <value>`")
+        if len(frame.outputs) == 1 and frame.outputs[0][0] is None:
+            return frame.outputs[0][1]
+        names = [n for n, _, _ in frame.outputs]
+        if None in names:
+            raise ArchError(f"'{decl.name}' mixes an unnamed `out` with named ones",
+                            frame.outputs[names.index(None)][2], hint="name every output: `out y = …`")
+        return Outputs(tuple(names), tuple(t for _, t, _ in frame.outputs))
+
+    def bind_params(self, decl: A.BlockDef, args: list, kwargs: dict, env: Env, span):
+        params = {p.name: p for p in decl.params}
+        if len(args) > len(decl.params):
+            raise ArchError(f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)} "
+                            f"positional", span)
+        given = dict(zip((p.name for p in decl.params), args))
+        for k, v in kwargs.items():
+            if k not in params:
+                raise ArchError(f"'{decl.name}' has no parameter '{k}'", span,
+                                hint=did_you_mean(k, params) or
+                                f"its parameters: {', '.join(params) or '(none)'}")
+            if k in given:
+                raise ArchError(f"argument '{k}' given twice to '{decl.name}'", span)
+            given[k] = v
+        for p in decl.params:
+            if p.name in given:
+                value = given[p.name]
+            elif p.default is not None:
+                value = self.eval(p.default, env)
+            else:
+                raise ArchError(f"missing argument '{p.name}' for {decl.kind} '{decl.name}'", span,
+                                notes=[("declared here", p.span)])
+            if p.type is not None and not type_matches(value, p.type):
+                raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
+                                span or p.span, expected=type_text(p.type), found=describe(value))
+            env.vars[p.name] = value
+
+    @property
+    def frame(self) -> Frame:
+        if not self.stack:
+            raise ArchError("tensors exist only inside a block or network body")
+        return self.stack[-1]
+
+    # ---- statements ------------------------------------------------------------------------
+
+    def exec_body(self, stmts: list[A.Stmt], env: Env):
+        for s in stmts:
+            self.exec(s, env)
+
+    def exec(self, s: A.Stmt, env: Env):
+        if isinstance(s, A.Assign):
+            env.vars[s.name] = self.eval(s.value, env)
+        elif isinstance(s, A.InStmt):
+            self.exec_in(s, env)
+        elif isinstance(s, A.OutStmt):
+            value = self.eval(s.value, env)
+            if not isinstance(value, Tensor) or value.shape and isinstance(value.shape[0], tuple):
+                raise ArchError("`out` needs a tensor", s.value.span, found=describe(value),
+                                hint="index a multi-output value: `out parts[0]`")
+            if any(n == s.name for n, _, _ in self.frame.outputs):
+                raise ArchError(f"output '{s.name}' declared twice", s.span)
+            self.frame.outputs.append((s.name, value, s.span))
+        elif isinstance(s, A.If):
+            for cond, body in s.branches:
+                if self.truth(self.eval(cond, env), cond.span):
+                    self.exec_body(body, env)
+                    return
+            self.exec_body(s.orelse, env)
+        elif isinstance(s, A.For):
+            items = self.eval(s.iter, env)
+            if not isinstance(items, (list, tuple)):
+                raise ArchError("`for` needs a list", s.iter.span, found=describe(items),
+                                hint="iterate over `range(n)` or a list")
+            for item in items:
+                env.vars[s.var] = item
+                self.exec_body(s.body, env)
+        elif isinstance(s, A.TensorDecl):
+            self.exec_tensor_decl(s, env)
+        else:  # pragma: no cover - the grammar has no other statements
+            raise ArchError(f"unsupported statement {type(s).__name__}", s.span)
+
+    def exec_in(self, s: A.InStmt, env: Env):
+        frame = self.frame
+        if frame.inputs is None:
+            tensor = self.top_input(s, env)
+        else:
+            if frame.next_input >= len(frame.inputs):
+                raise ArchError(f"'{frame.decl.name}' needs input '{s.name}' but was given only "
+                                f"{len(frame.inputs)} tensor(s)", s.span)
+            tensor = frame.inputs[frame.next_input]
+            self.match_shape(s, tensor, env)
+        frame.next_input += 1
+        env.vars[s.name] = tensor
+
+    def top_input(self, s: A.InStmt, env: Env) -> Tensor:
+        k = len(self.graph.inputs)
+        if self.input_shapes is not None and k < len(self.input_shapes):
+            shape = tuple(self.input_shapes[k])
+            if len(shape) != len(s.dims):
+                raise ArchError(f"input '{s.name}' has {len(s.dims)} dims but the given shape "
+                                f"{list(shape)} has {len(shape)}", s.span)
+        else:
+            shape = tuple(self.default_dim(d, i, s, env) for i, d in enumerate(s.dims))
+        node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name)
+        self.add_node(node, s.span)
+        self.graph.inputs.append(node.id)
+        tensor = Tensor(node.id, shape)
+        self.match_shape(s, tensor, env)
+        return tensor
+
+    def default_dim(self, d: A.Dim, i: int, s: A.InStmt, env: Env) -> int:
+        if d.name is not None:
+            if d.value is not None:
+                return self.int_value(self.eval(d.value, env), d.span, "an input size")
+            try:
+                return self.int_value(env.lookup(d.name), d.span, "an input size")
+            except KeyError:
+                if i == 0:
+                    return 1  # the batch
+                raise ArchError(f"input '{s.name}' has no size for dim '{d.name}'", d.span,
+                                hint=f"give a default (`{d.name} = 224`) or pass the input shape "
+                                     f"(`--input 1x3x224x224`)") from None
+        return self.int_value(self.eval(d.value, env), d.span, "an input size")
+
+    def match_shape(self, s: A.InStmt, t: Tensor, env: Env):
+        shape = t.shape
+        if shape and isinstance(shape[0], tuple) or len(shape) != len(s.dims):
+            raise ArchError(f"input '{s.name}' expects {len(s.dims)} dims, got shape "
+                            f"{_shape_text(shape)}", s.span)
+        for d, actual in zip(s.dims, shape):
+            if d.name is not None:
+                bound = env.vars.get(d.name)
+                if isinstance(bound, int) and not isinstance(bound, bool) and bound != actual:
+                    raise ArchError(f"input '{s.name}' dim '{d.name}' must be {bound}, got {actual}",
+                                    d.span, expected=str(bound), found=str(actual))
+                env.vars[d.name] = actual
+            else:
+                want = self.int_value(self.eval(d.value, env), d.span, "a dim")
+                if want != actual:
+                    raise ArchError(f"input '{s.name}' expects shape {_pattern(s)}, got "
+                                    f"{list(shape)}", d.span, expected=str(want), found=str(actual))
+
+    def exec_tensor_decl(self, s: A.TensorDecl, env: Env):
+        shape = tuple(self.int_value(self.eval(d, env), d.span, "a size") for d in s.shape)
+        if any(n <= 0 for n in shape):
+            raise ArchError(f"{s.kind} '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        init = 0.0 if s.init is None else self.eval(s.init, env)
+        if isinstance(init, bool) or not isinstance(init, (int, float)):
+            raise ArchError(f"{s.kind} '{s.name}' initial value must be a number", s.init.span,
+                            found=describe(init))
+        path = self.frame.scope.path(s.name)
+        node = Node(path, s.kind, {"init": float(init)}, [], shape, s.span,
+                    self.frame.scope.prefix, self.frame.scope.block_type)
+        self.add_node(node, s.span)
+        env.vars[s.name] = Tensor(path, shape)
+
+    # ---- expressions ----------------------------------------------------------------------------
+
+    def eval(self, e: A.Expr, env: Env):
+        method = getattr(self, "eval_" + type(e).__name__)
+        return method(e, env)
+
+    def eval_Name(self, e: A.Name, env: Env):
+        try:
+            return env.lookup(e.id)
+        except KeyError:
+            raise ArchError(f"unknown name '{e.id}'", e.span,
+                            hint=did_you_mean(e.id, env.visible_names())) from None
+
+    def eval_Const(self, e: A.Const, env: Env):
+        return e.value
+
+    def eval_TupleLit(self, e: A.TupleLit, env: Env):
+        return tuple(self.eval(x, env) for x in e.items)
+
+    def eval_ListLit(self, e: A.ListLit, env: Env):
+        out = []
+        for st in e.items:
+            v = self.eval(st.value, env)
+            out.append(Labeled(self.label_text(st.label, env), v) if st.label else v)
+        return out
+
+    def eval_ListComp(self, e: A.ListComp, env: Env):
+        items = self.eval(e.iter, env)
+        if not isinstance(items, (list, tuple)):
+            raise ArchError("a list comprehension needs a list", e.iter.span, found=describe(items))
+        inner = env.child()
+        out = []
+        for item in items:
+            inner.vars[e.var] = item
+            if e.cond is None or self.truth(self.eval(e.cond, inner), e.cond.span):
+                out.append(self.eval(e.item, inner))
+        return out
+
+    def eval_Attr(self, e: A.Attr, env: Env):
+        v = self.eval(e.value, env)
+        if isinstance(v, Namespace):
+            if e.name not in v.members:
+                raise ArchError(f"module '{v.name}' has no '{e.name}'", e.span,
+                                hint=did_you_mean(e.name, v.members))
+            return v.members[e.name]
+        if isinstance(v, Outputs):
+            if e.name not in v.names:
+                raise ArchError(f"no output named '{e.name}'", e.span, hint=did_you_mean(e.name, v.names))
+            return v.values[v.names.index(e.name)]
+        if isinstance(v, Tensor) and e.name in ("shape", "ndim"):
+            return list(v.shape) if e.name == "shape" else len(v.shape)
+        raise ArchError(f"{describe(v)} has no attribute '{e.name}'", e.span,
+                        hint="only modules, block outputs and tensors (.shape, .ndim) have attributes")
+
+    def eval_Index(self, e: A.Index, env: Env):
+        v, i = self.eval(e.value, env), self.eval(e.index, env)
+        if isinstance(v, Outputs):
+            if isinstance(i, str):
+                return self.eval_Attr(A.Attr(span=e.span, value=e.value, name=i), env)
+            v = list(v.values)
+        if isinstance(v, Tensor):
+            return self.make_node(OpRef("getitem", self.ops["getitem"]), [], {"index": i}, [v],
+                                  None, e.span)
+        if not isinstance(v, (list, tuple, str)):
+            raise ArchError(f"{describe(v)} cannot be indexed", e.span)
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ArchError("an index must be an integer", e.index.span, found=describe(i))
+        if not -len(v) <= i < len(v):
+            raise ArchError(f"index {i} out of range for a {describe(v)} of length {len(v)}", e.span)
+        return v[i]
+
+    def eval_Unary(self, e: A.Unary, env: Env):
+        v = self.eval(e.operand, env)
+        if e.op == "not":
+            return not self.truth(v, e.operand.span)
+        if isinstance(v, Tensor):
+            if e.op == "+":
+                return v
+            return self.make_node(OpRef("mul", self.ops["mul"]), [], {"scalar": -1.0}, [v], None, e.span)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ArchError(f"unary '{e.op}' needs a number", e.span, found=describe(v))
+        return -v if e.op == "-" else v
+
+    def eval_BinOp(self, e: A.BinOp, env: Env):
+        left, right = self.eval(e.left, env), self.eval(e.right, env)
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            return self.tensor_binop(e, left, right)
+        return self.scalar_binop(e, left, right)
+
+    def tensor_binop(self, e: A.BinOp, left, right):
+        if e.op not in _TENSOR_OP:
+            raise ArchError(f"'{e.op}' is not defined on tensors", e.span,
+                            hint="tensors support + - * /")
+        op = OpRef(_TENSOR_OP[e.op], self.ops[_TENSOR_OP[e.op]])
+        if isinstance(left, Tensor) and isinstance(right, Tensor):
+            return self.make_node(op, [], {}, [left, right], None, e.span)
+        tensor, scalar = (left, right) if isinstance(left, Tensor) else (right, left)
+        if isinstance(scalar, bool) or not isinstance(scalar, (int, float)):
+            raise ArchError(f"cannot apply '{e.op}' to a tensor and {describe(scalar)}", e.span)
+        return self.make_node(op, [], {"scalar": float(scalar), "reverse": tensor is right},
+                              [tensor], None, e.span)
+
+    def scalar_binop(self, e: A.BinOp, left, right):
+        for v in (left, right):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(v, int) \
+                    and v.bit_length() > MAX_INT_BITS:
+                raise ArchError("integer too large", e.span)
+        if e.op == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)):
+            if abs(right) > MAX_INT_BITS or (abs(left) > 1 and right * math.log2(abs(left)) > MAX_INT_BITS):
+                raise ArchError("power too large", e.span)
+        if e.op == "*" and isinstance(right, int) and isinstance(left, (list, str, tuple)) or \
+                e.op == "*" and isinstance(left, int) and isinstance(right, (list, str, tuple)):
+            n, seq = (right, left) if isinstance(right, int) else (left, right)
+            if n * len(seq) > MAX_ITEMS:
+                raise ArchError("sequence too large", e.span)
+        try:
+            result = _ARITH[e.op](left, right)
+        except ZeroDivisionError:
+            raise ArchError("division by zero", e.span) from None
+        except (TypeError, OverflowError, ValueError):
+            raise ArchError(f"cannot apply '{e.op}' to {describe(left)} and {describe(right)}",
+                            e.span) from None
+        if not isinstance(result, (bool, int, float, str, list, tuple)) or isinstance(result, complex):
+            raise ArchError(f"'{e.op}' gave an unsupported value", e.span)
+        return result
+
+    def eval_Compare(self, e: A.Compare, env: Env):
+        left = self.eval(e.first, env)
+        for op, expr in e.rest:
+            right = self.eval(expr, env)
+            if isinstance(left, Tensor) or isinstance(right, Tensor):
+                raise ArchError("tensors cannot be compared while elaborating", e.span,
+                                hint="compare shapes instead: `x.shape[1] == 64`")
+            try:
+                ok = _COMPARE[op](left, right)
+            except TypeError:
+                raise ArchError(f"cannot compare {describe(left)} and {describe(right)} with '{op}'",
+                                e.span) from None
+            if not ok:
+                return False
+            left = right
+        return True
+
+    def eval_BoolOp(self, e: A.BoolOp, env: Env):
+        v = None
+        for x in e.values:
+            v = self.eval(x, env)
+            t = self.truth(v, x.span)
+            if (e.op == "and" and not t) or (e.op == "or" and t):
+                return v
+        return v
+
+    def eval_Ternary(self, e: A.Ternary, env: Env):
+        return self.eval(e.then if self.truth(self.eval(e.cond, env), e.cond.span) else e.orelse, env)
+
+    def eval_Call(self, e: A.Call, env: Env):
+        fn = self.eval(e.func, env)
+        args, kwargs = [], {}
+        for a in e.args:
+            v = self.eval(a.value, env)
+            if a.name is None:
+                if kwargs:
+                    raise ArchError("positional argument after a keyword argument", a.span)
+                args.append(v)
+            elif a.name in kwargs:
+                raise ArchError(f"argument '{a.name}' given twice", a.span)
+            else:
+                kwargs[a.name] = v
+        return self.call(fn, args, kwargs, e.span)
+
+    def call(self, fn, args: list, kwargs: dict, span: Span):
+        if isinstance(fn, Builtin):
+            if any(isinstance(v, (Tensor, Outputs)) for v in (*args, *kwargs.values())):
+                raise ArchError(f"builtin '{fn.name}' works on numbers and lists, not tensors", span)
+            try:
+                result = fn.fn(*args, **kwargs)
+            except BuiltinError as err:
+                raise ArchError(f"{fn.name}: {err.message}", span, hint=err.hint) from None
+            except (TypeError, ValueError, OverflowError, ZeroDivisionError, IndexError) as err:
+                raise ArchError(f"bad arguments to '{fn.name}': {err}", span) from None
+            return result
+        if not isinstance(fn, (OpRef, BlockRef, Partial)):
+            raise ArchError(f"{describe(fn)} is not callable", span)
+        tensors = _leading_tensors(args)
+        if tensors:
+            return self.apply(Partial(fn, tuple(args[len(tensors) if not isinstance(args[0], (list, tuple)) else 1:]),
+                                      tuple(kwargs.items()), span), tensors, None, span)
+        if isinstance(fn, Partial):
+            merged = dict(fn.kwargs)
+            merged.update(kwargs)
+            return Partial(fn.callee, fn.args + tuple(args), tuple(merged.items()), span)
+        return Partial(fn, tuple(args), tuple(kwargs.items()), span)
+
+    def eval_Chain(self, e: A.Chain, env: Env):
+        value = self.eval(e.head, env)
+        for st in e.stages:
+            inputs = self.as_inputs(value, st.span)
+            fn = self.eval(st.value, env)
+            label = self.label_text(st.label, env) if st.label else None
+            value = self.apply(fn, inputs, label, st.span)
+        return value
+
+    def eval_Repeat(self, e: A.Repeat, env: Env):
+        n = self.int_value(self.eval(e.count, env), e.count.span, "a repeat count")
+        if not 0 <= n <= MAX_REPEAT:
+            raise ArchError(f"repeat count {n} must be between 0 and {MAX_REPEAT}", e.count.span)
+        return RepeatVal(e, n, env)
+
+    # ---- application: a callable applied to tensors --------------------------------------------
+
+    def as_inputs(self, value, span) -> list[Tensor]:
+        if isinstance(value, Tensor):
+            return [value]
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
+            return list(value)
+        raise ArchError(f"'->' needs a tensor on its left, got {describe(value)}", span)
+
+    def apply(self, fn, inputs: list[Tensor], label: str | None, span: Span):
+        scope = self.frame.scope
+        if isinstance(fn, Labeled):
+            fn, label = fn.value, label or fn.label
+        if isinstance(fn, OpRef):
+            return self.make_node(fn, [], {}, inputs, label, span)
+        if isinstance(fn, BlockRef):
+            fn = Partial(fn, (), (), span)
+        if isinstance(fn, Partial):
+            extra = [a for a in fn.args if isinstance(a, Tensor)]
+            args = [a for a in fn.args if not isinstance(a, Tensor)]
+            if isinstance(fn.callee, OpRef):
+                return self.make_node(fn.callee, args, dict(fn.kwargs), inputs + extra, label, span)
+            path = self.claim(scope, label, _snake(fn.callee.name), span)
+            return self.instantiate(fn.callee, args, dict(fn.kwargs), inputs + extra,
+                                    Scope(path, fn.callee.name), span)
+        if isinstance(fn, (list, tuple)):
+            return self.apply_sequence(list(fn), inputs, label, span)
+        if isinstance(fn, RepeatVal):
+            return self.apply_repeat(fn, inputs, label, span)
+        raise ArchError(f"cannot apply {describe(fn)} to a tensor", span,
+                        hint="a stage after '->' is an op, a block, a [sequence] or a repeat")
+
+    def apply_sequence(self, members: list, inputs, label, span):
+        path = self.claim(self.frame.scope, label, "seq", span)
+        outer = self.frame.scope
+        self.frame.scope = Scope(path, outer.block_type)
+        try:
+            value = inputs
+            for k, m in enumerate(members):
+                value = self.apply(m, self.as_inputs(value, span), None if isinstance(m, Labeled) else str(k),
+                                   span)
+        finally:
+            self.frame.scope = outer
+        return value
+
+    def apply_repeat(self, rep: RepeatVal, inputs, label, span):
+        path = self.claim(self.frame.scope, label, "repeat", span)
+        outer = self.frame.scope
+        e = rep.expr
+        stages = [A.Stage(span=e.body.head.span, value=e.body.head)] + list(e.body.stages)
+        value: Any = inputs
+        for j in range(rep.count):
+            env = rep.env.child()
+            if e.index:
+                env.vars[e.index] = j
+            if e.counter:
+                env.vars[e.counter] = self.counters.get(e.counter, 0)
+                self.counters[e.counter] = env.vars[e.counter] + 1
+            try:
+                if len(stages) == 1 and stages[0].label is None:
+                    self.frame.scope = Scope(path, outer.block_type)
+                    fn = self.eval(stages[0].value, env)
+                    value = self.apply(fn, self.as_inputs(value, span), str(j), stages[0].span)
+                else:
+                    self.frame.scope = Scope(self.claim(Scope(path, outer.block_type), str(j), "", span),
+                                             outer.block_type)
+                    for k, st in enumerate(stages):
+                        fn = self.eval(st.value, env)
+                        name = self.label_text(st.label, env) if st.label else str(k)
+                        value = self.apply(fn, self.as_inputs(value, st.span), name, st.span)
+            finally:
+                self.frame.scope = outer
+        return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+    # ---- nodes ------------------------------------------------------------------------------------
+
+    def make_node(self, ref: OpRef, args: list, kwargs: dict, inputs: list[Tensor], label: str | None,
+                  span: Span):
+        op: Op = ref.op
+        attrs = self.op_attrs(ref, args, kwargs, span)
+        if op.n_inputs is not None and len(inputs) != op.n_inputs:
+            raise ArchError(f"'{ref.name}' takes {op.n_inputs} tensor input(s), got {len(inputs)}", span)
+        shapes = [t.shape for t in inputs]
+        if op.name != "getitem" and any(s and isinstance(s[0], tuple) for s in shapes):
+            raise ArchError(f"'{ref.name}' got a multi-output value", span,
+                            hint="pick one output by index: `parts[0]`")
+        try:
+            out = op.infer(attrs, shapes)
+        except ShapeError as err:
+            notes = [(f"input {k} '{t.node}' has shape {_shape_text(t.shape)}",
+                      self.graph.node(t.node).span) for k, t in enumerate(inputs)]
+            raise ArchError(f"{ref.name}: {err.message}", span, hint=err.hint, notes=notes) from None
+        scope = self.frame.scope
+        path = self.claim(scope, label, op.name, span)
+        node = Node(path, op.name, attrs, [t.node for t in inputs], out, span, scope.prefix,
+                    scope.block_type)
+        self.add_node(node, span)
+        return Tensor(path, out)
+
+    def op_attrs(self, ref: OpRef, args: list, kwargs: dict, span: Span):
+        op = ref.op
+        if len(args) > len(op.positional):
+            raise ArchError(f"'{ref.name}' takes at most {len(op.positional)} positional "
+                            f"argument(s) ({', '.join(op.positional) or 'none'}), got {len(args)}", span,
+                            hint="name the others: `stride=2`")
+        values = dict(zip(op.positional, args))
+        for k, v in kwargs.items():
+            if k in values:
+                raise ArchError(f"'{ref.name}' argument '{k}' given twice", span)
+            values[k] = v
+        fields = op.Attrs.model_fields
+        for k in values:
+            if k not in fields:
+                raise ArchError(f"'{ref.name}' has no argument '{k}'", span,
+                                hint=did_you_mean(k, fields) or f"its arguments: {', '.join(fields) or '(none)'}")
+        for k, v in values.items():
+            if isinstance(v, (Tensor, OpRef, BlockRef, Partial, Outputs, RepeatVal)):
+                raise ArchError(f"'{ref.name}' argument '{k}' must be a plain value", span,
+                                found=describe(v))
+        try:
+            return op.Attrs(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field_name = ".".join(str(x) for x in first["loc"]) or "?"
+            required = [k for k, f in fields.items() if f.is_required()]
+            hint = f"'{ref.name}' needs: {', '.join(required)}" if first["type"] == "missing" else None
+            raise ArchError(f"'{ref.name}' argument '{field_name}': {first['msg'].lower()}", span,
+                            found=repr(first.get("input")) if first["type"] != "missing" else None,
+                            hint=hint) from None
+
+    def claim(self, scope: Scope, label: str | None, auto: str, span: Span) -> str:
+        """Reserve a unique path: an explicit label must be new; an auto name gets a suffix."""
+        if label is not None:
+            path = scope.path(label)
+            if path in self.used:
+                raise ArchError(f"duplicate node name '{label}' in '{scope.block_type}'", span,
+                                hint="each named node in a block needs its own name")
+            self.used.add(path)
+            return path
+        base = auto or "node"
+        while True:
+            k = scope.auto.get(base, 0)
+            scope.auto[base] = k + 1
+            name = base if k == 0 else f"{base}_{k}"
+            path = scope.path(name)
+            if path not in self.used:
+                self.used.add(path)
+                return path
+
+    def add_node(self, node: Node, span):
+        if node.id in self.graph and node.op in ("input", "param", "buffer"):
+            raise ArchError(f"duplicate name '{node.id}'", span)
+        if len(self.graph) >= MAX_NODES:
+            raise ArchError(f"the graph has more than {MAX_NODES} nodes", span,
+                            hint="check repeat counts and loops")
+        self.used.add(node.id)
+        self.graph.add(node)
+
+    # ---- helpers -------------------------------------------------------------------------------------
+
+    def label_text(self, label: A.Label, env: Env) -> str:
+        out = []
+        for p in label.parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                v = self.eval(p, env)
+                if isinstance(v, bool) or not isinstance(v, (int, str)):
+                    raise ArchError("a label template must give an integer or a string", p.span,
+                                    found=describe(v))
+                out.append(str(v))
+        return "".join(out)
+
+    def truth(self, v, span) -> bool:
+        if isinstance(v, (Tensor, Outputs)):
+            raise ArchError("a tensor has no truth value while elaborating", span)
+        return bool(v)
+
+    def int_value(self, v, span, what: str) -> int:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ArchError(f"{what} must be an integer", span, found=describe(v))
+        return v
+
+
+def _leading_tensors(args: list) -> list[Tensor]:
+    if args and isinstance(args[0], (list, tuple)) and args[0] and all(isinstance(t, Tensor) for t in args[0]):
+        return list(args[0])
+    out = []
+    for a in args:
+        if not isinstance(a, Tensor):
+            break
+        out.append(a)
+    return out
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _shape_text(shape) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return "(" + ", ".join(_shape_text(s) for s in shape) + ")"
+    return str(list(shape))
+
+
+def _pattern(s: A.InStmt) -> str:
+    from archdsl.syntax.fmt import fmt_expr
+    return "[" + ", ".join(d.name or fmt_expr(d.value) for d in s.dims) + "]"
+
+
+_SIMPLE_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+                 "list": (list,), "tuple": (tuple, list)}
+
+
+def type_matches(v, t: A.TypeExpr) -> bool:
+    if v is None:
+        return t.optional or t.name in ("any", "none")
+    if t.name == "any":
+        return True
+    if t.name in ("block", "op", "callable"):
+        return isinstance(v, (BlockRef, OpRef, Partial, list, RepeatVal))
+    if t.name == "tensor":
+        return isinstance(v, Tensor)
+    kinds = _SIMPLE_TYPES.get(t.name)
+    if kinds is None:
+        return False
+    if isinstance(v, bool) and t.name != "bool":
+        return False
+    if not isinstance(v, kinds):
+        return False
+    if t.name in ("list", "tuple") and t.args:
+        return all(type_matches(x, t.args[0]) for x in v)
+    return True
+
+
+def type_text(t: A.TypeExpr) -> str:
+    args = f"[{', '.join(type_text(a) for a in t.args)}]" if t.args else ""
+    return f"{t.name}{args}" + (" or none" if t.optional else "")

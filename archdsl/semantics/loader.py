@@ -1,0 +1,159 @@
+"""Files → modules: imports against the spec's folder and the stdlib, the prelude, variants."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from archdsl.errors import ArchError, Span, did_you_mean
+from archdsl.ops import REGISTRY
+from archdsl.semantics.builtins import BUILTINS
+from archdsl.semantics.values import BlockRef, Builtin, Env, ModuleEnv, Namespace, OpRef
+from archdsl.syntax import ast as A
+from archdsl.syntax.parser import parse
+
+MAX_FILE_BYTES = 2_000_000
+
+
+def stdlib_dir() -> Path:
+    """The stdlib: beside the package in a source checkout, inside it when installed."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here.parent / "stdlib", here / "_stdlib"):
+        if (candidate / "prelude.arch").is_file():
+            return candidate
+    raise RuntimeError("archdsl's stdlib is missing from this installation")
+
+
+def base_names() -> dict:
+    names: dict = {name: OpRef(name, op) for name, op in REGISTRY.items()}
+    names.update({name: Builtin(name, fn) for name, fn in BUILTINS.items()})
+    return names
+
+
+@dataclass
+class _Parsed:
+    mtime: float
+    ast: A.Module
+
+
+_PARSE_CACHE: dict[str, _Parsed] = {}
+
+
+def parse_file(path: Path) -> A.Module:
+    key = str(path)
+    stat = path.stat()
+    cached = _PARSE_CACHE.get(key)
+    if cached is not None and cached.mtime == stat.st_mtime:
+        return cached.ast
+    if stat.st_size > MAX_FILE_BYTES:
+        raise ArchError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ArchError(f"{path} is not UTF-8 text") from None
+    ast = parse(text, _display(path))
+    _PARSE_CACHE[key] = _Parsed(stat.st_mtime, ast)
+    return ast
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+class Loader:
+    """Loads modules once each; detects import cycles; never reads outside its search path."""
+
+    def __init__(self, extra_paths: list[Path] = ()):
+        self.stdlib = stdlib_dir()
+        self.extra = [Path(p).resolve() for p in extra_paths]
+        self.modules: dict[Path, ModuleEnv] = {}
+        self.loading: list[tuple[Path, Span | None]] = []
+        self.base = base_names()
+        self.prelude: dict = dict(self.base)
+        prelude_env = self._load(self.stdlib / "prelude.arch", "prelude", with_prelude=False)
+        self.prelude.update({k: v for k, v in prelude_env.globals.items()})
+
+    # ---- public
+    def load_file(self, path: Path) -> ModuleEnv:
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise ArchError(f"no such spec file: {path}", hint="give a path to a .arch file or a "
+                            "stdlib variant name (see `archdsl list`)")
+        return self._load(path, path.stem, with_prelude=True)
+
+    def resolve_module(self, dotted: list[str], importer: Path, span: Span) -> Path:
+        rel = Path(*dotted).with_suffix(".arch")
+        roots = [importer.parent, *self.extra, self.stdlib]
+        for root in roots:
+            candidate = (root / rel).resolve()
+            if candidate.is_file() and candidate.is_relative_to(root.resolve()):
+                return candidate
+        known = sorted({".".join(p.relative_to(self.stdlib).with_suffix("").parts)
+                        for p in self.stdlib.rglob("*.arch")})
+        raise ArchError(f"no module '{'.'.join(dotted)}'", span,
+                        hint=did_you_mean(".".join(dotted), known) or
+                        f"modules are looked up in {importer.parent} and the stdlib")
+
+    # ---- internals
+    def _load(self, path: Path, name: str, with_prelude: bool, span: Span | None = None) -> ModuleEnv:
+        if path in self.modules:
+            return self.modules[path]
+        if any(p == path for p, _ in self.loading):
+            cycle = " → ".join(p.stem for p, _ in self.loading) + f" → {path.stem}"
+            raise ArchError(f"import cycle: {cycle}", span, hint="move the shared blocks into a "
+                            "module that both import")
+        self.loading.append((path, span))
+        try:
+            ast = parse_file(path)
+            env = ModuleEnv(name, str(path), ast)
+            self._define(env, path, with_prelude)
+        finally:
+            self.loading.pop()
+        self.modules[path] = env
+        return env
+
+    def _define(self, env: ModuleEnv, path: Path, with_prelude: bool):
+        prelude = self.prelude if with_prelude else self.base
+        defined: dict[str, A.Node] = {}
+
+        def bind(name: str, value, node: A.Node):
+            if name in defined:
+                raise ArchError(f"'{name}' is defined twice in {path.name}", node.span,
+                                notes=[("first defined here", defined[name].span)])
+            defined[name] = node
+            env.globals[name] = value
+
+        for item in env.ast.items:  # blocks first, so order of declaration never matters
+            if isinstance(item, A.BlockDef):
+                bind(item.name, BlockRef(item, env), item)
+        for item in env.ast.items:
+            if isinstance(item, A.Import):
+                dep = self._load(self.resolve_module(item.module, path, item.span), ".".join(item.module),
+                                 with_prelude, item.span)
+                bind(item.alias or item.module[-1], Namespace(".".join(item.module), _exports(dep)), item)
+            elif isinstance(item, A.FromImport):
+                dep = self._load(self.resolve_module(item.module, path, item.span), ".".join(item.module),
+                                 with_prelude, item.span)
+                exports = _exports(dep)
+                for n in item.names:
+                    if n not in exports:
+                        raise ArchError(f"module '{'.'.join(item.module)}' has no '{n}'", item.span,
+                                        hint=did_you_mean(n, exports))
+                    bind(n, exports[n], item)
+        from archdsl.semantics.elaborate import Elaborator
+        env.prelude = prelude
+        evaluator = Elaborator(env.name)
+        scope = Env(env, None, prelude)
+        for item in env.ast.items:
+            if isinstance(item, A.Let):
+                bind(item.name, evaluator.eval(item.value, scope), item)
+            elif isinstance(item, A.Variant):
+                bind(item.name, evaluator.eval(item.value, scope), item)
+                env.variants[item.name] = item
+
+
+def _exports(env: ModuleEnv) -> dict:
+    return dict(env.globals)

@@ -1,0 +1,385 @@
+"""Text → AST. The only module that knows about lark."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from archdsl.errors import ArchError, Span, register_source
+from archdsl.syntax import ast as A
+
+_GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text()
+_comments: list[Token] = []
+_lock = threading.Lock()
+_parser = Lark(_GRAMMAR, parser="lalr", start=["start", "test"], propagate_positions=True,
+               maybe_placeholders=True, lexer_callbacks={"COMMENT": _comments.append})
+
+_TERMINAL_NAMES = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "LABEL": "a label (`name:`)", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
+    "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='",
+    "__ANON_0": "'->'", "KIND": "'block' or 'network'", "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "DOT": "'.'", "QMARK": "'?'",
+    "$END": "end of file",
+}
+
+
+def parse(text: str, filename: str = "<string>") -> A.Module:
+    """Parse a whole .arch file."""
+    with _lock:
+        register_source(filename, text)
+        _comments.clear()
+        tree = _run(lambda: _parser.parse(text, start="start"), text, filename)
+        comments = [A.Comment(line=t.line, col=t.column, text=str(t).rstrip()) for t in _comments]
+        module = _transform(tree, filename)
+    return module.model_copy(update={"comments": comments})
+
+
+def parse_expr(text: str, filename: str = "<expr>") -> A.Expr:
+    """Parse one expression (used for `--set k=v` values)."""
+    with _lock:
+        register_source(filename, text)
+        tree = _run(lambda: _parser.parse(text, start="test"), text, filename)
+        return _transform(tree, filename)
+
+
+def _run(thunk, text: str, filename: str):
+    try:
+        return thunk()
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, filename) from None
+    except RecursionError:
+        raise ArchError("expression nested too deeply", Span(filename, 1, 1, 1, 2),
+                        hint="split it into named intermediate values") from None
+
+
+def _transform(tree, filename):
+    try:
+        return _ToAst(filename).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, ArchError):
+            raise e.orig_exc from None
+        raise
+    except RecursionError:
+        raise ArchError("expression nested too deeply", Span(filename, 1, 1, 1, 2),
+                        hint="split it into named intermediate values") from None
+
+
+def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> ArchError:
+    line, col = getattr(e, "line", 1), getattr(e, "column", 1)
+    if not isinstance(line, int) or line < 1:  # end of input
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+    span = Span(filename, line, col, line, col + 1)
+    expected = getattr(e, "expected", None) or getattr(e, "allowed", None) or set()
+    expected_text = ", ".join(sorted({_TERMINAL_NAMES.get(t, _describe(t)) for t in expected})[:8]) or None
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "end of file"
+        return ArchError(f"unexpected character {ch!r}", span, expected=expected_text,
+                         hint="archdsl specs use names, numbers, strings, operators and ( ) [ ] { } only")
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        found = "end of file" if tok.type == "$END" else repr(str(tok))
+        if tok.type != "$END":
+            span = Span(filename, tok.line, tok.column, tok.end_line or tok.line,
+                        tok.end_column or tok.column + 1)
+        return ArchError(f"unexpected {found}", span, expected=expected_text, found=found,
+                         hint=_hint_for(tok, expected))
+    if isinstance(e, UnexpectedEOF):
+        return ArchError("unexpected end of file", span, expected=expected_text,
+                         hint="a '}' or ')' may be missing")
+    return ArchError("syntax error", span)
+
+
+def _describe(terminal: str) -> str:
+    pattern = _parser.get_terminal(terminal).pattern if terminal in _parser._terminals_dict else None
+    if pattern is not None and pattern.type == "str":
+        return repr(pattern.value)
+    return terminal.lower()
+
+
+def _hint_for(tok: Token, expected) -> str | None:
+    if tok.type == "$END":
+        return "a '}' or ')' may be missing"
+    if "RBRACE" in expected and tok.type == "NAME":
+        return "statements are `name = value`, `in`, `out`, `param`, `buffer`, `if` or `for`"
+    if str(tok) == ":":
+        return "a label is written `name: op(...)` right after `->`"
+    return None
+
+
+def _span(filename: str, meta) -> Span:
+    return Span(filename, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(filename: str, tok: Token) -> Span:
+    return Span(filename, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, filename: str):
+        super().__init__()
+        self.f = filename
+
+    def _s(self, meta) -> Span:
+        return _span(self.f, meta)
+
+    # --- top level
+    def start(self, meta, items):
+        span = self._s(meta) if not meta.empty else Span(self.f, 1, 1, 1, 1)
+        return A.Module(span=span, items=items)
+
+    def dotted(self, meta, names):
+        return [str(n) for n in names]
+
+    def import_stmt(self, meta, c):
+        return A.Import(span=self._s(meta), module=c[0], alias=str(c[1]) if c[1] else None)
+
+    def from_stmt(self, meta, c):
+        return A.FromImport(span=self._s(meta), module=c[0], names=[str(n) for n in c[1:]])
+
+    def block_def(self, meta, c):
+        kind, name, params, *body = c
+        return A.BlockDef(span=self._s(meta), kind=str(kind), name=str(name), params=params or [],
+                          body=body)
+
+    def params(self, meta, c):
+        return list(c)
+
+    def param(self, meta, c):
+        return A.Param(span=self._s(meta), name=str(c[0]), type=c[1], default=c[2])
+
+    def type_expr(self, meta, c):
+        name, *rest = c
+        optional = bool(rest and isinstance(rest[-1], Token) and rest[-1].type == "OPTIONAL")
+        args = [a for a in rest if isinstance(a, A.TypeExpr)]
+        return A.TypeExpr(span=self._s(meta), name=str(name), args=args, optional=optional)
+
+    def variant_def(self, meta, c):
+        return A.Variant(span=self._s(meta), name=str(c[0]), value=c[1], references=c[2] or [])
+
+    def references(self, meta, c):
+        return [_unquote(str(s)) for s in c]
+
+    def const_def(self, meta, c):
+        return A.Let(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    # --- statements
+    def in_stmt(self, meta, c):
+        return A.InStmt(span=self._s(meta), name=str(c[0]), dims=c[1:])
+
+    def dim_name(self, meta, c):
+        return A.Dim(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    def dim_int(self, meta, c):
+        return A.Dim(span=self._s(meta), value=self._const(c[0], int(str(c[0]).replace("_", ""))))
+
+    def dim_expr(self, meta, c):
+        return A.Dim(span=self._s(meta), value=c[0])
+
+    def out_stmt(self, meta, c):
+        return A.OutStmt(span=self._s(meta), name=str(c[0]) if c[0] else None, value=c[1])
+
+    def assign(self, meta, c):
+        return A.Assign(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    def param_stmt(self, meta, c):
+        return self._tensor_decl("param", meta, c)
+
+    def buffer_stmt(self, meta, c):
+        return self._tensor_decl("buffer", meta, c)
+
+    def _tensor_decl(self, kind, meta, c):
+        name, *dims, init = c
+        return A.TensorDecl(span=self._s(meta), kind=kind, name=str(name),
+                            shape=[d for d in dims if d is not None], init=init)
+
+    def if_stmt(self, meta, c):
+        cond, body, *rest = c
+        branches = [(cond, body)]
+        orelse = []
+        for r in rest:
+            if isinstance(r, tuple):
+                branches.append(r)
+            elif r is not None:
+                orelse = r
+        return A.If(span=self._s(meta), branches=branches, orelse=orelse)
+
+    def elif_clause(self, meta, c):
+        return (c[0], c[1])
+
+    def else_clause(self, meta, c):
+        return c[0]
+
+    def for_stmt(self, meta, c):
+        return A.For(span=self._s(meta), var=str(c[0]), iter=c[1], body=c[2])
+
+    def body(self, meta, c):
+        return list(c)
+
+    # --- expressions
+    def chain(self, meta, c):
+        head, *stages = c
+        if not stages:
+            return head
+        return A.Chain(span=self._s(meta), head=head, stages=stages)
+
+    def stage(self, meta, c):
+        label, value = c
+        return A.Stage(span=self._s(meta), label=self._label(label) if label else None, value=value)
+
+    def _label(self, tok: Token) -> A.Label:
+        text = str(tok).rstrip()[:-1].rstrip()
+        parts: list = []
+        pos = 0
+        while pos < len(text):
+            open_ = text.find("{", pos)
+            if open_ < 0:
+                parts.append(text[pos:])
+                break
+            if open_ > pos:
+                parts.append(text[pos:open_])
+            close = text.index("}", open_)
+            inner = text[open_ + 1:close]
+            if not inner.strip():
+                raise ArchError("empty `{}` in a label", _tok_span(self.f, tok),
+                                hint="write an expression inside: `layer{i + 1}:`")
+            parts.append(self._label_expr(inner, tok, open_ + 1))
+            pos = close + 1
+        return A.Label(span=_tok_span(self.f, tok), parts=parts)
+
+    def _label_expr(self, inner: str, tok: Token, offset: int) -> A.Expr:
+        try:
+            tree = _parser.parse(inner, start="test")
+        except UnexpectedInput as e:
+            col = tok.column + offset + max(0, getattr(e, "column", 1) - 1)
+            raise ArchError(f"bad expression in label: {inner!r}",
+                            Span(self.f, tok.line, col, tok.line, col + 1)) from None
+        shifted = _ShiftedAst(self.f, tok.line, tok.column + offset - 1)
+        return shifted.transform(tree)
+
+    def ternary(self, meta, c):
+        return A.Ternary(span=self._s(meta), cond=c[0], then=c[1], orelse=c[2])
+
+    def or_(self, meta, c):
+        if len(c) == 1:
+            return c[0]
+        return A.BoolOp(span=self._s(meta), op="or", values=c)
+
+    def and_(self, meta, c):
+        if len(c) == 1:
+            return c[0]
+        return A.BoolOp(span=self._s(meta), op="and", values=c)
+
+    def not_(self, meta, c):
+        return A.Unary(span=self._s(meta), op="not", operand=c[0])
+
+    def neg(self, meta, c):
+        return A.Unary(span=self._s(meta), op="-", operand=c[0])
+
+    def pos(self, meta, c):
+        return A.Unary(span=self._s(meta), op="+", operand=c[0])
+
+    def compare(self, meta, c):
+        if len(c) == 1:
+            return c[0]
+        rest = [(str(c[i]), c[i + 1]) for i in range(1, len(c), 2)]
+        return A.Compare(span=self._s(meta), first=c[0], rest=rest)
+
+    def binop(self, meta, c):
+        left = c[0]
+        for i in range(1, len(c), 2):
+            right = c[i + 1]
+            left = A.BinOp(span=Span(self.f, left.span.line, left.span.col, right.span.end_line,
+                                     right.span.end_col), op=str(c[i]), left=left, right=right)
+        return left
+
+    def power(self, meta, c):
+        base, exp = c
+        if exp is None:
+            return base
+        return A.BinOp(span=self._s(meta), op="**", left=base, right=exp)
+
+    def call(self, meta, c):
+        return A.Call(span=self._s(meta), func=c[0], args=c[1] or [])
+
+    def args(self, meta, c):
+        return list(c)
+
+    def pos_arg(self, meta, c):
+        return A.Arg(span=self._s(meta), value=c[0])
+
+    def kw_arg(self, meta, c):
+        return A.Arg(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    def index(self, meta, c):
+        return A.Index(span=self._s(meta), value=c[0], index=c[1])
+
+    def attr(self, meta, c):
+        return A.Attr(span=self._s(meta), value=c[0], name=str(c[1]))
+
+    def name(self, meta, c):
+        return A.Name(span=self._s(meta), id=str(c[0]))
+
+    def _const(self, tok: Token, value):
+        return A.Const(span=_tok_span(self.f, tok), value=value, text=str(tok))
+
+    def int_lit(self, meta, c):
+        return self._const(c[0], int(str(c[0]).replace("_", "")))
+
+    def float_lit(self, meta, c):
+        return self._const(c[0], float(str(c[0])))
+
+    def str_lit(self, meta, c):
+        return self._const(c[0], _unquote(str(c[0])))
+
+    def true_lit(self, meta, c):
+        return A.Const(span=self._s(meta), value=True, text="true")
+
+    def false_lit(self, meta, c):
+        return A.Const(span=self._s(meta), value=False, text="false")
+
+    def none_lit(self, meta, c):
+        return A.Const(span=self._s(meta), value=None, text="none")
+
+    def paren(self, meta, c):
+        return c[0]
+
+    def tuple_lit(self, meta, c):
+        return A.TupleLit(span=self._s(meta), items=[x for x in c if x is not None])
+
+    def list_lit(self, meta, c):
+        return A.ListLit(span=self._s(meta), items=[x for x in c if x is not None])
+
+    def list_comp(self, meta, c):
+        return A.ListComp(span=self._s(meta), item=c[0], var=str(c[1]), iter=c[2], cond=c[3])
+
+    def repeat(self, meta, c):
+        count, index, counter, body = c
+        if not isinstance(body, A.Chain):
+            body = A.Chain(span=body.span, head=body, stages=[])
+        return A.Repeat(span=self._s(meta), count=count, index=str(index) if index else None,
+                        counter=str(counter) if counter else None, body=body)
+
+
+class _ShiftedAst(_ToAst):
+    """Transforms an expression parsed out of a label, with spans moved to the label's place."""
+
+    def __init__(self, filename: str, line: int, col_offset: int):
+        super().__init__(filename)
+        self.line, self.off = line, col_offset
+
+    def _s(self, meta) -> Span:
+        return Span(self.f, self.line, meta.column + self.off, self.line, meta.end_column + self.off)
+
+    def _const(self, tok, value):
+        return A.Const(span=Span(self.f, self.line, tok.column + self.off, self.line,
+                                 tok.end_column + self.off), value=value, text=str(tok))
+
+
+def _unquote(s: str) -> str:
+    body = s[1:-1]
+    return body.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in body else body
