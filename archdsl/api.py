@@ -91,10 +91,11 @@ def catalog() -> list[CatalogEntry]:
         ast = parse_file(path)
         nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind == "network"]
         variants = [it for it in ast.items if isinstance(it, A.Variant)]
-        if not nets:
-            continue
+        if not nets and not variants:
+            continue  # a library of blocks
+        family = nets[0].name if nets else path.stem
         paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
-        entries.append(CatalogEntry(nets[0].name, "network", path.relative_to(root).as_posix(), paper,
+        entries.append(CatalogEntry(family, "network", path.relative_to(root).as_posix(), paper,
                                     [VariantInfo(v.name, list(v.references)) for v in variants]))
     return entries
 

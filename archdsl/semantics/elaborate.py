@@ -208,6 +208,9 @@ class Elaborator:
                 raise ArchError(f"input '{s.name}' has {len(s.dims)} dims but the given shape "
                                 f"{list(shape)} has {len(shape)}", s.span)
         else:
+            if any(d.rest for d in s.dims):
+                raise ArchError(f"input '{s.name}' of the top-level network cannot use `...`", s.span,
+                                hint="name every dim, or pass the input shape")
             shape = tuple(self.default_dim(d, i, s, env) for i, d in enumerate(s.dims))
         node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name)
         self.add_node(node, s.span)
@@ -232,10 +235,19 @@ class Elaborator:
 
     def match_shape(self, s: A.InStmt, t: Tensor, env: Env):
         shape = t.shape
-        if shape and isinstance(shape[0], tuple) or len(shape) != len(s.dims):
-            raise ArchError(f"input '{s.name}' expects {len(s.dims)} dims, got shape "
-                            f"{_shape_text(shape)}", s.span)
-        for d, actual in zip(s.dims, shape):
+        dims = list(s.dims)
+        rest = [k for k, d in enumerate(dims) if d.rest]
+        if len(rest) > 1:
+            raise ArchError(f"input '{s.name}' may use `...` once", dims[rest[1]].span)
+        fixed = len(dims) - len(rest)
+        if shape and isinstance(shape[0], tuple) or (len(shape) != fixed if not rest else len(shape) < fixed):
+            want = f"{fixed} dims" if not rest else f"at least {fixed} dims"
+            raise ArchError(f"input '{s.name}' expects {want}, got shape {_shape_text(shape)}", s.span)
+        if rest:  # `...` absorbs the dims that the others do not name
+            k = rest[0]
+            shape = shape[:k] + shape[len(shape) - (len(dims) - k - 1):]
+            dims = dims[:k] + dims[k + 1:]
+        for d, actual in zip(dims, shape):
             if d.name is not None:
                 bound = env.vars.get(d.name)
                 if isinstance(bound, int) and not isinstance(bound, bool) and bound != actual:
@@ -468,7 +480,7 @@ class Elaborator:
         n = self.int_value(self.eval(e.count, env), e.count.span, "a repeat count")
         if not 0 <= n <= MAX_REPEAT:
             raise ArchError(f"repeat count {n} must be between 0 and {MAX_REPEAT}", e.count.span)
-        return RepeatVal(e, n, env)
+        return RepeatVal(e, n, env.snapshot())
 
     # ---- application: a callable applied to tensors --------------------------------------------
 
@@ -503,9 +515,10 @@ class Elaborator:
                         hint="a stage after '->' is an op, a block, a [sequence] or a repeat")
 
     def apply_sequence(self, members: list, inputs, label, span):
-        path = self.claim(self.frame.scope, label, "seq", span)
+        """Members are numbered 0, 1, … under the label, or in the enclosing scope when unlabeled."""
         outer = self.frame.scope
-        self.frame.scope = Scope(path, outer.block_type)
+        if label is not None:
+            self.frame.scope = Scope(self.claim(outer, label, "", span), outer.block_type)
         try:
             value = inputs
             for k, m in enumerate(members):
@@ -684,7 +697,7 @@ def _shape_text(shape) -> str:
 
 def _pattern(s: A.InStmt) -> str:
     from archdsl.syntax.fmt import fmt_expr
-    return "[" + ", ".join(d.name or fmt_expr(d.value) for d in s.dims) + "]"
+    return "[" + ", ".join("..." if d.rest else d.name or fmt_expr(d.value) for d in s.dims) + "]"
 
 
 _SIMPLE_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),

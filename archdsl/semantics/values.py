@@ -101,6 +101,19 @@ class Env:
     def child(self) -> "Env":
         return Env(self.module, self, self.prelude)
 
+    def snapshot(self) -> "Env":
+        """A copy of the local bindings as they are now (values that are applied later, such as
+        `repeat`, must not see later reassignments of loop variables)."""
+        frozen = Env(self.module, None, self.prelude)
+        chain = []
+        env = self
+        while env is not None:
+            chain.append(env.vars)
+            env = env.parent
+        for vars_ in reversed(chain):
+            frozen.vars.update(vars_)
+        return frozen
+
     def lookup(self, name: str):
         env = self
         while env is not None:

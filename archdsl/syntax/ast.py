@@ -121,6 +121,7 @@ class Stmt(Node):
 class Dim(Node):
     name: Optional[str] = None     # a shape variable, bound from the input
     value: Optional[Expr] = None   # a literal or expression (or a default for a named dim)
+    rest: bool = False             # `...`: any number of leading/middle dims
 
 
 class InStmt(Stmt):

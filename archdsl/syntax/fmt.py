@@ -123,6 +123,8 @@ def _chain_text(e: A.Expr) -> str:
 
 
 def _dim(d: A.Dim) -> str:
+    if d.rest:
+        return "..."
     if d.name is not None:
         return d.name + (f" = {_expr(d.value)}" if d.value is not None else "")
     if isinstance(d.value, A.Const) and isinstance(d.value.value, int):

@@ -177,6 +177,9 @@ class _ToAst(Transformer):
     def dim_int(self, meta, c):
         return A.Dim(span=self._s(meta), value=self._const(c[0], int(str(c[0]).replace("_", ""))))
 
+    def dim_rest(self, meta, c):
+        return A.Dim(span=self._s(meta), rest=True)
+
     def dim_expr(self, meta, c):
         return A.Dim(span=self._s(meta), value=c[0])
 
