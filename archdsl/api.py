@@ -1,7 +1,6 @@
 """The Python API: load_spec, load_graph, check_spec, catalog. The CLI is a thin shell over it."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -107,11 +106,8 @@ def _variant_index() -> dict[str, str]:
 
 def _module(spec, source):
     if source is not None:
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / (f"{spec}.arch" if spec else "spec.arch")
-            path.write_text(source)
-            loader = Loader(extra_paths=[Path.cwd()])
-            return loader.load_file(path), None, loader
+        loader = Loader()
+        return loader.load_text(source, Path.cwd(), f"<{spec or 'source'}>"), None, loader
     if spec is None:
         raise ArchError("no spec given", hint="pass a .arch path or a stdlib variant name")
     return open_module(spec)

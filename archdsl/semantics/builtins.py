@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 MAX_ITEMS = 1_000_000
+MAX_INT_BITS = 4096
 
 
 class BuiltinError(Exception):
@@ -32,6 +33,29 @@ def make_divisible(v, divisor: int = 8, min_value=None, round_limit: float = 0.9
     return new_v
 
 
+def _prod(xs, start=1):
+    """math.prod, refusing integers that grow past MAX_INT_BITS (which would take forever)."""
+    result = start
+    for x in xs:
+        result = result * x
+        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+            raise BuiltinError(f"the product has more than {MAX_INT_BITS} bits")
+    return result
+
+
+def _sum(xs, start=0):
+    """sum of numbers (adding up lists would take time quadratic in their number)."""
+    if not all(isinstance(x, (int, float)) for x in (*xs, start)):
+        raise BuiltinError("sum takes a list of numbers")
+    return sum(xs, start)
+
+
+def _str(x):
+    if not isinstance(x, (int, float, bool, str)) and x is not None:
+        raise BuiltinError("str takes a number, a bool or a string")
+    return str(x)
+
+
 def _seq(fn):
     def wrapped(*args):
         out = list(fn(*args))
@@ -52,7 +76,7 @@ def _num(fn, name):
 BUILTINS = {
     "range": _range,
     "len": len,
-    "sum": sum,
+    "sum": _sum,
     "min": min,
     "max": max,
     "abs": abs,
@@ -65,12 +89,12 @@ BUILTINS = {
     "round": round,
     "int": int,
     "float": float,
-    "str": str,
+    "str": _str,
     "bool": bool,
     "floor": _num(math.floor, "floor"),
     "ceil": _num(math.ceil, "ceil"),
     "sqrt": _num(math.sqrt, "sqrt"),
     "log2": _num(math.log2, "log2"),
-    "prod": math.prod,
+    "prod": _prod,
     "make_divisible": make_divisible,
 }

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
-from archdsl.semantics.builtins import MAX_ITEMS, BuiltinError
+from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
@@ -23,7 +23,7 @@ from archdsl.syntax import ast as A
 MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
 MAX_NODES = 200_000     # IR nodes in one graph
 MAX_REPEAT = 100_000
-MAX_INT_BITS = 4096
+MAX_STEPS = 5_000_000   # expressions evaluated, loop iterations and list items processed
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
@@ -62,19 +62,24 @@ class Elaborator:
         self.counters: dict[str, int] = {}
         self.stack: list[Frame] = []
         self.used: set[str] = set()
+        self.steps = 0
 
     # ---- entry ---------------------------------------------------------------------------
 
     def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
         if isinstance(callee, Partial):
             block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
+            arg_spans, kw_spans = callee.positional_spans(), dict(callee.kw_spans)
         else:
-            block, args, kwargs = callee, [], {}
+            block, args, kwargs, arg_spans, kw_spans = callee, [], {}, (), {}
         if not isinstance(block, BlockRef):
             raise ArchError(f"{describe(block)} is not a network", span,
                             hint="a variant must call a `network` or `block`")
         kwargs.update(overrides)
-        result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span)
+        for k in overrides:  # given from outside the spec: they have no place in it
+            kw_spans.pop(k, None)
+        result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
+                                  arg_spans, kw_spans)
         if isinstance(result, Outputs):
             self.graph.outputs = {n: t.node for n, t in zip(result.names, result.values)}
             self.graph.single_output = False
@@ -85,7 +90,7 @@ class Elaborator:
     # ---- block instances ---------------------------------------------------------------------
 
     def instantiate(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
-                    scope: Scope, span: Span | None):
+                    scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
         decl = block.decl
         if len(self.stack) >= MAX_DEPTH:
             chain = " → ".join(f.decl.name for f in self.stack[-4:])
@@ -93,7 +98,7 @@ class Elaborator:
                             f"(… {chain} → {decl.name})", span,
                             hint="a block that instantiates itself needs a condition that stops it")
         env = Env(block.module, None, block.module.prelude)
-        self.bind_params(decl, args, kwargs, env, span)
+        self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
         frame = Frame(decl, scope, inputs)
         if scope.prefix:
             self.graph.blocks[scope.prefix] = BlockInstance(scope.prefix, decl.name, span)
@@ -116,31 +121,48 @@ class Elaborator:
                             frame.outputs[names.index(None)][2], hint="name every output: `out y = …`")
         return Outputs(tuple(names), tuple(t for _, t, _ in frame.outputs))
 
-    def bind_params(self, decl: A.BlockDef, args: list, kwargs: dict, env: Env, span):
+    def bind_params(self, decl: A.BlockDef, args: list, kwargs: dict, env: Env, span,
+                    arg_spans=(), kw_spans: dict | None = None):
+        """Bind a call's arguments; errors point at the argument (`arg_spans`: one per positional
+        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides)."""
         params = {p.name: p for p in decl.params}
+        kw_spans = kw_spans or {}
+        declared = [(f"'{decl.name}' is declared here", decl.span)]
         if len(args) > len(decl.params):
             raise ArchError(f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)} "
-                            f"positional", span)
+                            f"positional", _nth(arg_spans, len(decl.params)) or span,
+                            notes=declared if span is None else (),
+                            hint=f"its parameters: {', '.join(params) or '(none)'}")
         given = dict(zip((p.name for p in decl.params), args))
+        at = {p.name: _nth(arg_spans, i) for i, p in enumerate(decl.params[:len(args)])}
         for k, v in kwargs.items():
+            where = kw_spans.get(k) or span
             if k not in params:
-                raise ArchError(f"'{decl.name}' has no parameter '{k}'", span,
+                raise ArchError(f"'{decl.name}' has no parameter '{k}'", where,
+                                notes=declared if where is None else (),
                                 hint=did_you_mean(k, params) or
                                 f"its parameters: {', '.join(params) or '(none)'}")
             if k in given:
-                raise ArchError(f"argument '{k}' given twice to '{decl.name}'", span)
+                raise ArchError(f"argument '{k}' given twice to '{decl.name}'", where,
+                                hint="it is also given by position")
             given[k] = v
+            at[k] = kw_spans.get(k)
         for p in decl.params:
+            if p.type is not None:
+                check_type(p.type)
             if p.name in given:
                 value = given[p.name]
             elif p.default is not None:
                 value = self.eval(p.default, env)
             else:
                 raise ArchError(f"missing argument '{p.name}' for {decl.kind} '{decl.name}'", span,
-                                notes=[("declared here", p.span)])
+                                notes=[("declared here", p.span)],
+                                hint=f"pass it: `{decl.name}({p.name}=…)`")
             if p.type is not None and not type_matches(value, p.type):
+                where = at.get(p.name) or span
                 raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
-                                span or p.span, expected=type_text(p.type), found=describe(value))
+                                where or p.span, expected=type_text(p.type), found=describe(value),
+                                notes=[("declared here", p.span)] if where is not None else ())
             env.vars[p.name] = value
 
     @property
@@ -180,6 +202,7 @@ class Elaborator:
                 raise ArchError("`for` needs a list", s.iter.span, found=describe(items),
                                 hint="iterate over `range(n)` or a list")
             for item in items:
+                self.tick(s.span)
                 env.vars[s.var] = item
                 self.exec_body(s.body, env)
         elif isinstance(s, A.TensorDecl):
@@ -277,8 +300,20 @@ class Elaborator:
     # ---- expressions ----------------------------------------------------------------------------
 
     def eval(self, e: A.Expr, env: Env):
+        self.tick(e.span)
         method = getattr(self, "eval_" + type(e).__name__)
-        return method(e, env)
+        try:
+            return method(e, env)
+        except RecursionError:
+            raise ArchError("expression nested too deeply", e.span,
+                            hint="split it into named intermediate values") from None
+
+    def tick(self, span: Span | None, work: int = 1):
+        """Count evaluation work, so that no spec (nested loops, say) can run for ever."""
+        self.steps += work
+        if self.steps > MAX_STEPS:
+            raise ArchError(f"the spec takes more than {MAX_STEPS} steps to elaborate", span,
+                            hint="check loop bounds and list sizes")
 
     def eval_Name(self, e: A.Name, env: Env):
         try:
@@ -307,6 +342,7 @@ class Elaborator:
         inner = env.child()
         out = []
         for item in items:
+            self.tick(e.span)
             inner.vars[e.var] = item
             if e.cond is None or self.truth(self.eval(e.cond, inner), e.cond.span):
                 out.append(self.eval(e.item, inner))
@@ -380,15 +416,21 @@ class Elaborator:
         for v in (left, right):
             if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(v, int) \
                     and v.bit_length() > MAX_INT_BITS:
-                raise ArchError("integer too large", e.span)
+                raise ArchError("integer too large", e.span,
+                                hint=f"integers in a spec have at most {MAX_INT_BITS} bits")
         if e.op == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)):
             if abs(right) > MAX_INT_BITS or (abs(left) > 1 and right * math.log2(abs(left)) > MAX_INT_BITS):
-                raise ArchError("power too large", e.span)
+                raise ArchError("power too large", e.span,
+                                hint=f"integers in a spec have at most {MAX_INT_BITS} bits")
         if e.op == "*" and isinstance(right, int) and isinstance(left, (list, str, tuple)) or \
                 e.op == "*" and isinstance(left, int) and isinstance(right, (list, str, tuple)):
             n, seq = (right, left) if isinstance(right, int) else (left, right)
             if n * len(seq) > MAX_ITEMS:
-                raise ArchError("sequence too large", e.span)
+                raise ArchError("sequence too large", e.span, hint=f"lists hold at most {MAX_ITEMS} items")
+        if e.op == "+" and isinstance(left, (list, str, tuple)) and isinstance(right, (list, str, tuple)):
+            if len(left) + len(right) > MAX_ITEMS:
+                raise ArchError("sequence too large", e.span, hint=f"lists hold at most {MAX_ITEMS} items")
+        self.tick(e.span, _size(left) + _size(right))
         try:
             result = _ARITH[e.op](left, right)
         except ZeroDivisionError:
@@ -431,46 +473,55 @@ class Elaborator:
 
     def eval_Call(self, e: A.Call, env: Env):
         fn = self.eval(e.func, env)
-        args, kwargs = [], {}
+        args, kwargs, arg_spans, kw_spans = [], {}, [], {}
         for a in e.args:
             v = self.eval(a.value, env)
             if a.name is None:
                 if kwargs:
                     raise ArchError("positional argument after a keyword argument", a.span)
                 args.append(v)
+                arg_spans.append(a.span)
             elif a.name in kwargs:
                 raise ArchError(f"argument '{a.name}' given twice", a.span)
             else:
                 kwargs[a.name] = v
-        return self.call(fn, args, kwargs, e.span)
+                kw_spans[a.name] = a.span
+        return self.call(fn, args, kwargs, e.span, arg_spans, kw_spans)
 
-    def call(self, fn, args: list, kwargs: dict, span: Span):
+    def call(self, fn, args: list, kwargs: dict, span: Span, arg_spans=(), kw_spans: dict | None = None):
         if isinstance(fn, Builtin):
             if any(isinstance(v, (Tensor, Outputs)) for v in (*args, *kwargs.values())):
                 raise ArchError(f"builtin '{fn.name}' works on numbers and lists, not tensors", span)
+            self.tick(span, sum(_size(v) for v in (*args, *kwargs.values())))
             try:
                 result = fn.fn(*args, **kwargs)
             except BuiltinError as err:
                 raise ArchError(f"{fn.name}: {err.message}", span, hint=err.hint) from None
             except (TypeError, ValueError, OverflowError, ZeroDivisionError, IndexError) as err:
                 raise ArchError(f"bad arguments to '{fn.name}': {err}", span) from None
+            self.tick(span, _size(result))
             return result
         if not isinstance(fn, (OpRef, BlockRef, Partial)):
-            raise ArchError(f"{describe(fn)} is not callable", span)
+            raise ArchError(f"{describe(fn)} is not callable", span,
+                            hint="only ops, blocks and builtins can be called")
+        arg_spans = tuple(arg_spans) + (None,) * (len(args) - len(arg_spans))
         tensors = _leading_tensors(args)
-        if tensors:
-            return self.apply(Partial(fn, tuple(args[len(tensors) if not isinstance(args[0], (list, tuple)) else 1:]),
-                                      tuple(kwargs.items()), span), tensors, None, span)
-        if isinstance(fn, Partial):
-            merged = dict(fn.kwargs)
-            merged.update(kwargs)
-            return Partial(fn.callee, fn.args + tuple(args), tuple(merged.items()), span)
-        return Partial(fn, tuple(args), tuple(kwargs.items()), span)
+        skip = (1 if isinstance(args[0], (list, tuple)) else len(tensors)) if tensors else 0
+        args, arg_spans = tuple(args[skip:]), arg_spans[skip:]
+        kw_spans = dict(kw_spans or {})
+        if isinstance(fn, Partial):  # `f(…)` where f = conv(64): add to the arguments bound so far
+            args, arg_spans = fn.args + args, fn.positional_spans() + arg_spans
+            kwargs, kw_spans = {**dict(fn.kwargs), **kwargs}, {**dict(fn.kw_spans), **kw_spans}
+            fn = fn.callee
+        partial = Partial(fn, args, tuple(kwargs.items()), span, arg_spans, tuple(kw_spans.items()))
+        return self.apply(partial, tensors, None, span) if tensors else partial
 
     def eval_Chain(self, e: A.Chain, env: Env):
         value = self.eval(e.head, env)
+        left = e.head.span
         for st in e.stages:
-            inputs = self.as_inputs(value, st.span)
+            inputs = self.as_inputs(value, left)
+            left = st.span
             fn = self.eval(st.value, env)
             label = self.label_text(st.label, env) if st.label else None
             value = self.apply(fn, inputs, label, st.span)
@@ -489,7 +540,9 @@ class Elaborator:
             return [value]
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
             return list(value)
-        raise ArchError(f"'->' needs a tensor on its left, got {describe(value)}", span)
+        raise ArchError(f"'->' needs a tensor on its left, got {describe(value)}", span,
+                        found=describe(value),
+                        hint="the left of '->' is a tensor: an input (`in x: …`) or the result of a stage")
 
     def apply(self, fn, inputs: list[Tensor], label: str | None, span: Span):
         scope = self.frame.scope
@@ -500,13 +553,17 @@ class Elaborator:
         if isinstance(fn, BlockRef):
             fn = Partial(fn, (), (), span)
         if isinstance(fn, Partial):
-            extra = [a for a in fn.args if isinstance(a, Tensor)]
-            args = [a for a in fn.args if not isinstance(a, Tensor)]
+            bound = list(zip(fn.args, fn.positional_spans()))
+            extra = [a for a, _ in bound if isinstance(a, Tensor)]
+            args = [a for a, _ in bound if not isinstance(a, Tensor)]
+            arg_spans = [s for a, s in bound if not isinstance(a, Tensor)]
+            kw_spans = dict(fn.kw_spans)
             if isinstance(fn.callee, OpRef):
-                return self.make_node(fn.callee, args, dict(fn.kwargs), inputs + extra, label, span)
+                return self.make_node(fn.callee, args, dict(fn.kwargs), inputs + extra, label, span,
+                                      arg_spans, kw_spans)
             path = self.claim(scope, label, _snake(fn.callee.name), span)
             return self.instantiate(fn.callee, args, dict(fn.kwargs), inputs + extra,
-                                    Scope(path, fn.callee.name), span)
+                                    Scope(path, fn.callee.name), span, arg_spans, kw_spans)
         if isinstance(fn, (list, tuple)):
             return self.apply_sequence(list(fn), inputs, label, span)
         if isinstance(fn, RepeatVal):
@@ -560,9 +617,9 @@ class Elaborator:
     # ---- nodes ------------------------------------------------------------------------------------
 
     def make_node(self, ref: OpRef, args: list, kwargs: dict, inputs: list[Tensor], label: str | None,
-                  span: Span):
+                  span: Span, arg_spans=(), kw_spans: dict | None = None):
         op: Op = ref.op
-        attrs = self.op_attrs(ref, args, kwargs, span)
+        attrs = self.op_attrs(ref, args, kwargs, span, arg_spans, kw_spans or {})
         if op.n_inputs is not None and len(inputs) != op.n_inputs:
             raise ArchError(f"'{ref.name}' takes {op.n_inputs} tensor input(s), got {len(inputs)}", span)
         shapes = [t.shape for t in inputs]
@@ -574,7 +631,8 @@ class Elaborator:
         except ShapeError as err:
             notes = [(f"input {k} '{t.node}' has shape {_shape_text(t.shape)}",
                       self.graph.node(t.node).span) for k, t in enumerate(inputs)]
-            raise ArchError(f"{ref.name}: {err.message}", span, hint=err.hint, notes=notes) from None
+            message = err.message if err.message.startswith(f"{op.name} ") else f"{ref.name}: {err.message}"
+            raise ArchError(message, span, hint=err.hint, notes=notes) from None
         scope = self.frame.scope
         path = self.claim(scope, label, op.name, span)
         node = Node(path, op.name, attrs, [t.node for t in inputs], out, span, scope.prefix,
@@ -582,34 +640,45 @@ class Elaborator:
         self.add_node(node, span)
         return Tensor(path, out)
 
-    def op_attrs(self, ref: OpRef, args: list, kwargs: dict, span: Span):
+    def op_attrs(self, ref: OpRef, args: list, kwargs: dict, span: Span, arg_spans=(),
+                 kw_spans: dict | None = None):
+        """Validate an op's arguments; errors point at the argument where it was written."""
         op = ref.op
+        kw_spans = kw_spans or {}
         if len(args) > len(op.positional):
             raise ArchError(f"'{ref.name}' takes at most {len(op.positional)} positional "
-                            f"argument(s) ({', '.join(op.positional) or 'none'}), got {len(args)}", span,
-                            hint="name the others: `stride=2`")
+                            f"argument(s) ({', '.join(op.positional) or 'none'}), got {len(args)}",
+                            _nth(arg_spans, len(op.positional)) or span, hint="name the others: `stride=2`")
         values = dict(zip(op.positional, args))
+        at = {k: _nth(arg_spans, i) for i, k in enumerate(op.positional[:len(args)])}
         for k, v in kwargs.items():
             if k in values:
-                raise ArchError(f"'{ref.name}' argument '{k}' given twice", span)
+                raise ArchError(f"'{ref.name}' argument '{k}' given twice", kw_spans.get(k) or span,
+                                hint="it is also given by position")
             values[k] = v
+            at[k] = kw_spans.get(k)
         fields = op.Attrs.model_fields
         for k in values:
             if k not in fields:
-                raise ArchError(f"'{ref.name}' has no argument '{k}'", span,
+                raise ArchError(f"'{ref.name}' has no argument '{k}'", at.get(k) or span,
                                 hint=did_you_mean(k, fields) or f"its arguments: {', '.join(fields) or '(none)'}")
         for k, v in values.items():
             if isinstance(v, (Tensor, OpRef, BlockRef, Partial, Outputs, RepeatVal)):
-                raise ArchError(f"'{ref.name}' argument '{k}' must be a plain value", span,
+                raise ArchError(f"'{ref.name}' argument '{k}' must be a plain value", at.get(k) or span,
                                 found=describe(v))
+            wrong = _coerced_kind(v, fields[k].annotation)
+            if wrong:  # pydantic's lax mode would quietly turn "64" or true into 64 or 1
+                raise ArchError(f"'{ref.name}' argument '{k}' cannot be {wrong}", at.get(k) or span,
+                                found=repr(v))
         try:
             return op.Attrs(**values)
         except ValidationError as err:
             first = err.errors()[0]
-            field_name = ".".join(str(x) for x in first["loc"]) or "?"
+            field_name = str(first["loc"][0]) if first["loc"] else "?"
             required = [k for k, f in fields.items() if f.is_required()]
             hint = f"'{ref.name}' needs: {', '.join(required)}" if first["type"] == "missing" else None
-            raise ArchError(f"'{ref.name}' argument '{field_name}': {first['msg'].lower()}", span,
+            raise ArchError(f"'{ref.name}' argument '{field_name}': {first['msg'].lower()}",
+                            at.get(field_name) or span,
                             found=repr(first.get("input")) if first["type"] != "missing" else None,
                             hint=hint) from None
 
@@ -618,8 +687,12 @@ class Elaborator:
         if label is not None:
             path = scope.path(label)
             if path in self.used:
+                first = self.graph.node(path).span if path in self.graph else \
+                    getattr(self.graph.blocks.get(path), "span", None)
                 raise ArchError(f"duplicate node name '{label}' in '{scope.block_type}'", span,
-                                hint="each named node in a block needs its own name")
+                                notes=[("first used here", first)] if first else (),
+                                hint="each named node in a block needs its own name; in a loop, "
+                                     "make it a template such as `conv{i}:`")
             self.used.add(path)
             return path
         base = auto or "node"
@@ -658,7 +731,8 @@ class Elaborator:
 
     def truth(self, v, span) -> bool:
         if isinstance(v, (Tensor, Outputs)):
-            raise ArchError("a tensor has no truth value while elaborating", span)
+            raise ArchError("a tensor has no truth value while elaborating", span, found=describe(v),
+                            hint="conditions are decided from shapes: `if x.shape[1] == 64`")
         return bool(v)
 
     def int_value(self, v, span, what: str) -> int:
@@ -667,6 +741,15 @@ class Elaborator:
         if isinstance(v, bool) or not isinstance(v, int):
             raise ArchError(f"{what} must be an integer", span, found=describe(v))
         return v
+
+
+def _size(v) -> int:
+    """Work to process a value, for the step budget: its length if it is a sequence."""
+    return len(v) if isinstance(v, (list, tuple, str)) else 1
+
+
+def _nth(spans, i: int) -> Span | None:
+    return spans[i] if i < len(spans) else None
 
 
 def _leading_tensors(args: list) -> list[Tensor]:
@@ -704,6 +787,18 @@ _SIMPLE_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (
                  "list": (list,), "tuple": (tuple, list)}
 
 
+_TYPE_NAMES = {"any", "none", "block", "op", "callable", "tensor", *_SIMPLE_TYPES}
+
+
+def check_type(t: A.TypeExpr) -> None:
+    """A parameter's type annotation names only known types."""
+    if t.name not in _TYPE_NAMES:
+        raise ArchError(f"unknown type '{t.name}'", t.span,
+                        hint=did_you_mean(t.name, _TYPE_NAMES) or f"types: {', '.join(sorted(_TYPE_NAMES))}")
+    for a in t.args:
+        check_type(a)
+
+
 def type_matches(v, t: A.TypeExpr) -> bool:
     if v is None:
         return t.optional or t.name in ("any", "none")
@@ -728,3 +823,30 @@ def type_matches(v, t: A.TypeExpr) -> bool:
 def type_text(t: A.TypeExpr) -> str:
     args = f"[{', '.join(type_text(a) for a in t.args)}]" if t.args else ""
     return f"{t.name}{args}" + (" or none" if t.optional else "")
+
+
+def _leaf_types(annotation) -> set:
+    """The plain types an attribute annotation admits (through Union, Optional, list, tuple)."""
+    import typing
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return {type(a) for a in typing.get_args(annotation)}
+    if origin is None:
+        return {annotation}
+    out: set = set()
+    for arg in typing.get_args(annotation):
+        if arg is not Ellipsis:
+            out |= _leaf_types(arg)
+    return out
+
+
+def _coerced_kind(value, annotation) -> str | None:
+    """'a string' or 'a bool' when the value is one and the attribute cannot hold it."""
+    leaves = _leaf_types(annotation)
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for v in items:
+        if isinstance(v, bool) and bool not in leaves:
+            return "a bool"
+        if isinstance(v, str) and str not in leaves:
+            return "a string"
+    return None

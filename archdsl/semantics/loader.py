@@ -5,10 +5,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from archdsl.errors import ArchError, Span, did_you_mean
+from archdsl.errors import ArchError, Span, did_you_mean, register_source
 from archdsl.ops import REGISTRY
 from archdsl.semantics.builtins import BUILTINS
-from archdsl.semantics.values import BlockRef, Builtin, Env, ModuleEnv, Namespace, OpRef
+from archdsl.semantics.values import BlockRef, Builtin, Env, ModuleEnv, Namespace, OpRef, Partial, describe
 from archdsl.syntax import ast as A
 from archdsl.syntax.parser import parse
 
@@ -45,15 +45,27 @@ def parse_file(path: Path) -> A.Module:
     cached = _PARSE_CACHE.get(key)
     if cached is not None and cached.mtime == stat.st_mtime:
         return cached.ast
+    name = _display(path)
     if stat.st_size > MAX_FILE_BYTES:
-        raise ArchError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+        raise ArchError(f"{name} is larger than {MAX_FILE_BYTES} bytes", Span(name, 1, 1, 1, 1))
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ArchError(f"{path} is not UTF-8 text") from None
-    ast = parse(text, _display(path))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(name, data, err) from None
+    ast = parse(text, name)
     _PARSE_CACHE[key] = _Parsed(stat.st_mtime, ast)
     return ast
+
+
+def _not_utf8(name: str, data: bytes, err: UnicodeDecodeError) -> ArchError:
+    """Point at the first byte that is not UTF-8, quoting its line with the bad bytes replaced."""
+    before = data[:err.start]
+    line = before.count(b"\n") + 1
+    col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
+    register_source(name, data.decode("utf-8", errors="replace"))
+    return ArchError(f"{name} is not UTF-8 text", Span(name, line, col, line, col + 1),
+                     found=f"byte 0x{data[err.start]:02x}", hint="save the file as UTF-8")
 
 
 def _display(path: Path) -> str:
@@ -84,17 +96,33 @@ class Loader:
                             "stdlib variant name (see `archdsl list`)")
         return self._load(path, path.stem, with_prelude=True)
 
+    def load_text(self, text: str, folder: Path, name: str = "<source>") -> ModuleEnv:
+        """A spec given as text; its imports resolve against `folder` (then the stdlib)."""
+        path = Path(folder).resolve() / name
+        env = ModuleEnv(name, str(path), parse(text, name))
+        self._define(env, path, with_prelude=True)
+        return env
+
     def resolve_module(self, dotted: list[str], importer: Path, span: Span) -> Path:
         rel = Path(*dotted).with_suffix(".arch")
         roots = [importer.parent, *self.extra, self.stdlib]
+        outside = None
         for root in roots:
             candidate = (root / rel).resolve()
-            if candidate.is_file() and candidate.is_relative_to(root.resolve()):
-                return candidate
+            if candidate.is_file():
+                if candidate.is_relative_to(root.resolve()):
+                    return candidate
+                outside = outside or (root / rel)
+        name = ".".join(dotted)
+        if outside is not None:  # a symlink that leads out of the search path is never followed
+            raise ArchError(f"module '{name}' ({outside}) leads outside the folders modules are "
+                            f"loaded from", span,
+                            hint="copy the file into the spec's folder rather than linking to it")
         known = sorted({".".join(p.relative_to(self.stdlib).with_suffix("").parts)
                         for p in self.stdlib.rglob("*.arch")})
-        raise ArchError(f"no module '{'.'.join(dotted)}'", span,
-                        hint=did_you_mean(".".join(dotted), known) or
+        local = sorted({p.stem for p in importer.parent.glob("*.arch")} - {importer.stem})
+        raise ArchError(f"no module '{name}'", span,
+                        hint=did_you_mean(name, known + local) or
                         f"modules are looked up in {importer.parent} and the stdlib")
 
     # ---- internals
@@ -131,16 +159,16 @@ class Loader:
                 bind(item.name, BlockRef(item, env), item)
         for item in env.ast.items:
             if isinstance(item, A.Import):
-                dep = self._load(self.resolve_module(item.module, path, item.span), ".".join(item.module),
+                dep = self._load(self.resolve_module(item.module, path, item.module_span or item.span), ".".join(item.module),
                                  with_prelude, item.span)
                 bind(item.alias or item.module[-1], Namespace(".".join(item.module), _exports(dep)), item)
             elif isinstance(item, A.FromImport):
-                dep = self._load(self.resolve_module(item.module, path, item.span), ".".join(item.module),
+                dep = self._load(self.resolve_module(item.module, path, item.module_span or item.span), ".".join(item.module),
                                  with_prelude, item.span)
                 exports = _exports(dep)
                 for n in item.names:
                     if n not in exports:
-                        raise ArchError(f"module '{'.'.join(item.module)}' has no '{n}'", item.span,
+                        raise ArchError(f"module '{'.'.join(item.module)}' has no '{n}'", _name_span(item, n),
                                         hint=did_you_mean(n, exports))
                     bind(n, exports[n], item)
         from archdsl.semantics.elaborate import Elaborator
@@ -151,9 +179,20 @@ class Loader:
             if isinstance(item, A.Let):
                 bind(item.name, evaluator.eval(item.value, scope), item)
             elif isinstance(item, A.Variant):
-                bind(item.name, evaluator.eval(item.value, scope), item)
+                value = evaluator.eval(item.value, scope)
+                callee = value.callee if isinstance(value, Partial) else value
+                if not isinstance(callee, BlockRef):
+                    raise ArchError(f"variant '{item.name}' must be a network", item.value.span,
+                                    expected="a network, or a network called with arguments",
+                                    found=describe(value), hint=f"`variant {item.name} = Net(width=2)`")
+                bind(item.name, value, item)
                 env.variants[item.name] = item
 
 
 def _exports(env: ModuleEnv) -> dict:
     return dict(env.globals)
+
+
+def _name_span(item: A.FromImport, name: str) -> Span:
+    spans = dict(zip(item.names, item.name_spans))
+    return spans.get(name, item.span)

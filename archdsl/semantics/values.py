@@ -38,6 +38,13 @@ class Partial:
     args: tuple = ()
     kwargs: tuple = ()  # ((name, value), ...)
     span: Span | None = None
+    # where each argument was written, for errors: one entry per positional argument (or None),
+    # and ((name, span), ...) for keyword arguments
+    arg_spans: tuple = field(default=(), compare=False)
+    kw_spans: tuple = field(default=(), compare=False)
+
+    def positional_spans(self) -> tuple:
+        return tuple(self.arg_spans) + (None,) * (len(self.args) - len(self.arg_spans))
 
     @property
     def name(self) -> str:

@@ -175,11 +175,14 @@ class Param(Node):
 class Import(Node):
     module: list[str]
     alias: Optional[str] = None
+    module_span: Optional[Span] = None
 
 
 class FromImport(Node):
     module: list[str]
     names: list[str]
+    module_span: Optional[Span] = None
+    name_spans: list[Span] = []
 
 
 class BlockDef(Node):

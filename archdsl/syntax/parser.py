@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from archdsl.errors import ArchError, Span, register_source
@@ -20,10 +20,14 @@ _TERMINAL_NAMES = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
     "LABEL": "a label (`name:`)", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
     "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='",
-    "__ANON_0": "'->'", "KIND": "'block' or 'network'", "COMP_OP": "a comparison",
+    "KIND": "'block' or 'network'", "COMP_OP": "a comparison",
     "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "DOT": "'.'", "QMARK": "'?'",
     "$END": "end of file",
 }
+_CLOSERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_ARROW = next(t.name for t in _parser.terminals if t.pattern.type == "str" and t.pattern.value == "->")
+_KEYWORDS = {t.name for t in _parser.terminals if t.pattern.type == "str" and t.pattern.value.isalpha()}
+MAX_INT_DIGITS = 1000   # integer literals; arithmetic is bounded separately by the elaborator
 
 
 def parse(text: str, filename: str = "<string>") -> A.Module:
@@ -59,38 +63,124 @@ def _transform(tree, filename):
     try:
         return _ToAst(filename).transform(tree)
     except VisitError as e:
-        if isinstance(e.orig_exc, ArchError):
-            raise e.orig_exc from None
+        orig = e.orig_exc
+        while isinstance(orig, VisitError):  # raised while transforming a label's expression
+            orig = orig.orig_exc
+        if isinstance(orig, ArchError):
+            raise orig from None
         raise
     except RecursionError:
-        raise ArchError("expression nested too deeply", Span(filename, 1, 1, 1, 2),
+        raise ArchError("expression nested too deeply", _deepest(tree, filename),
                         hint="split it into named intermediate values") from None
+
+
+def _deepest(tree, filename: str) -> Span:
+    """The most deeply nested node of a parse tree (walked without recursion)."""
+    best, where = -1, Span(filename, 1, 1, 1, 2)
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > best and not node.meta.empty:
+            best, where = depth, _span(filename, node.meta)
+        stack.extend((child, depth + 1) for child in node.children)
+    return where
+
+
+def _tokens(text: str):
+    """The tokens of `text` up to the first one that does not lex."""
+    try:
+        yield from _parser.lex(text)
+    except UnexpectedInput:
+        return
 
 
 def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> ArchError:
     line, col = getattr(e, "line", 1), getattr(e, "column", 1)
     if not isinstance(line, int) or line < 1:  # end of input
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
+        line, col = _end_of(text)
     span = Span(filename, line, col, line, col + 1)
     expected = getattr(e, "expected", None) or getattr(e, "allowed", None) or set()
-    expected_text = ", ".join(sorted({_TERMINAL_NAMES.get(t, _describe(t)) for t in expected})[:8]) or None
+    expected_text = _expected_text(expected)
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "end of file"
+        if ch == '"':
+            return ArchError("unterminated string", span, expected='a closing \'"\' on the same line',
+                             hint='strings are written on one line: "same"')
         return ArchError(f"unexpected character {ch!r}", span, expected=expected_text,
                          hint="archdsl specs use names, numbers, strings, operators and ( ) [ ] { } only")
     if isinstance(e, UnexpectedToken):
         tok = e.token
-        found = "end of file" if tok.type == "$END" else repr(str(tok))
-        if tok.type != "$END":
-            span = Span(filename, tok.line, tok.column, tok.end_line or tok.line,
-                        tok.end_column or tok.column + 1)
+        if tok.type == "$END":
+            return _unexpected_end(text, filename, expected_text)
+        found = repr(str(tok))
+        span = _tok_span(filename, tok)
+        prev = _previous_token(text, tok)
+        if prev is not None and prev.type == _ARROW:
+            return ArchError("missing a stage after '->'", span,
+                             expected="an op, a block, a [sequence] or a repeat after '->'", found=found,
+                             notes=[("this '->' has nothing after it", _tok_span(filename, prev))],
+                             hint="write what the tensor flows into: `x -> relu`")
         return ArchError(f"unexpected {found}", span, expected=expected_text, found=found,
-                         hint=_hint_for(tok, expected))
+                         hint=_hint_for(tok, prev, expected))
     if isinstance(e, UnexpectedEOF):
-        return ArchError("unexpected end of file", span, expected=expected_text,
-                         hint="a '}' or ')' may be missing")
+        return _unexpected_end(text, filename, expected_text)
     return ArchError("syntax error", span)
+
+
+def _end_of(text: str) -> tuple[int, int]:
+    """The position just after the last non-blank character."""
+    lines = text.rstrip().splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _unexpected_end(text: str, filename: str, expected_text: str | None) -> ArchError:
+    line, col = _end_of(text)
+    span = Span(filename, line, col, line, col + 1)
+    opener = _unclosed(text)
+    if opener is None:
+        return ArchError("unexpected end of file", span, expected=expected_text, found="end of file",
+                         hint="the text ends in the middle of a statement or expression")
+    close = _describe(_CLOSERS[opener.type])
+    return ArchError(f"unexpected end of file: {_describe(opener.type)} is never closed", span,
+                     expected=close, found="end of file",
+                     notes=[(f"this {_describe(opener.type)} has no matching {close}",
+                             _tok_span(filename, opener))],
+                     hint=f"add the missing {close}")
+
+
+def _unclosed(text: str) -> Token | None:
+    """The innermost bracket left open at the end of the text, if any."""
+    stack: list[Token] = []
+    for tok in _tokens(text):
+        if tok.type in _CLOSERS:
+            stack.append(tok)
+        elif stack and tok.type == _CLOSERS[stack[-1].type]:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _previous_token(text: str, tok: Token) -> Token | None:
+    prev = None
+    for t in _tokens(text):
+        if t.start_pos >= tok.start_pos:
+            break
+        prev = t
+    return prev
+
+
+def _expected_text(expected) -> str | None:
+    """What the parser would have accepted: closing brackets and kinds of token first."""
+    names = {_TERMINAL_NAMES.get(t, _describe(t)) for t in expected}
+    if not names:
+        return None
+
+    def order(n: str):
+        return (n not in ("'}'", "')'", "']'"), n.startswith("'"), n)
+
+    ranked = sorted(names, key=order)
+    return ", ".join(ranked[:10]) + (", …" if len(ranked) > 10 else "")
 
 
 def _describe(terminal: str) -> str:
@@ -100,13 +190,18 @@ def _describe(terminal: str) -> str:
     return terminal.lower()
 
 
-def _hint_for(tok: Token, expected) -> str | None:
-    if tok.type == "$END":
-        return "a '}' or ')' may be missing"
+def _hint_for(tok: Token, prev: Token | None, expected) -> str | None:
+    if tok.type == "DOT" and prev is not None and prev.type in ("IMPORT", "FROM", "DOT"):
+        return "a module is a dotted name looked up in the spec's folder and the stdlib " \
+               "(`import blocks.se`); relative paths such as `..` are not allowed"
     if "RBRACE" in expected and tok.type == "NAME":
         return "statements are `name = value`, `in`, `out`, `param`, `buffer`, `if` or `for`"
     if str(tok) == ":":
+        if "EQUAL" in expected:
+            return "assign with `=` (`y = x -> relu`); a label `name:` goes right after `->`"
         return "a label is written `name: op(...)` right after `->`"
+    if tok.type in _KEYWORDS and "NAME" in expected:
+        return f"'{tok}' is a keyword and cannot be used as a name"
     return None
 
 
@@ -133,13 +228,17 @@ class _ToAst(Transformer):
         return A.Module(span=span, items=items)
 
     def dotted(self, meta, names):
-        return [str(n) for n in names]
+        return [str(n) for n in names], self._s(meta)
 
     def import_stmt(self, meta, c):
-        return A.Import(span=self._s(meta), module=c[0], alias=str(c[1]) if c[1] else None)
+        (module, span), alias = c
+        return A.Import(span=self._s(meta), module=module, alias=str(alias) if alias else None,
+                        module_span=span)
 
     def from_stmt(self, meta, c):
-        return A.FromImport(span=self._s(meta), module=c[0], names=[str(n) for n in c[1:]])
+        (module, span), *names = c
+        return A.FromImport(span=self._s(meta), module=module, names=[str(n) for n in names],
+                            module_span=span, name_spans=[_tok_span(self.f, n) for n in names])
 
     def block_def(self, meta, c):
         kind, name, params, *body = c
@@ -175,7 +274,7 @@ class _ToAst(Transformer):
         return A.Dim(span=self._s(meta), name=str(c[0]), value=c[1])
 
     def dim_int(self, meta, c):
-        return A.Dim(span=self._s(meta), value=self._const(c[0], int(str(c[0]).replace("_", ""))))
+        return A.Dim(span=self._s(meta), value=self.int_lit(meta, c))
 
     def dim_rest(self, meta, c):
         return A.Dim(span=self._s(meta), rest=True)
@@ -315,6 +414,9 @@ class _ToAst(Transformer):
     def pos_arg(self, meta, c):
         return A.Arg(span=self._s(meta), value=c[0])
 
+    def kw_out_arg(self, meta, c):  # `out` is a keyword, but also the name of an op argument
+        return A.Arg(span=self._s(meta), name="out", value=c[0])
+
     def kw_arg(self, meta, c):
         return A.Arg(span=self._s(meta), name=str(c[0]), value=c[1])
 
@@ -331,7 +433,12 @@ class _ToAst(Transformer):
         return A.Const(span=_tok_span(self.f, tok), value=value, text=str(tok))
 
     def int_lit(self, meta, c):
-        return self._const(c[0], int(str(c[0]).replace("_", "")))
+        digits = str(c[0]).replace("_", "")
+        if len(digits) > MAX_INT_DIGITS:  # int() would refuse it, or take long
+            where = self._const(c[0], None).span
+            raise ArchError(f"integer literal with {len(digits)} digits is too large", where,
+                            hint=f"integers in a spec have at most {MAX_INT_DIGITS} digits")
+        return self._const(c[0], int(digits))
 
     def float_lit(self, meta, c):
         return self._const(c[0], float(str(c[0])))
