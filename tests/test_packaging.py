@@ -15,6 +15,9 @@ def test_installed_package_finds_its_stdlib(tmp_path: Path):
                     "--no-build-isolation", "--target", str(target), str(ROOT)],
                    check=True, cwd=tmp_path, capture_output=True)
     assert (target / "archdsl" / "_stdlib" / "prelude.arch").is_file()
+    source_modules = {p.relative_to(ROOT) for p in (ROOT / "archdsl").rglob("*.py")}
+    installed = {p.relative_to(target) for p in (target / "archdsl").rglob("*.py")}
+    assert source_modules <= installed, f"not packaged: {sorted(map(str, source_modules - installed))}"
     assert (target / "archdsl" / "_specs" / "convnext.arch").is_file()
     probe = ("import archdsl, archdsl.semantics.loader as l; "
              "print(l.stdlib_dir()); print(archdsl.check_spec('resnet50').totals.params)")
