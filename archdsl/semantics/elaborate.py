@@ -20,6 +20,7 @@ from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
 
+INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
 MAX_NODES = 200_000     # IR nodes in one graph
 MAX_REPEAT = 100_000
@@ -235,7 +236,10 @@ class Elaborator:
                 raise ArchError(f"input '{s.name}' of the top-level network cannot use `...`", s.span,
                                 hint="name every dim, or pass the input shape")
             shape = tuple(self.default_dim(d, i, s, env) for i, d in enumerate(s.dims))
-        node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name)
+        if s.dtype not in INPUT_DTYPES:
+            raise ArchError(f"unknown input dtype '{s.dtype}'", s.dtype_span or s.span,
+                            hint=did_you_mean(s.dtype, INPUT_DTYPES) or f"one of {', '.join(INPUT_DTYPES)}")
+        node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name, dtype=s.dtype)
         self.add_node(node, s.span)
         self.graph.inputs.append(node.id)
         tensor = Tensor(node.id, shape)

@@ -127,6 +127,8 @@ class Dim(Node):
 class InStmt(Stmt):
     name: str
     dims: list[Dim]
+    dtype: str = "float32"          # `in labels: [B] as int64`
+    dtype_span: Optional[Span] = None
 
 
 class OutStmt(Stmt):

@@ -102,7 +102,8 @@ class _Printer:
 
 def _simple_stmt(s: A.Stmt) -> str:
     if isinstance(s, A.InStmt):
-        return f"in {s.name}: [{', '.join(_dim(d) for d in s.dims)}]"
+        dtype = f" as {s.dtype}" if s.dtype != "float32" else ""
+        return f"in {s.name}: [{', '.join(_dim(d) for d in s.dims)}]{dtype}"
     if isinstance(s, A.OutStmt):
         return "out " + (f"{s.name} = " if s.name else "") + _chain_text(s.value)
     if isinstance(s, A.Assign):

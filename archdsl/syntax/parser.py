@@ -268,7 +268,10 @@ class _ToAst(Transformer):
 
     # --- statements
     def in_stmt(self, meta, c):
-        return A.InStmt(span=self._s(meta), name=str(c[0]), dims=c[1:])
+        name, *dims, dtype = c
+        return A.InStmt(span=self._s(meta), name=str(name), dims=dims,
+                        dtype=str(dtype) if dtype is not None else "float32",
+                        dtype_span=_tok_span(self.f, dtype) if dtype is not None else None)
 
     def dim_name(self, meta, c):
         return A.Dim(span=self._s(meta), name=str(c[0]), value=c[1])
