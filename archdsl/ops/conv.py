@@ -60,6 +60,8 @@ class Conv(Op):
         if min(kh, kw, sh, sw, dh, dw) <= 0:
             raise ShapeError("conv kernel, stride and dilation must be positive")
         ph, pw = conv_padding(a)
+        if min(ph, pw) < 0:
+            raise ShapeError(f"conv padding must be non-negative, got {[ph, pw]}")
         ho, wo = conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw)
         if ho <= 0 or wo <= 0:
             raise ShapeError(f"conv kernel {kh}x{kw} (dilation {dh}) with padding {ph} is larger "

@@ -23,6 +23,8 @@ class BatchNorm(Op):
     positional = ("eps", "momentum")
 
     def infer(self, a, ins):
+        if a.eps < 0:
+            raise ShapeError(f"batch_norm eps must be non-negative, got {a.eps}")
         return expect_rank(ins, {2, 3, 4}, "batch_norm")
 
     def params(self, a, ins):
@@ -132,6 +134,9 @@ class GroupNorm(Op):
             raise ShapeError(f"group_norm expects [B, C, ...], got {list(x)}")
         if a.groups <= 0 or x[1] % a.groups:
             raise ShapeError(f"group_norm groups={a.groups} must divide the {x[1]} channels")
+        if x[0] * (x[1] // a.groups) * numel(x[2:]) == 1:  # torch's F.group_norm refuses this
+            raise ShapeError(f"group_norm needs more than one value per group, got shape {list(x)} "
+                             f"with groups={a.groups}", hint="use fewer groups or a larger input")
         return x
 
     def params(self, a, ins):

@@ -41,8 +41,10 @@ class _WindowPool(Op):
     def infer(self, a, ins):
         b, c, h, w = expect_rank(ins, {4}, self.name)
         k, s, p, d = self._geom(a)
-        if min(*k, *s) <= 0:
-            raise ShapeError(f"{self.name} kernel and stride must be positive")
+        if min(*k, *s, *d) <= 0:
+            raise ShapeError(f"{self.name} kernel, stride and dilation must be positive")
+        if min(p) < 0:
+            raise ShapeError(f"{self.name} padding must be non-negative, got {list(p)}")
         if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
             raise ShapeError(f"{self.name} padding {list(p)} must be at most half the kernel {list(k)}")
         ho = _pool_out(h, k[0], s[0], p[0], d[0], a.ceil)
@@ -176,6 +178,8 @@ class Mean(Op):
 
     def _dims(self, a, rank):
         dims = [a.dims] if isinstance(a.dims, int) else list(a.dims)
+        if not dims:  # torch reads an empty dim list as "every dim"
+            raise ShapeError("mean needs at least one dim", hint="list the dims: `mean(dims=[2, 3])`")
         out = sorted({norm_dim(d, rank) for d in dims})
         if len(out) != len(dims):
             raise ShapeError(f"mean dims {dims} repeat a dim")

@@ -148,7 +148,7 @@ class Reshape(_Movement):
         return tuple(shape)
 
     def emit(self, a, ins, fx, args):
-        return fx.method("reshape", args[0], *a.shape)
+        return fx.method("reshape", args[0], *a.shape) if a.shape else fx.method("reshape", args[0], ())
 
 
 class FlattenAttrs(Attrs):
