@@ -1,7 +1,8 @@
 """archdsl: a declarative, graph-based compiler for neural-network architectures."""
-from archdsl.api import CatalogEntry, SpecText, VariantInfo, catalog, check_spec, load_graph, load_spec
+from archdsl.api import (CatalogEntry, SpecText, VariantInfo, catalog, check_spec, load_graph, load_spec,
+                         load_topology)
 from archdsl.errors import ArchError
 
 __all__ = ["ArchError", "CatalogEntry", "SpecText", "VariantInfo", "catalog", "check_spec",
-           "load_graph", "load_spec"]
+           "load_graph", "load_spec", "load_topology"]
 __version__ = "0.1.0"

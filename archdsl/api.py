@@ -10,6 +10,8 @@ from archdsl.errors import ArchError, did_you_mean
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
 from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.topology import TopologyElaborator
+from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.loader import Loader, parse_file, stdlib_dir
 from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
 from archdsl.syntax import ast as A
@@ -53,15 +55,43 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
                input_shape: Shape | list[Shape] | None = None, source: str | None = None,
                **overrides: Any) -> Graph:
     """Parse, resolve and elaborate a spec into a typed IR graph (no torch involved)."""
-    module, named, loader = _module(spec, source)
-    variant = variant or named
-    callee, var_name, refs = _entry(module, variant)
-    shapes = _input_shapes(input_shape)
-    values = {k: _override_value(v, module) for k, v in overrides.items()}
-    elab = Elaborator(var_name or callee.name, shapes)
+    module, callee, var_name, refs, values = _resolve(spec, variant, source, overrides)
+    if _is_topology(callee):
+        raise ArchError(f"'{var_name or _block(callee).name}' is a topology, not a network",
+                        hint="build it with load_spec (a TopologyModule) or inspect load_topology")
+    elab = Elaborator(var_name or callee.name, _input_shapes(input_shape))
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
     return graph
+
+
+def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
+                  input_shape: Shape | list[Shape] | None = None, source: str | None = None,
+                  **overrides: Any) -> TopologyIR:
+    """Elaborate a `topology` spec: its networks, twins, state and phase graphs (no torch)."""
+    module, callee, var_name, refs, values = _resolve(spec, variant, source, overrides)
+    if not _is_topology(callee):
+        raise ArchError(f"'{var_name or _block(callee).name}' is a network, not a topology",
+                        hint="load it with load_graph or load_spec")
+    ir = TopologyElaborator(var_name or _block(callee).name, _input_shapes(input_shape)).topology(
+        callee, values, None, var_name)
+    ir.references = refs
+    return ir
+
+
+def _resolve(spec, variant, source, overrides):
+    module, named, _ = _module(spec, source)
+    callee, var_name, refs = _entry(module, variant or named)
+    values = {k: _override_value(v, module) for k, v in overrides.items()}
+    return module, callee, var_name, refs, values
+
+
+def _block(callee) -> BlockRef:
+    return callee.callee if isinstance(callee, Partial) else callee
+
+
+def _is_topology(callee) -> bool:
+    return _block(callee).decl.kind == "topology"
 
 
 def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
@@ -74,8 +104,14 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
               source: str | None = None, **overrides: Any):
-    """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`."""
+    """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
+    topology spec to a `TopologyModule`."""
     from archdsl.lower.build import build
+    module, callee, _, _, _ = _resolve(spec, variant, source, {})
+    if _is_topology(callee):
+        from archdsl.topology.module import TopologyModule
+        ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
+        return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
     module = build(graph, seed=seed)
     module.arch_graph = graph
@@ -88,13 +124,14 @@ def catalog() -> list[CatalogEntry]:
     entries = []
     for path in sorted(root.rglob("*.arch")):
         ast = parse_file(path)
-        nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind == "network"]
+        nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
         variants = [it for it in ast.items if isinstance(it, A.Variant)]
         if not nets and not variants:
             continue  # a library of blocks
         family = nets[0].name if nets else path.stem
         paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
-        entries.append(CatalogEntry(family, "network", path.relative_to(root).as_posix(), paper,
+        kind = nets[0].kind if nets else "network"
+        entries.append(CatalogEntry(family, kind, path.relative_to(root).as_posix(), paper,
                                     [VariantInfo(v.name, list(v.references)) for v in variants]))
     return entries
 
@@ -120,7 +157,8 @@ def _entry(module: ModuleEnv, variant: str | None):
         if variants:
             variant = next(iter(variants))
         else:
-            nets = [it for it in module.ast.items if isinstance(it, A.BlockDef) and it.kind == "network"]
+            nets = [it for it in module.ast.items
+                    if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
             if not nets:
                 raise ArchError(f"{module.path} declares no network and no variant",
                                 hint="add `network Name(...) { ... }` or a `variant`")

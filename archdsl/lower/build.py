@@ -45,7 +45,16 @@ def build(graph: Graph, seed: int | None = None) -> fx.GraphModule:
     """Instantiate every parametric node at its path and trace-free build the forward graph."""
     if seed is not None:
         torch.manual_seed(seed)
-    root = nn.Module()
+    return _lower(graph, nn.Module(), install=True)
+
+
+def build_phase(graph: Graph, topology: nn.Module) -> fx.GraphModule:
+    """A topology phase's forward over the topology's own networks (`nets.<name>`) and state
+    (`state.<name>`); it owns no modules of its own."""
+    return _lower(graph, topology, install=False)
+
+
+def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
     for node in graph.nodes():
@@ -55,11 +64,23 @@ def build(graph: Graph, seed: int | None = None) -> fx.GraphModule:
             data = torch.full(node.shape, node.attrs["init"])
             _install(root, node.id, nn.Parameter(data) if node.op == "param" else data)
             values[node.id] = g.get_attr(node.id)
+        elif node.op == "state":
+            values[node.id] = g.get_attr(f"state.{node.attrs['name']}")
+        elif node.op == "net":
+            args = [values[i] for i in node.inputs]
+            target = f"nets.{node.attrs['name']}"
+            if node.attrs["shuffle"]:
+                from archdsl.topology.runtime import shuffled_call
+                values[node.id] = g.call_function(shuffled_call, (g.get_attr(target), *args))
+            else:
+                values[node.id] = g.call_module(target, tuple(args))
         else:
             op = REGISTRY[node.op]
             ins = graph.input_shapes(node)
             module = op.build(node.attrs, ins)
             if module is not None:
+                if not install:
+                    raise ValueError(f"{node.id}: a phase cannot hold parametric layers")
                 _install(root, node.id, module)
             values[node.id] = op.emit(node.attrs, ins, _FxEmitter(g, node.id),
                                       [values[i] for i in node.inputs])

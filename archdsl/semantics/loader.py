@@ -27,6 +27,8 @@ def stdlib_dir() -> Path:
 def base_names() -> dict:
     names: dict = {name: OpRef(name, op) for name, op in REGISTRY.items()}
     names.update({name: Builtin(name, fn) for name, fn in BUILTINS.items()})
+    from archdsl.semantics.topology import TOPOLOGY_BUILTINS
+    names.update({name: Builtin(name, fn) for name, fn in TOPOLOGY_BUILTINS.items()})
     return names
 
 

@@ -160,6 +160,37 @@ class For(Stmt):
     body: list[Stmt]
 
 
+class NetStmt(Stmt):
+    """`net query = encoder(num_classes=128)` — a network instance of a topology."""
+    name: str
+    value: Expr
+
+
+class StateStmt(Stmt):
+    """`state queue: [128, 65536] = "normal_l2"` — a buffer a topology updates between steps."""
+    name: str
+    shape: list[Expr]
+    init: Optional[Expr] = None
+    dtype: str = "float32"
+
+
+class PhaseStmt(Stmt):
+    """`phase train(update=[query]) { … loss = … }` — one optimisation step's graph."""
+    name: str
+    args: list["Arg"] = []
+    body: list[Stmt]
+
+
+class LogStmt(Stmt):
+    name: str
+    value: Expr
+
+
+class AfterStmt(Stmt):
+    """`after enqueue(queue, k)` — an update run by `after_step()`, outside autograd."""
+    call: Expr
+
+
 # ---- declarations -----------------------------------------------------------------------
 
 class TypeExpr(Node):
@@ -188,7 +219,7 @@ class FromImport(Node):
 
 
 class BlockDef(Node):
-    kind: Literal["block", "network"]
+    kind: Literal["block", "network", "topology"]
     name: str
     params: list[Param]
     body: list[Stmt]

@@ -90,6 +90,13 @@ class _Printer:
                 self.stmts(s.orelse, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
             self.out.append(INDENT * depth + "}")
+        elif isinstance(s, A.PhaseStmt):
+            self._comments_before(s.span.line, depth)
+            args = ", ".join((f"{a.name}=" if a.name else "") + _expr(a.value, 1) for a in s.args)
+            self.out.append(INDENT * depth + f"phase {s.name}" + (f"({args})" if s.args else "") + " {")
+            self.stmts(s.body, depth + 1)
+            self._comments_before(s.span.end_line, depth + 1)
+            self.out.append(INDENT * depth + "}")
         elif isinstance(s, A.For):
             self._comments_before(s.span.line, depth)
             self.out.append(INDENT * depth + f"for {s.var} in {_expr(s.iter)} {{")
@@ -108,6 +115,16 @@ def _simple_stmt(s: A.Stmt) -> str:
         return "out " + (f"{s.name} = " if s.name else "") + _chain_text(s.value)
     if isinstance(s, A.Assign):
         return f"{s.name} = {_chain_text(s.value)}"
+    if isinstance(s, A.NetStmt):
+        return f"net {s.name} = {_expr(s.value)}"
+    if isinstance(s, A.StateStmt):
+        text = f"state {s.name}: [{', '.join(_expr(d) for d in s.shape)}]"
+        text += f" = {_expr(s.init)}" if s.init is not None else ""
+        return text + (f" as {s.dtype}" if s.dtype != "float32" else "")
+    if isinstance(s, A.LogStmt):
+        return f"log {s.name} = {_chain_text(s.value)}"
+    if isinstance(s, A.AfterStmt):
+        return f"after {_expr(s.call)}"
     if isinstance(s, A.TensorDecl):
         text = f"{s.kind} {s.name}: [{', '.join(_expr(d) for d in s.shape)}]"
         return text + (f" = {_expr(s.init)}" if s.init is not None else "")

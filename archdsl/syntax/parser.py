@@ -319,6 +319,24 @@ class _ToAst(Transformer):
     def else_clause(self, meta, c):
         return c[0]
 
+    def net_stmt(self, meta, c):
+        return A.NetStmt(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    def state_stmt(self, meta, c):
+        name, *dims, init, dtype = c
+        return A.StateStmt(span=self._s(meta), name=str(name), shape=[d for d in dims if d is not None],
+                           init=init, dtype=str(dtype) if dtype is not None else "float32")
+
+    def phase_stmt(self, meta, c):
+        name, args, body = c
+        return A.PhaseStmt(span=self._s(meta), name=str(name), args=args or [], body=body)
+
+    def log_stmt(self, meta, c):
+        return A.LogStmt(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    def after_stmt(self, meta, c):
+        return A.AfterStmt(span=self._s(meta), call=c[0])
+
     def for_stmt(self, meta, c):
         return A.For(span=self._s(meta), var=str(c[0]), iter=c[1], body=c[2])
 

@@ -1,0 +1,296 @@
+"""Elaboration of `topology` declarations: networks, twins, state and phases → TopologyIR.
+
+A phase body is elaborated like a network body into its own IR graph. Applying a network to
+tensors adds one `net` node (its shape comes from elaborating that network at those input
+shapes); states appear as `state` nodes; `after` statements record updates whose tensor
+arguments become extra outputs of the phase graph, kept for `after_step()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.errors import ArchError, Span, did_you_mean
+from archdsl.ir.cost import cost
+from archdsl.ir.graph import Graph, Node
+from archdsl.semantics.elaborate import Elaborator, Frame, Scope
+from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
+from archdsl.syntax import ast as A
+from archdsl.topology.ir import Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
+from archdsl.topology.updates import ACTIONS, STATE_INITS
+
+STATE_DTYPES = ("float32", "float64", "int64", "bool")
+
+
+@dataclass(frozen=True)
+class NetRef:
+    """A topology's network, applied to tensors like a block: `x -> query`."""
+    name: str
+    shuffle: bool = False
+
+
+@dataclass(frozen=True)
+class EmaVal:
+    source: NetRef
+    spec: EmaSpec
+
+
+def ema(source, momentum: float = 0.999, schedule: str = "constant", end: float = 1.0,
+        total_steps: int = 1, start_step: int = 0):
+    """`net key = ema(query, 0.999)`: a momentum twin of a network (see EmaSpec)."""
+    if not isinstance(source, NetRef):
+        raise TypeError("ema() takes a network declared with `net`")
+    if not 0.0 <= momentum <= 1.0 or not 0.0 <= end <= 1.0:
+        raise ValueError("ema momentum and end must be in [0, 1] (the weight on the old value)")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError("ema schedule is 'constant' or 'cosine'")
+    if total_steps < 1:
+        raise ValueError("ema total_steps must be at least 1")
+    return EmaVal(source, EmaSpec(source.name, float(momentum), schedule, float(end), int(total_steps),
+                                  int(start_step)))
+
+
+def shuffle_bn(net):
+    """`x -> shuffle_bn(key)`: run `key` on a batch permuted across samples (and ranks), then
+    undo the permutation, so BatchNorm statistics cannot leak the positive pair (MoCo)."""
+    if not isinstance(net, NetRef):
+        raise TypeError("shuffle_bn() takes a network declared with `net`")
+    return NetRef(net.name, shuffle=True)
+
+
+TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn}
+
+
+class TopologyElaborator(Elaborator):
+    def topology(self, callee, overrides: dict[str, Any], span: Span | None,
+                 variant: str | None = None) -> TopologyIR:
+        block, args, kwargs = (callee.callee, list(callee.args), dict(callee.kwargs)) \
+            if isinstance(callee, Partial) else (callee, [], {})
+        kwargs.update(overrides)
+        decl = block.decl
+        env = Env(block.module, None, block.module.prelude)
+        self.bind_params(decl, args, kwargs, env, span)
+        self.ir = TopologyIR(decl.name, variant, {}, {}, {})
+        self.in_stmts: list[A.InStmt] = []
+        frame = Frame(decl, Scope("", decl.name), None)
+        self.stack.append(frame)
+        try:
+            phases = []
+            for s in decl.body:
+                if isinstance(s, A.PhaseStmt):
+                    phases.append(s)
+                else:
+                    self.exec_top(s, env)
+            if not phases:
+                raise ArchError(f"topology '{decl.name}' has no `phase`", decl.span,
+                                hint="add `phase train { … loss = … }`")
+            for p in phases:
+                self.exec_phase(p, env)
+        finally:
+            self.stack.pop()
+        return self.ir
+
+    # ---- topology-level statements
+    def exec_top(self, s: A.Stmt, env: Env):
+        if isinstance(s, A.InStmt):
+            self.in_stmts.append(s)
+            self.exec_in(s, env)
+        elif isinstance(s, A.NetStmt):
+            self.exec_net(s, env)
+        elif isinstance(s, A.StateStmt):
+            self.exec_state(s, env)
+        elif isinstance(s, (A.Assign, A.If, A.For)):
+            self.exec(s, env)
+        else:
+            raise ArchError(f"`{_keyword(s)}` belongs inside a `phase`", s.span,
+                            hint="a topology body holds `in`, `net`, `state`, values and phases")
+
+    def exec_net(self, s: A.NetStmt, env: Env):
+        if s.name in self.ir.nets:
+            raise ArchError(f"network '{s.name}' declared twice", s.span)
+        value = self.eval(s.value, env)
+        if isinstance(value, str):
+            value = self.stdlib_variant(value, s.value.span)
+        if isinstance(value, EmaVal):
+            source = self.ir.nets[value.source.name]
+            decl = NetDecl(s.name, source.callee, s.span, twin=value.spec)
+        elif isinstance(value, (BlockRef, Partial)) and _kind(value) in ("network", "block"):
+            decl = NetDecl(s.name, value, s.span)
+        else:
+            raise ArchError(f"`net {s.name}` needs a network", s.value.span, found=describe(value),
+                            hint="a network or block (`encoder(num_classes=128)`), a stdlib variant "
+                                 "name, or `ema(other_net, m)`")
+        self.ir.nets[s.name] = decl
+        env.vars[s.name] = NetRef(s.name)
+
+    def stdlib_variant(self, name: str, span: Span):
+        from archdsl.api import _entry, open_module
+        try:
+            module, named, _ = open_module(name)
+            callee, _, _ = _entry(module, named)
+        except ArchError as err:
+            raise ArchError(err.message, span, hint=err.hint) from None
+        return callee
+
+    def exec_state(self, s: A.StateStmt, env: Env):
+        shape = tuple(self.int_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
+        if any(n <= 0 for n in shape):
+            raise ArchError(f"state '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        init = 0.0 if s.init is None else self.eval(s.init, env)
+        if isinstance(init, str):
+            if init not in STATE_INITS:
+                raise ArchError(f"unknown state initialiser '{init}'", s.init.span,
+                                hint=did_you_mean(init, STATE_INITS) or f"one of {', '.join(STATE_INITS)}")
+        elif isinstance(init, bool) or not isinstance(init, (int, float)):
+            raise ArchError(f"state '{s.name}' initial value must be a number or an initialiser name",
+                            s.init.span, found=describe(init))
+        if s.dtype not in STATE_DTYPES:
+            raise ArchError(f"unknown state dtype '{s.dtype}'", s.span,
+                            hint=did_you_mean(s.dtype, STATE_DTYPES) or f"one of {', '.join(STATE_DTYPES)}")
+        if s.name in self.ir.states or s.name in self.ir.nets:
+            raise ArchError(f"'{s.name}' declared twice", s.span)
+        self.ir.states[s.name] = StateDecl(s.name, shape, init, s.dtype, s.span)
+
+    # ---- phases
+    def exec_phase(self, p: A.PhaseStmt, env: Env):
+        if p.name in self.ir.phases:
+            raise ArchError(f"phase '{p.name}' declared twice", p.span)
+        options = {a.name: self.eval(a.value, env) for a in p.args}
+        unknown = set(options) - {"update", "repeat"}
+        if unknown or any(a.name is None for a in p.args):
+            raise ArchError("a phase takes `update=[nets]` and `repeat=k`", p.span,
+                            hint=did_you_mean(next(iter(unknown)), ["update", "repeat"]) if unknown else None)
+        update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items() if d.twin is None])
+        update = update if isinstance(update, (list, tuple)) else [update]
+        for u in update:
+            if not isinstance(u, NetRef):
+                raise ArchError("`update` lists networks declared with `net`", p.span, found=describe(u))
+            if self.ir.nets[u.name].twin is not None:
+                raise ArchError(f"'{u.name}' is a momentum twin: it is never trained by a phase", p.span,
+                                hint="twins follow their source through `after_step()`")
+        repeat = self.int_value(options.get("repeat", 1), p.span, "a phase's repeat")
+        saved = self.graph, self.used, self.frame.scope
+        self.graph, self.used = Graph(f"{self.ir.name}.{p.name}"), set()
+        self.frame.scope = Scope("", self.ir.name)
+        self.logs: dict[str, str] = {}
+        self.actions: list[Action] = []
+        try:
+            penv = env.child()
+            for s in self.in_stmts:
+                self.exec_in(s, penv)
+            for st in self.ir.states.values():
+                node = Node(f"state.{st.name}", "state", {"name": st.name}, [], st.shape, st.span,
+                            "", self.ir.name, dtype=st.dtype)
+                self.add_node(node, st.span)
+                penv.vars[st.name] = Tensor(node.id, st.shape)
+            for s in p.body:
+                self.exec_phase_stmt(s, penv)
+            loss = penv.vars.get("loss")
+            if not isinstance(loss, Tensor) or loss.shape != ():
+                raise ArchError(f"phase '{p.name}' must set `loss` to a scalar", p.span,
+                                found=describe(loss) if loss is not None else "no `loss`",
+                                hint="end the phase with `loss = some_loss(...)`")
+            graph = self.graph
+            graph.single_output = False
+            graph.outputs = {"loss": loss.node, **{f"log.{k}": v for k, v in self.logs.items()}}
+            for a in self.actions:
+                for t in a.tensors:
+                    graph.outputs[f"keep.{t}"] = t
+            self.ir.phases[p.name] = Phase(p.name, graph, [u.name for u in update], loss.node,
+                                           dict(self.logs), list(self.actions), repeat, p.span)
+        finally:
+            self.graph, self.used, self.frame.scope = saved
+
+    def exec_phase_stmt(self, s: A.Stmt, env: Env):
+        if isinstance(s, A.LogStmt):
+            value = self.eval(s.value, env)
+            if not isinstance(value, Tensor):
+                raise ArchError("`log` needs a tensor", s.value.span, found=describe(value))
+            self.logs[s.name] = value.node
+        elif isinstance(s, A.AfterStmt):
+            self.exec_after(s, env)
+        elif isinstance(s, (A.NetStmt, A.StateStmt, A.PhaseStmt, A.OutStmt, A.TensorDecl, A.InStmt)):
+            raise ArchError(f"`{_keyword(s)}` is not allowed inside a phase", s.span,
+                            hint="declare inputs, networks and state at the topology level")
+        else:
+            self.exec(s, env)
+
+    def exec_after(self, s: A.AfterStmt, env: Env):
+        call = s.call
+        if not (isinstance(call, A.Call) and isinstance(call.func, A.Name)):
+            raise ArchError("`after` takes an update call: `after enqueue(queue, ptr, k)`", s.span)
+        kind = call.func.id
+        if kind not in ACTIONS:
+            raise ArchError(f"unknown after-step update '{kind}'", call.func.span,
+                            hint=did_you_mean(kind, ACTIONS) or f"one of {', '.join(ACTIONS)}")
+        spec = ACTIONS[kind]
+        states, tensors, options = [], [], {}
+        for a in call.args:
+            v = self.eval(a.value, env)
+            if a.name is not None:
+                options[a.name] = v
+            elif isinstance(v, Tensor) and self.graph.node(v.node).op == "state":
+                states.append(self.graph.node(v.node).attrs["name"])
+            elif isinstance(v, Tensor):
+                tensors.append(v.node)
+            else:
+                raise ArchError(f"'{kind}' takes states and tensors by position", a.span, found=describe(v))
+        if len(states) != spec.n_states or len(tensors) != spec.n_tensors:
+            raise ArchError(f"'{kind}' takes {spec.n_states} state(s) then {spec.n_tensors} tensor(s), "
+                            f"got {len(states)} and {len(tensors)}", s.span, hint=spec.usage)
+        bad = set(options) - set(spec.options)
+        if bad:
+            raise ArchError(f"'{kind}' has no option '{sorted(bad)[0]}'", s.span,
+                            hint=did_you_mean(sorted(bad)[0], spec.options))
+        problem = spec.check([self.ir.states[n].shape for n in states],
+                             [self.graph.node(t).shape for t in tensors], options)
+        if problem:
+            raise ArchError(f"{kind}: {problem}", s.span, hint=spec.usage)
+        self.actions.append(Action(kind, states, tensors, options, s.span))
+
+    # ---- applying a network
+    def call(self, fn, args, kwargs, span, arg_spans=(), kw_spans=None):
+        if isinstance(fn, NetRef):
+            if kwargs or not args or not all(isinstance(a, Tensor) for a in args):
+                raise ArchError(f"network '{fn.name}' is applied to tensors only", span)
+            return self.apply(fn, list(args), None, span)
+        return super().call(fn, args, kwargs, span, arg_spans, kw_spans)
+
+    def apply(self, fn, inputs, label, span):
+        if isinstance(fn, NetRef):
+            return self.net_node(fn, inputs, label, span)
+        return super().apply(fn, inputs, label, span)
+
+    def net_node(self, ref: NetRef, inputs: list[Tensor], label: str | None, span: Span):
+        decl = self.ir.nets[ref.name]
+        shapes = tuple(tuple(t.shape) for t in inputs)
+        graph = decl.graphs.get(shapes)
+        if graph is None:
+            graph = Elaborator(ref.name, list(shapes)).network(decl.callee, {}, span)
+            decl.graphs[shapes] = graph
+        outs = [graph.node(i).shape for i in graph.outputs.values()]
+        path = self.claim(self.frame.scope, label, ref.name, span)
+        attrs = {"name": ref.name, "shuffle": ref.shuffle, "flops": cost(graph).totals.flops,
+                 "outputs": list(graph.outputs) if not graph.single_output else None}
+        shape = outs[0] if graph.single_output else tuple(outs)
+        node = Node(path, "net", attrs, [t.node for t in inputs], shape, span, "", self.ir.name)
+        self.add_node(node, span)
+        tensor = Tensor(path, shape)
+        if graph.single_output:
+            return tensor
+        parts = [self.eval_index_of(tensor, k, span) for k in range(len(outs))]
+        return Outputs(tuple(graph.outputs), tuple(parts))
+
+    def eval_index_of(self, tensor: Tensor, k: int, span: Span) -> Tensor:
+        from archdsl.semantics.values import OpRef
+        return self.make_node(OpRef("getitem", self.ops["getitem"]), [], {"index": k}, [tensor], None, span)
+
+
+def _kind(value) -> str | None:
+    block = value.callee if isinstance(value, Partial) else value
+    return block.decl.kind if isinstance(block, BlockRef) else None
+
+
+def _keyword(s: A.Stmt) -> str:
+    return {A.LogStmt: "log", A.AfterStmt: "after", A.NetStmt: "net", A.StateStmt: "state",
+            A.PhaseStmt: "phase", A.OutStmt: "out", A.TensorDecl: "param", A.InStmt: "in"}.get(type(s), "?")

@@ -1,0 +1,1 @@
+"""Training topologies: several networks, twins, state, phases and losses, as data."""

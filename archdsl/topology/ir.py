@@ -1,0 +1,76 @@
+"""A topology as data: networks, momentum twins, state, phases (graphs) and after-step updates."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from archdsl.errors import Span
+from archdsl.ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class EmaSpec:
+    """A momentum twin of `source`: after each optimizer step,
+    twin ← m · twin + (1 − m) · source, where m is the weight on the OLD value.
+    schedule "constant" keeps m; "cosine" raises it from `momentum` to `end` over `total_steps`
+    (BYOL/DINO: m_t = end − (end − momentum) · (cos(π t / T) + 1) / 2)."""
+    source: str
+    momentum: float
+    schedule: str = "constant"
+    end: float = 1.0
+    total_steps: int = 1
+    start_step: int = 0
+
+
+@dataclass
+class NetDecl:
+    name: str
+    callee: Any                       # Partial/BlockRef of the network (the source's, for twins)
+    span: Span | None = None
+    twin: EmaSpec | None = None
+    graphs: dict[tuple, Graph] = field(default_factory=dict)   # by input shapes
+
+    @property
+    def first_graph(self) -> Graph:
+        return next(iter(self.graphs.values()))
+
+
+@dataclass
+class StateDecl:
+    name: str
+    shape: tuple[int, ...]
+    init: Any            # a number, or the name of an initialiser ("normal_l2", "uniform", …)
+    dtype: str = "float32"
+    span: Span | None = None
+
+
+@dataclass
+class Action:
+    """An after-step update: `after enqueue(queue, ptr, k)`."""
+    kind: str
+    states: list[str]
+    tensors: list[str]          # phase-graph node ids whose values are kept for the update
+    options: dict[str, Any]
+    span: Span | None = None
+
+
+@dataclass
+class Phase:
+    name: str
+    graph: Graph
+    update: list[str]
+    loss: str
+    logs: dict[str, str]
+    actions: list[Action]
+    repeat: int = 1             # e.g. k D-steps per G-step
+    span: Span | None = None
+
+
+@dataclass
+class TopologyIR:
+    name: str
+    variant: str | None
+    nets: dict[str, NetDecl]
+    states: dict[str, StateDecl]
+    phases: dict[str, Phase]
+    references: list[str] = field(default_factory=list)

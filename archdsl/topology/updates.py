@@ -1,0 +1,101 @@
+"""After-step updates of a topology's state (no autograd), and state initialisers.
+
+Each update runs in `TopologyModule.after_step()`, after the optimizer step, on values kept
+from the last forward pass. Tensors are gathered across ranks first when torch.distributed is
+initialised, so every replica applies the same update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+STATE_INITS = ("zeros", "ones", "normal", "normal_l2", "uniform")
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    n_states: int
+    n_tensors: int
+    usage: str
+    options: tuple[str, ...] = ()
+    check: Callable = field(default=lambda states, tensors, options: None)
+
+
+def _check_enqueue(states, tensors, options):
+    (queue, ptr), (keys,) = states, tensors
+    if len(queue) != 2 or ptr != () or len(keys) != 2 or keys[1] != queue[0]:
+        return f"queue must be [D, K], ptr a scalar and keys [N, D]; got {list(queue)}, {list(ptr)}, {list(keys)}"
+    if queue[1] % keys[0]:
+        return (f"the queue length K = {queue[1]} is not a multiple of the batch {keys[0]}: a partial "
+                f"batch would wrap around the queue")
+    return None
+
+
+def _check_center(states, tensors, options):
+    (center,), (out,) = states, tensors
+    if len(center) != 2 or center[0] != 1 or len(out) != 2 or out[1] != center[1]:
+        return f"center must be [1, K] and the teacher output [N, K]; got {list(center)}, {list(out)}"
+    return None
+
+
+def _check_bank(states, tensors, options):
+    (bank,), (idx, feats) = states, tensors
+    if len(bank) != 2 or len(idx) != 1 or tuple(feats) != (idx[0], bank[1]):
+        return f"bank must be [N, D], indices [B] and features [B, D]; got {list(bank)}, {list(idx)}, {list(feats)}"
+    return None
+
+
+ACTIONS: dict[str, UpdateSpec] = {
+    "enqueue": UpdateSpec(2, 1, "enqueue(queue, ptr, keys): queue [D, K], ptr [] int64, keys [N, D]",
+                          check=_check_enqueue),
+    "center_update": UpdateSpec(1, 1, "center_update(center, teacher_out, momentum=0.9)",
+                                ("momentum",), _check_center),
+    "bank_update": UpdateSpec(1, 2, "bank_update(bank, indices, features, momentum=0.5)",
+                              ("momentum",), _check_bank),
+}
+
+
+def init_state(init, shape, dtype):
+    """A state tensor from its initialiser: a number, or one of STATE_INITS."""
+    import torch
+    dt = getattr(torch, dtype)
+    if not isinstance(init, str):
+        return torch.full(shape, init, dtype=dt)
+    if init == "zeros":
+        return torch.zeros(shape, dtype=dt)
+    if init == "ones":
+        return torch.ones(shape, dtype=dt)
+    if init == "uniform":
+        return torch.rand(shape, dtype=dt)
+    x = torch.randn(shape, dtype=dt)
+    if init == "normal_l2":  # MoCo's queue: each column a unit vector
+        x = torch.nn.functional.normalize(x, dim=0)
+    return x
+
+
+def run(kind: str, states, tensors, options) -> None:
+    import torch
+    from archdsl.topology import dist
+    with torch.no_grad():
+        if kind == "enqueue":
+            queue, ptr = states
+            keys = dist.all_gather(tensors[0].detach())
+            n, k = keys.shape[0], queue.shape[1]
+            if k % n:
+                raise RuntimeError(f"enqueue: K = {k} is not a multiple of the global batch {n}")
+            start = int(ptr)
+            queue[:, start:start + n] = keys.t().to(queue.dtype)
+            ptr.fill_((start + n) % k)
+        elif kind == "center_update":
+            (center,), (out,) = states, tensors
+            m = float(options.get("momentum", 0.9))
+            batch_center = dist.all_reduce_mean(out.detach().mean(dim=0, keepdim=True))
+            center.mul_(m).add_(batch_center, alpha=1 - m)
+        elif kind == "bank_update":
+            (bank,), (idx, feats) = states, tensors
+            idx, feats = dist.all_gather(idx), dist.all_gather(feats.detach())
+            m = float(options.get("momentum", 0.5))
+            mixed = bank[idx] * m + feats * (1 - m)
+            bank[idx] = torch.nn.functional.normalize(mixed, dim=1)
+        else:  # pragma: no cover - the elaborator only records known updates
+            raise ValueError(kind)
