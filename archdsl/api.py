@@ -44,7 +44,7 @@ def open_module(spec: str | Path, loader: Loader | None = None) -> tuple[ModuleE
     loader = loader or Loader()
     if _is_path(spec):
         return loader.load_file(Path(spec)), None, loader
-    index = _variant_index()
+    index = variant_index()
     if spec not in index:
         raise ArchError(f"no spec file or stdlib variant named '{spec}'",
                         hint=did_you_mean(spec, index) or "see `archdsl list` for every variant")
@@ -137,7 +137,7 @@ def catalog() -> list[CatalogEntry]:
 
 
 @lru_cache(maxsize=1)
-def _variant_index() -> dict[str, str]:
+def variant_index() -> dict[str, str]:
     return {v.name: e.file for e in catalog() for v in e.variants}
 
 

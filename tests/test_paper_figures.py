@@ -26,5 +26,6 @@ def test_params_and_macs_match_the_paper(variant, params_m, macs_m, params_tol, 
 
 
 def test_every_variant_without_reference_has_a_paper_figure():
-    unreferenced = {v.name for e in archdsl.catalog() for v in e.variants if not v.references}
+    unreferenced = {v.name for e in archdsl.catalog() if e.kind == "network" for v in e.variants
+                    if not v.references}
     assert unreferenced == {f[0] for f in FIGURES}

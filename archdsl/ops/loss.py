@@ -350,3 +350,27 @@ class KLGauss(_Pair):
         return 6 * numel(ins[0])
 
 
+
+
+class NoiseAttrs(Attrs):
+    shape: list[int]
+
+
+@register
+class Noise(Op):
+    """N(0, 1) noise of shape [B, *shape], on the device and dtype of its input (whose batch
+    size B it takes): `z = real -> randn([100])`. other_flops: numel (one draw per element)."""
+    name = "randn"
+    Attrs = NoiseAttrs
+    positional = ("shape",)
+
+    def infer(self, a, ins):
+        if not ins[0]:
+            raise ShapeError("noise takes its batch size from a tensor with a batch dim")
+        if any(d <= 0 for d in a.shape):
+            raise ShapeError(f"noise sizes must be positive, got {a.shape}")
+        return (ins[0][0], *a.shape)
+
+    def emit(self, a, ins, fx, args):
+        from archdsl.topology.runtime import noise_like
+        return fx.call(noise_like, args[0], tuple(a.shape))

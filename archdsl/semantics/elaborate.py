@@ -323,8 +323,12 @@ class Elaborator:
         try:
             return env.lookup(e.id)
         except KeyError:
-            raise ArchError(f"unknown name '{e.id}'", e.span,
-                            hint=did_you_mean(e.id, env.visible_names())) from None
+            pass
+        variant = stdlib_variant(e.id)  # every stdlib variant name is visible everywhere
+        if variant is not None:
+            return variant
+        raise ArchError(f"unknown name '{e.id}'", e.span,
+                        hint=did_you_mean(e.id, env.visible_names())) from None
 
     def eval_Const(self, e: A.Const, env: Env):
         return e.value
@@ -854,3 +858,12 @@ def _coerced_kind(value, annotation) -> str | None:
         if isinstance(v, str) and str not in leaves:
             return "a string"
     return None
+
+
+def stdlib_variant(name: str):
+    """The value of a stdlib variant (`resnet50`), or None when no variant has that name."""
+    from archdsl import api
+    if name not in api.variant_index():
+        return None
+    module, named, _ = api.open_module(name)
+    return module.globals[named]

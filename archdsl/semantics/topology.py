@@ -156,10 +156,10 @@ class TopologyElaborator(Elaborator):
         if p.name in self.ir.phases:
             raise ArchError(f"phase '{p.name}' declared twice", p.span)
         options = {a.name: self.eval(a.value, env) for a in p.args}
-        unknown = set(options) - {"update", "repeat"}
+        unknown = set(options) - {"update", "times"}
         if unknown or any(a.name is None for a in p.args):
-            raise ArchError("a phase takes `update=[nets]` and `repeat=k`", p.span,
-                            hint=did_you_mean(next(iter(unknown)), ["update", "repeat"]) if unknown else None)
+            raise ArchError("a phase takes `update=[nets]` and `times=k`", p.span,
+                            hint=did_you_mean(next(iter(unknown)), ["update", "times"]) if unknown else None)
         update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items() if d.twin is None])
         update = update if isinstance(update, (list, tuple)) else [update]
         for u in update:
@@ -168,7 +168,9 @@ class TopologyElaborator(Elaborator):
             if self.ir.nets[u.name].twin is not None:
                 raise ArchError(f"'{u.name}' is a momentum twin: it is never trained by a phase", p.span,
                                 hint="twins follow their source through `after_step()`")
-        repeat = self.int_value(options.get("repeat", 1), p.span, "a phase's repeat")
+        repeat = self.int_value(options.get("times", 1), p.span, "a phase's `times`")
+        if repeat < 1:
+            raise ArchError("a phase runs at least once per round (`times` ≥ 1)", p.span)
         saved = self.graph, self.used, self.frame.scope
         self.graph, self.used = Graph(f"{self.ir.name}.{p.name}"), set()
         self.frame.scope = Scope("", self.ir.name)
@@ -267,6 +269,13 @@ class TopologyElaborator(Elaborator):
         graph = decl.graphs.get(shapes)
         if graph is None:
             graph = Elaborator(ref.name, list(shapes)).network(decl.callee, {}, span)
+            if decl.graphs:  # one module serves every input size: its weights must not depend on it
+                first_shapes, first = next(iter(decl.graphs.items()))
+                if _weights(first) != _weights(graph):
+                    raise ArchError(f"network '{ref.name}' has different weights for inputs "
+                                    f"{[list(s) for s in shapes]} than for {[list(s) for s in first_shapes]}",
+                                    span, hint="a network applied at several input sizes must not depend "
+                                               "on them (pool before flattening)")
             decl.graphs[shapes] = graph
         outs = [graph.node(i).shape for i in graph.outputs.values()]
         path = self.claim(self.frame.scope, label, ref.name, span)
@@ -294,3 +303,17 @@ def _kind(value) -> str | None:
 def _keyword(s: A.Stmt) -> str:
     return {A.LogStmt: "log", A.AfterStmt: "after", A.NetStmt: "net", A.StateStmt: "state",
             A.PhaseStmt: "phase", A.OutStmt: "out", A.TensorDecl: "param", A.InStmt: "in"}.get(type(s), "?")
+
+
+def _weights(graph: Graph) -> list[tuple[str, tuple]]:
+    """Every parameter and buffer of a network graph with its shape."""
+    from archdsl.ops import REGISTRY
+    out = []
+    for n in graph.nodes():
+        if n.op in ("param", "buffer"):
+            out.append((n.id, tuple(n.shape)))
+        elif n.op in REGISTRY:
+            ins = graph.input_shapes(n)
+            op = REGISTRY[n.op]
+            out += [(f"{n.id}.{k}", tuple(v)) for k, v in {**op.params(n.attrs, ins), **op.buffers(n.attrs, ins)}.items()]
+    return out

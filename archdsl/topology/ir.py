@@ -62,7 +62,7 @@ class Phase:
     loss: str
     logs: dict[str, str]
     actions: list[Action]
-    repeat: int = 1             # e.g. k D-steps per G-step
+    repeat: int = 1             # `times=k`: runs per round, e.g. k D-steps per G-step
     span: Span | None = None
 
 

@@ -67,7 +67,7 @@ class TopologyModule(nn.Module):
         return list(self.ir.phases)
 
     def schedule(self) -> list[str]:
-        """One round of phases: each phase `repeat` times (k D-steps per G-step)."""
+        """One round of phases: each phase `times` times (k D-steps per G-step)."""
         return [name for name, p in self.ir.phases.items() for _ in range(p.repeat)]
 
     def phase_code(self, phase: str) -> str:

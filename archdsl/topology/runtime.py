@@ -24,3 +24,8 @@ def shuffled_call(module: torch.nn.Module, x: torch.Tensor):
     restore = torch.argsort(perm)
     start = dist.rank() * local
     return y_all[restore[start:start + local]]
+
+
+def noise_like(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Standard normal noise [B, *shape] on x's device, in x's dtype."""
+    return torch.randn((x.shape[0], *shape), device=x.device, dtype=x.dtype)
