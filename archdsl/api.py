@@ -128,6 +128,8 @@ def catalog() -> list[CatalogEntry]:
         variants = [it for it in ast.items if isinstance(it, A.Variant)]
         if not nets and not variants:
             continue  # a library of blocks
+        topologies = [it for it in nets if it.kind == "topology"]
+        nets = topologies or nets  # a file that declares a topology is listed as that topology
         family = nets[0].name if nets else path.stem
         paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
         kind = nets[0].kind if nets else "network"
