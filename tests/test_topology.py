@@ -248,3 +248,20 @@ def test_state_dict_covers_networks_twins_and_state():
     keys = topo(MOCO).state_dict().keys()
     assert {"state.queue", "state.queue_ptr", "steps"} <= set(keys)
     assert any(k.startswith("nets.query.") for k in keys) and any(k.startswith("nets.key.") for k in keys)
+
+
+def test_train_loop_runs_the_schedule_and_steps_the_twins():
+    from archdsl.topology.train import synthetic_pool, train
+    gan = topo(GAN.replace("img=[1, 8, 8]", "img=[1, 8, 8], k=2"), input_shape=[(4, 1, 8, 8)])
+    seen = []
+    history = train(gan, 3, lr=1e-3, on_step=seen.append)
+    assert seen == history and [h.step for h in history] == [0, 1, 2]
+    assert set(history[0].losses) == {"d_step", "g_step"} and "d_step.d_real" in history[0].logs
+    assert int(gan.steps) == 3
+    moco = topo(MOCO, input_shape=[(8, 3, 16, 16)] * 2)
+    pool = synthetic_pool(moco, pool=16)
+    assert [tuple(p.shape) for p in pool] == [(16, 3, 16, 16)] * 2
+    before = [p.clone() for p in moco.nets["key"].parameters()]
+    train(moco, 2, lr=0.01, optimizer="sgd", data=pool)
+    assert int(moco.state.queue_ptr) == 16
+    assert any(not torch.equal(a, b) for a, b in zip(before, moco.nets["key"].parameters()))
