@@ -727,7 +727,7 @@ def wild_case(draw, name):
     """Half the time a VALID case with some attributes re-drawn from the schema and perhaps one
     input dim nudged (near the valid region, where wrong acceptance hides); else pure fuzz."""
     op = OPS[name]
-    if draw(st.booleans()):
+    if name in VALID and draw(st.booleans()):  # (an op without VALID cases fails elsewhere)
         case = draw(VALID[name])
         attrs = dict(case.attrs)
         fields = op.Attrs.model_fields
@@ -740,7 +740,9 @@ def wild_case(draw, name):
             if s:
                 i = draw(st.integers(0, len(s) - 1))
                 s[i] = max(1, s[i] + draw(st.sampled_from([-1, 1])))
-        return Case(name, attrs, [tuple(s) for s in ins], case.pre)
+        # integer inputs keep their dtype; index 0 is valid whatever table size was redrawn
+        return Case(name, attrs, [tuple(s) for s in ins], case.pre, dtypes=case.dtypes,
+                    int_high=1 if case.dtypes else case.int_high)
     attrs = draw(attrs_strategy(op))
     n = op.n_inputs if op.n_inputs is not None else draw(st.integers(1, 3))
     if draw(st.booleans()):  # shapes related to one another (more likely to be accepted)
@@ -748,6 +750,9 @@ def wild_case(draw, name):
         ins = [tuple(d if draw(st.integers(0, 3)) else draw(small) for d in base) for _ in range(n)]
     else:
         ins = [draw(any_shape(1, 5)) for _ in range(n)]
+    dtypes = draw(VALID[name]).dtypes if name in VALID else None  # int64-indexing ops: int64 inputs
+    if dtypes is not None and len(dtypes) == len(ins):
+        return Case(name, attrs, ins, dtypes=dtypes, int_high=1)
     pre = None
     if name == "getitem" and draw(st.booleans()):
         src = draw(st.one_of(split_case(), chunk_case()))
@@ -792,7 +797,7 @@ def runtime_shapes(y) -> Any:
 def _random_input(node: Node, gen: torch.Generator, int_high: int) -> torch.Tensor:
     dtype = getattr(torch, node.dtype)
     if dtype.is_floating_point:
-        return torch.randn(*node.shape, generator=gen).to(dtype)
+        return torch.randn(tuple(node.shape), generator=gen).to(dtype)
     if dtype == torch.bool:
         return torch.randint(0, 2, node.shape, generator=gen).bool()
     return torch.randint(0, int_high, node.shape, generator=gen, dtype=dtype)
@@ -841,14 +846,16 @@ def check_against_torch(g: Graph) -> None:
     if node.op in ZERO_OTHER_FLOPS:
         assert other == 0 and counted == 0
     elif node.op in MAC_OPS:
-        assert (other > 0) == node.attrs.bias, f"{node.op}: the bias add is the only other_flops"
+        assert (other > 0) == bool(getattr(node.attrs, "bias", False)), \
+            f"{node.op}: the bias add is the only other_flops"
         assert counted > 0
     else:
         assert other > 0, f"{node.op} computes but has other_flops 0"
 
 
 def batch_doubled(case: Case) -> Case:
-    return Case(case.op, case.attrs, [(2 * s[0], *s[1:]) for s in case.ins], case.pre)
+    return Case(case.op, case.attrs, [(2 * s[0], *s[1:]) if s else s for s in case.ins], case.pre,
+                dtypes=case.dtypes, int_high=case.int_high)
 
 
 def _costs(g: Graph) -> tuple[int, int, int, int]:

@@ -124,7 +124,7 @@ def test_fully_expanded_dot_has_every_node_edge_and_block(name):
 
 
 def test_every_stdlib_variant_draws_whole_and_collapsed():
-    for entry in archdsl.catalog():
+    for entry in [e for e in archdsl.catalog() if e.kind == "network"]:
         for v in entry.variants:
             g = graph(v.name)
             full = Dot(to_dot(g))

@@ -82,7 +82,8 @@ class TempAttrs(Attrs):
 @register
 class InfoNCE(_Loss):
     """MoCo InfoNCE. inputs: q [N, D], k [N, D], queue [D, K] → scalar.
-    flops: 2·N·D (q·k) + 2·N·D·K (q·queue); other_flops: 4 · N · (K + 1) (scale, softmax, log)."""
+    flops: 2·N·D·K (the q·queue matmul); other_flops: 2·N·D (q·k as multiply and sum) +
+    4·N·(K + 1) (scale, softmax, log)."""
     name = "info_nce"
     fn_name = "info_nce"
     Attrs = TempAttrs
@@ -101,10 +102,11 @@ class InfoNCE(_Loss):
 
     def flops(self, a, ins, out):
         (n, d), (_, k) = ins[0], ins[2]
-        return 2 * n * d + 2 * n * d * k
+        return 2 * n * d * k
 
     def other_flops(self, a, ins, out):
-        return 4 * ins[0][0] * (ins[2][1] + 1)
+        (n, d), (_, k) = ins[0], ins[2]
+        return 2 * n * d + 4 * n * (k + 1)
 
 
 @register
@@ -345,6 +347,11 @@ class KLGauss(_Pair):
     other_flops: 6 · numel."""
     name = "kl_gauss"
     fn_name = "kl_gauss"
+
+    def infer(self, a, ins):
+        if len(ins[0]) < 2:  # the loss flattens the features from dim 1
+            raise ShapeError(f"kl_gauss expects [B, features...] inputs, got shape {list(ins[0])}")
+        return super().infer(a, ins)
 
     def other_flops(self, a, ins, out):
         return 6 * numel(ins[0])

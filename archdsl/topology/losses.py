@@ -17,8 +17,8 @@ from archdsl.topology import dist
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     """MoCo's InfoNCE: the positive is (q, k), negatives are the queue's columns [D, K].
     logits = [q·k, q·queue] / T; cross-entropy towards index 0. k and queue get no gradient."""
-    pos = torch.einsum("nc,nc->n", q, k.detach()).unsqueeze(-1)
-    neg = torch.einsum("nc,ck->nk", q, queue.detach())
+    pos = (q * k.detach()).sum(dim=1, keepdim=True)
+    neg = q @ queue.detach()
     logits = torch.cat([pos, neg], dim=1) / temperature
     labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits, labels)
