@@ -43,6 +43,7 @@ class Graph:
     inputs: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)   # output name → node id
     blocks: dict[str, BlockInstance] = field(default_factory=dict)
+    inits: list = field(default_factory=list)               # InitRules, in declaration order
     variant: str | None = None
     references: list[str] = field(default_factory=list)
     single_output: bool = True

@@ -61,7 +61,7 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
         if node.op == "input":
             values[node.id] = g.placeholder(node.id)
         elif node.op in ("param", "buffer"):
-            data = torch.full(node.shape, node.attrs["init"])
+            data = _initial(node.shape, node.attrs["init"])
             _install(root, node.id, nn.Parameter(data) if node.op == "param" else data)
             values[node.id] = g.get_attr(node.id)
         elif node.op == "state":
@@ -89,7 +89,20 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
     else:
         g.output({name: values[i] for name, i in graph.outputs.items()})
     g.lint()
-    return fx.GraphModule(root, g, class_name=_class_name(graph))
+    module = fx.GraphModule(root, g, class_name=_class_name(graph))
+    if install and graph.inits:
+        from archdsl.lower.init import apply_rules
+        apply_rules(module, graph.inits, graph)
+    return module
+
+
+def _initial(shape, init) -> torch.Tensor:
+    if isinstance(init, (int, float)):
+        return torch.full(shape, float(init))
+    from archdsl.lower.init import fill
+    data = torch.empty(shape)
+    fill(data, init)
+    return data
 
 
 def _class_name(graph: Graph) -> str:

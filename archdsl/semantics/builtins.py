@@ -98,3 +98,11 @@ BUILTINS = {
     "prod": _prod,
     "make_divisible": make_divisible,
 }
+
+
+def _initialisers() -> dict:
+    from archdsl.semantics.inits import INITIALISERS
+    return INITIALISERS
+
+
+BUILTINS.update(_initialisers())

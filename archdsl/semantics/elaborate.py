@@ -16,6 +16,7 @@ from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
+from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
@@ -208,6 +209,8 @@ class Elaborator:
                 self.exec_body(s.body, env)
         elif isinstance(s, A.TensorDecl):
             self.exec_tensor_decl(s, env)
+        elif isinstance(s, A.InitStmt):
+            self.exec_init(s, env)
         else:  # pragma: no cover - the grammar has no other statements
             raise ArchError(f"unsupported statement {type(s).__name__}", s.span)
 
@@ -287,16 +290,30 @@ class Elaborator:
                     raise ArchError(f"input '{s.name}' expects shape {_pattern(s)}, got "
                                     f"{list(shape)}", d.span, expected=str(want), found=str(actual))
 
+    def exec_init(self, s: A.InitStmt, env: Env):
+        value = self.eval(s.value, env)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = InitSpec("constant", (("value", float(value)),))
+        if not isinstance(value, InitSpec):
+            raise ArchError("an init rule needs an initialiser", s.value.span, found=describe(value),
+                            hint=f"one of {', '.join(INITIALISERS)}, or a number")
+        if ":" in s.pattern and s.pattern.split(":", 1)[0] not in self.ops:
+            op_name = s.pattern.split(":", 1)[0]
+            raise ArchError(f"init rule names no op '{op_name}'", s.span,
+                            hint=did_you_mean(op_name, self.ops) or '`"conv:weight"` selects by op')
+        self.graph.inits.append(InitRule(self.frame.scope.prefix, s.pattern, value, s.span))
+
     def exec_tensor_decl(self, s: A.TensorDecl, env: Env):
         shape = tuple(self.int_value(self.eval(d, env), d.span, "a size") for d in s.shape)
         if any(n <= 0 for n in shape):
             raise ArchError(f"{s.kind} '{s.name}' needs positive sizes, got {list(shape)}", s.span)
         init = 0.0 if s.init is None else self.eval(s.init, env)
-        if isinstance(init, bool) or not isinstance(init, (int, float)):
-            raise ArchError(f"{s.kind} '{s.name}' initial value must be a number", s.init.span,
-                            found=describe(init))
+        if isinstance(init, bool) or not isinstance(init, (int, float, InitSpec)):
+            raise ArchError(f"{s.kind} '{s.name}' initial value must be a number or an initialiser",
+                            s.init.span, found=describe(init), hint="e.g. `= 1e-6` or `= trunc_normal(0.02)`")
         path = self.frame.scope.path(s.name)
-        node = Node(path, s.kind, {"init": float(init)}, [], shape, s.span,
+        init = init if isinstance(init, InitSpec) else float(init)
+        node = Node(path, s.kind, {"init": init}, [], shape, s.span,
                     self.frame.scope.prefix, self.frame.scope.block_type)
         self.add_node(node, s.span)
         env.vars[s.name] = Tensor(path, shape)

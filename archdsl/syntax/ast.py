@@ -160,6 +160,13 @@ class For(Stmt):
     body: list[Stmt]
 
 
+class InitStmt(Stmt):
+    """`init "conv*.weight" = kaiming_normal(mode="fan_out")`: how matching parameters and
+    buffers under this block start (later rules win)."""
+    pattern: str
+    value: Expr
+
+
 class NetStmt(Stmt):
     """`net query = encoder(num_classes=128)` — a network instance of a topology."""
     name: str

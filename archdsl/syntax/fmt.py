@@ -115,6 +115,8 @@ def _simple_stmt(s: A.Stmt) -> str:
         return "out " + (f"{s.name} = " if s.name else "") + _chain_text(s.value)
     if isinstance(s, A.Assign):
         return f"{s.name} = {_chain_text(s.value)}"
+    if isinstance(s, A.InitStmt):
+        return f"init {_str(s.pattern)} = {_expr(s.value)}"
     if isinstance(s, A.NetStmt):
         return f"net {s.name} = {_expr(s.value)}"
     if isinstance(s, A.StateStmt):

@@ -319,6 +319,10 @@ class _ToAst(Transformer):
     def else_clause(self, meta, c):
         return c[0]
 
+    def init_stmt(self, meta, c):
+        pattern, value = c
+        return A.InitStmt(span=self._s(meta), pattern=_unquote(str(pattern)), value=value)
+
     def net_stmt(self, meta, c):
         return A.NetStmt(span=self._s(meta), name=str(c[0]), value=c[1])
 
@@ -437,6 +441,9 @@ class _ToAst(Transformer):
 
     def kw_out_arg(self, meta, c):  # `out` is a keyword, but also the name of an op argument
         return A.Arg(span=self._s(meta), name="out", value=c[0])
+
+    def kw_init_arg(self, meta, c):  # `init` is a keyword, but also an op argument (layer_scale)
+        return A.Arg(span=self._s(meta), name="init", value=c[0])
 
     def kw_arg(self, meta, c):
         return A.Arg(span=self._s(meta), name=str(c[0]), value=c[1])

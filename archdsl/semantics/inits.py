@@ -1,0 +1,79 @@
+"""Initialisers a spec can name: `init "*.weight" = kaiming_normal(mode="fan_out")` rules and
+`param gamma: [C] = trunc_normal(0.02)` values. Pure data here; applied in archdsl/lower/init.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    kind: str
+    args: tuple = ()          # ((name, value), ...)
+
+    def get(self, name: str, default=None):
+        return dict(self.args).get(name, default)
+
+
+def _spec(kind: str, **kwargs) -> InitSpec:
+    return InitSpec(kind, tuple(sorted(kwargs.items())))
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError("mode is 'fan_in' or 'fan_out'")
+
+
+def zeros() -> InitSpec:
+    return _spec("constant", value=0.0)
+
+
+def ones() -> InitSpec:
+    return _spec("constant", value=1.0)
+
+
+def constant(value: float) -> InitSpec:
+    return _spec("constant", value=float(value))
+
+
+def normal(std: float = 1.0, mean: float = 0.0) -> InitSpec:
+    return _spec("normal", std=float(std), mean=float(mean))
+
+
+def trunc_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0) -> InitSpec:
+    """N(0, std²) truncated to [a, b] (absolute bounds, as timm's trunc_normal_)."""
+    return _spec("trunc_normal", std=float(std), a=float(a), b=float(b))
+
+
+def uniform(a: float = 0.0, b: float = 1.0) -> InitSpec:
+    return _spec("uniform", a=float(a), b=float(b))
+
+
+def kaiming_normal(mode: str = "fan_in", nonlinearity: str = "relu") -> InitSpec:
+    _check_mode(mode)
+    return _spec("kaiming_normal", mode=mode, nonlinearity=nonlinearity)
+
+
+def kaiming_uniform(mode: str = "fan_in", nonlinearity: str = "leaky_relu", a: float = 0.0) -> InitSpec:
+    _check_mode(mode)
+    return _spec("kaiming_uniform", mode=mode, nonlinearity=nonlinearity, a=float(a))
+
+
+def xavier_uniform(gain: float = 1.0) -> InitSpec:
+    return _spec("xavier_uniform", gain=float(gain))
+
+
+def xavier_normal(gain: float = 1.0) -> InitSpec:
+    return _spec("xavier_normal", gain=float(gain))
+
+
+INITIALISERS = {f.__name__: f for f in (zeros, ones, constant, normal, trunc_normal, uniform,
+                                        kaiming_normal, kaiming_uniform, xavier_uniform, xavier_normal)}
+
+
+@dataclass(frozen=True)
+class InitRule:
+    """Parameters and buffers under `prefix` whose relative key matches `pattern` (fnmatch)."""
+    prefix: str
+    pattern: str
+    init: InitSpec
+    span: object = None

@@ -1,0 +1,74 @@
+"""Declared initialisation: the stdlib nets start where their papers' code starts."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import archdsl
+from archdsl import ArchError
+
+
+def _std_ok(t: torch.Tensor, want: float, rel: float = 0.1) -> bool:
+    return abs(t.float().std().item() - want) <= rel * want
+
+
+def test_resnet50_he_fan_out_convs_zero_last_bn_default_fc():
+    m = archdsl.load_spec("resnet50", seed=0)
+    sd = m.state_dict()
+    for key in ["conv1.weight", "layer3.1.conv2.weight", "layer4.0.downsample.0.weight"]:
+        w = sd[key]
+        fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+        assert _std_ok(w, math.sqrt(2.0 / fan_out)), key
+    assert all(sd[f"layer{i}.{j}.bn3.weight"].abs().sum() == 0 for i, n in zip(range(1, 5), [3, 4, 6, 3])
+               for j in range(n))
+    assert torch.equal(sd["bn1.weight"], torch.ones(64))
+    assert torch.equal(sd["layer1.0.downsample.1.weight"], torch.ones(256))  # not the last BN
+    bound = 1 / math.sqrt(2048)  # torch's default Linear init, as timm leaves it
+    assert sd["fc.weight"].abs().max() <= bound and sd["fc.weight"].abs().max() > 0.9 * bound
+
+
+def test_zero_init_last_can_be_switched_off_and_reaches_basic_blocks():
+    sd = archdsl.load_spec("resnet18", seed=0).state_dict()
+    assert sd["layer2.1.bn2.weight"].abs().sum() == 0
+    sd = archdsl.load_spec("resnet18", seed=0,
+                           block=archdsl.SpecText("BasicBlock(zero_init_last=false)")).state_dict()
+    assert torch.equal(sd["layer2.1.bn2.weight"], torch.ones(128))
+
+
+def test_convnext_truncated_normal_weights_zero_biases_layer_scale():
+    sd = archdsl.load_spec("convnext_tiny", seed=0).state_dict()
+    for key in ["stem.0.weight", "stages.2.blocks.3.mlp.fc1.weight", "head.fc.weight"]:
+        assert _std_ok(sd[key], 0.02), key
+        assert sd[key].abs().max() <= 2.0  # truncated at ±2 (absolute), as timm
+    assert sd["stages.1.blocks.0.conv_dw.bias"].abs().sum() == 0
+    assert sd["head.fc.bias"].abs().sum() == 0
+    assert torch.allclose(sd["stages.0.blocks.0.gamma"], torch.full((96,), 1e-6))
+    assert torch.equal(sd["head.norm.weight"], torch.ones(768))
+
+
+def test_params_take_initialisers_and_rules_apply_in_order():
+    src = """network N() {
+  in x: [B, 3, H = 8, W = 8]
+  init "*.bias" = 0.5
+  init "b.bias" = zeros()
+  param g: [1000] = normal(std=3.0)
+  y = x -> a: conv(4, 1) -> b: conv(4, 1)
+  out (y -> mean(dims=[2, 3]) -> fc: linear(1000)) + g
+}"""
+    sd = archdsl.load_spec(source=src, seed=0).state_dict()
+    assert torch.equal(sd["a.bias"], torch.full((4,), 0.5))
+    assert torch.equal(sd["b.bias"], torch.zeros(4))  # the later rule wins
+    assert _std_ok(sd["g"], 3.0)
+
+
+def test_bad_init_rules_are_arch_errors():
+    base = "network N() {{\n  in x: [B, 3, H = 8, W = 8]\n  {rule}\n  out x -> a: conv(4, 1) -> bn\n}}"
+    with pytest.raises(ArchError, match="no fan-in"):
+        archdsl.load_spec(source=base.format(rule='init "*.weight" = kaiming_normal()'))
+    with pytest.raises(ArchError, match="names no op 'cnov'") as err:
+        archdsl.load_graph(source=base.format(rule='init "cnov:weight" = zeros()'))
+    assert err.value.hint == "did you mean 'conv'?"
+    with pytest.raises(ArchError, match="needs an initialiser"):
+        archdsl.load_graph(source=base.format(rule='init "*" = "zeros"'))
