@@ -47,8 +47,10 @@ def neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy with class indices [B] or soft targets [B, C] (mixup/cutmix, distillation)."""
-    if target.dtype.is_floating_point:
+    """Cross-entropy with class indices [B] or soft targets [B, C] (mixup/cutmix, distillation;
+    integer [B, C] targets are read as one-hot or count weights)."""
+    if target.dim() == logits.dim():
+        target = target.to(logits.dtype)
         return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
     return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
