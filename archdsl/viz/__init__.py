@@ -27,9 +27,18 @@ What is drawn:
   total, with the legend in the graph's label.
 
 `archdsl.viz.view` holds the collapsing rules in full.
+
+A topology (`archdsl.load_topology("moco_v2")`) is drawn by `topology_to_dot` (and `render`
+takes one too): networks on the right, one cluster each (one node at `depth=1`, their own
+graph at network depth N − 1 for `depth=N`), EMA twins joined to their source by a dashed
+`ema(m)` edge, state as cylinders, each phase a cluster of its loss graph titled with
+`update=[…]`, net calls dotted to the network they call, stop-gradients as red dashed edges
+and after-step updates as blue edges into the state they update; see `archdsl.viz.topology`.
 """
 from archdsl.viz.dot import human, shape_text, to_dot
 from archdsl.viz.render import RenderResult, render
+from archdsl.viz.topology import topology_to_dot
 from archdsl.viz.view import View, build_view
 
-__all__ = ["RenderResult", "View", "build_view", "human", "render", "shape_text", "to_dot"]
+__all__ = ["RenderResult", "View", "build_view", "human", "render", "shape_text", "to_dot",
+           "topology_to_dot"]

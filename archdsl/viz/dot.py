@@ -196,20 +196,33 @@ def to_dot(graph: Graph, *, depth: int | None = None, expand: Iterable[str] = ()
            color: str | None = None, report: CostReport | None = None,
            group_repeats: bool = True, rankdir: str = "TB") -> str:
     """The graph as graphviz DOT text (see `archdsl.viz` for the collapsing rules)."""
+    return network_writer(graph, depth=depth, expand=expand, color=color, report=report,
+                          group_repeats=group_repeats, rankdir=rankdir).write()
+
+
+def network_writer(graph: Graph, *, depth: int | None = None, expand: Iterable[str] = (),
+                   color: str | None = None, report: CostReport | None = None,
+                   group_repeats: bool = True, rankdir: str = "TB",
+                   prefix: str = "") -> "_Writer":
+    """What `to_dot` writes, before it is written: `.write()` gives the whole document, and
+    `.body()` / `.edge_stmts()` its statements for a picture drawn inside another (the node
+    ids prefixed with `prefix`), as `archdsl.viz.topology` draws a topology's networks."""
     if color not in (None, "flops", "params"):
         raise ArchError(f"unknown colour mode '{color}'", hint="use 'flops' or 'params'")
     report = report if report is not None else cost(graph)
     costs: dict[str, NodeCost] = {c.path: c for c in report.nodes}
     view = build_view(graph, depth, expand, group_repeats,
                       {k: (c.params + c.buffers, c.flops + c.other_flops) for k, c in costs.items()})
-    return _Writer(graph, view, costs, report, color, rankdir).write()
+    return _Writer(graph, view, costs, report, color, rankdir, prefix)
 
 
 class _Writer:
-    def __init__(self, graph: Graph, view: View, costs: dict[str, NodeCost], report: CostReport,
-                 color: str | None, rankdir: str):
+    def __init__(self, graph: Graph, view: View, costs: dict[str, NodeCost], report: CostReport | None,
+                 color: str | None, rankdir: str, prefix: str = ""):
         self.graph, self.view, self.costs, self.report = graph, view, costs, report
         self.rankdir = rankdir
+        self.prefix = prefix          # prepended to every DOT node id (a picture inside another)
+        self.output_word = "output "  # `⇒ output out`; a topology's phases say `⇒ loss`
         self.outputs: dict[str, list[str]] = {}
         for name, nid in graph.outputs.items():
             self.outputs.setdefault(nid, []).append(name)
@@ -233,6 +246,10 @@ class _Writer:
             total = report.totals.params if color == "params" else report.totals.flops
             self.colour = _Colour(color, (s[k] for s in self.sums.values()), total)
             self.colour_k = k
+
+    def nid(self, iid: str) -> str:
+        """The quoted DOT id of a drawn item."""
+        return _q(self.prefix + iid)
 
     # -- labels
     def _fill(self, iid: str, default: str) -> tuple[str, str]:
@@ -260,13 +277,13 @@ class _Writer:
         extra = ""
         if n.op == "input":
             label = _table([f"<b>{_esc(local)}</b>", _esc(shape_text(n.shape))])
-            return f'{_q(iid)} [shape=ellipse, fillcolor="{INPUT_FILL}", label=<{label}>];'
+            return f'{self.nid(iid)} [shape=ellipse, fillcolor="{INPUT_FILL}", label=<{label}>];'
 
         if n.op in ("param", "buffer"):
             label = _table([f"<b>{_esc(local)}</b> <i>{n.op}</i>",
                             f'<font point-size="8">{_esc(shape_text(n.shape))}</font>'])
             fill, fc = self._fill(iid, PARAM_FILL) if n.op == "param" else (PARAM_FILL, "#000000")
-            return (f'{_q(iid)} [shape=note, fillcolor="{fill}", fontcolor="{fc}", '
+            return (f'{self.nid(iid)} [shape=note, fillcolor="{fill}", fontcolor="{fc}", '
                     f'label=<{label}>];')
         fill, fc = self._fill(iid, NODE_FILL)
         dim, blue = self._inks(fc)
@@ -280,9 +297,10 @@ class _Writer:
         if cl:
             rows.append(f'<font point-size="8" color="{blue}">{_esc(cl)}</font>')
         if outs:
-            rows.append(f'<font point-size="8"><b>⇒ output {_esc(", ".join(outs))}</b></font>')
+            rows.append(f'<font point-size="8"><b>⇒ {self.output_word}'
+                        f'{_esc(", ".join(outs))}</b></font>')
             extra = ", penwidth=2"
-        return (f'{_q(iid)} [fillcolor="{fill}", fontcolor="{fc}"{extra}, '
+        return (f'{self.nid(iid)} [fillcolor="{fill}", fontcolor="{fc}"{extra}, '
                 f'label=<{_table(rows)}>];')
 
     def block_stmt(self, it: Item) -> str:
@@ -306,9 +324,10 @@ class _Writer:
         outs = [o for m in it.members for o in self.outputs.get(m, [])]
         extra = ""
         if outs:
-            rows.append(f'<font point-size="8"><b>⇒ output {_esc(", ".join(outs))}</b></font>')
+            rows.append(f'<font point-size="8"><b>⇒ {self.output_word}'
+                        f'{_esc(", ".join(outs))}</b></font>')
             extra = ", penwidth=2"
-        return (f'{_q(iid)} [shape=box3d, style=filled, margin="0.14,0.07", fillcolor="{fill}", '
+        return (f'{self.nid(iid)} [shape=box3d, style=filled, margin="0.14,0.07", fillcolor="{fill}", '
                 f'fontcolor="{fc}"{extra}, label=<{_table(rows)}>];')
 
     def title(self) -> str:
@@ -333,7 +352,6 @@ class _Writer:
 
     # -- the document
     def write(self) -> str:
-        view = self.view
         out = [
             f"digraph {_q(self.graph.variant or self.graph.name)} {{",
             f'  graph [rankdir={self.rankdir}, newrank=true, compound=false, fontname="{FONT}", '
@@ -344,22 +362,25 @@ class _Writer:
             f'  edge [fontname="{FONT}", fontsize=7, fontcolor="#666666", arrowsize=0.5, '
             f'penwidth=0.8, color="#666666"];',
         ]
+        out += self.body()
+        out += self.edge_stmts()
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def body(self, indent: str = "  ", level: int = 0, tag: str = "",
+             taken: set[str] | None = None) -> list[str]:
+        """The node and cluster statements of the view, clusters nested as the open blocks are.
+        `level` offsets the cluster fills, `tag` goes into every cluster name and `taken` holds
+        the cluster names already used (both for a picture drawn inside another)."""
+        view = self.view
+        out: list[str] = []
         members: dict[str, list[Item]] = {}
         for it in view.items.values():
             members.setdefault(it.container, []).append(it)
         children: dict[str, list[str]] = {}
         for c in view.clusters:
             children.setdefault(view.cluster_parent[c], []).append(c)
-        taken: set[str] = set()
-
-        def cluster_name(path: str) -> str:
-            base = "cluster_" + _UNSAFE.sub("_", path)
-            name, k = base, 1
-            while name in taken:          # `a.b` and `a_b` would clash
-                k += 1
-                name = f"{base}_{k}"
-            taken.add(name)
-            return name
+        taken = set() if taken is None else taken
 
         def emit(container: str, indent: str, lvl: int) -> None:
             for it in members.get(container, ()):
@@ -368,19 +389,33 @@ class _Writer:
                 bt = self.graph.blocks[c].type
                 title = c[len(container) + 1:] if container and c.startswith(container + ".") else c
                 fill = CLUSTER_FILLS[lvl % len(CLUSTER_FILLS)]
-                out.append(f"{indent}subgraph {cluster_name(c)} {{")
+                out.append(f"{indent}subgraph {cluster_name(tag + c, taken)} {{")
                 out.append(f'{indent}  graph [label=<<b>{_esc(title)}</b>  <i>{_esc(bt)}</i>>, '
                            f'tooltip={_q(c)}, style="rounded,filled", fillcolor="{fill}", '
                            f'color="{CLUSTER_PEN}", fontsize=10, labeljust=l, margin=8];')
                 emit(c, indent + "  ", lvl + 1)
                 out.append(indent + "}")
 
-        emit("", "  ", 0)
-        for e in view.edges:
-            out.append(f'  {_q(e.src)} -> {_q(e.dst)} '
-                       f'[label={_q(shape_text(self.graph.node(e.tensor).shape))}];')
-        out.append("}")
-        return "\n".join(out) + "\n"
+        emit("", indent, level)
+        return out
+
+    def edge_stmts(self, indent: str = "  ") -> list[str]:
+        """One statement per drawn edge, labelled with the shape of the tensor it carries."""
+        return [f'{indent}{self.nid(e.src)} -> {self.nid(e.dst)} '
+                f'[label={_q(shape_text(self.graph.node(e.tensor).shape))}];'
+                for e in self.view.edges]
+
+
+def cluster_name(path: str, taken: set[str]) -> str:
+    """`cluster_<path>` with unsafe characters as `_`, numbered when `a.b` and `a_b` clash;
+    records the name in `taken`."""
+    base = "cluster_" + _UNSAFE.sub("_", path)
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")

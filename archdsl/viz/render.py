@@ -1,4 +1,5 @@
-"""Render an IR graph to SVG / PNG / PDF through graphviz's `dot`, or write the DOT text.
+"""Render an IR graph or a topology to SVG / PNG / PDF through graphviz's `dot`, or write
+the DOT text.
 
 When `dot` is not installed, the DOT text is written next to the requested file and the
 result says how to install graphviz; nothing raises, so `archdsl viz` stays useful anywhere.
@@ -14,7 +15,9 @@ from typing import Iterable
 from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport
 from archdsl.ir.graph import Graph
+from archdsl.topology.ir import TopologyIR
 from archdsl.viz.dot import to_dot
+from archdsl.viz.topology import topology_to_dot
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 PNG_DPI = 144
@@ -29,21 +32,33 @@ class RenderResult:
     message: str            # one line for the user
 
 
-def render(graph: Graph, path: str | Path, *, fmt: str | None = None, depth: int | None = None,
-           expand: Iterable[str] = (), color: str | None = None,
+def render(graph: Graph | TopologyIR, path: str | Path, *, fmt: str | None = None,
+           depth: int | None = None, expand: Iterable[str] = (), color: str | None = None,
            report: CostReport | None = None, group_repeats: bool = True,
            dpi: int | None = None) -> RenderResult:
     """Write a picture of `graph` to `path`; the format comes from the suffix (.svg .png .pdf
     .dot) unless `fmt` is given. `dpi` sets the resolution of PNG output (default 144:
     graphviz's own 96 reads blurry on today's screens; graphviz scales down bitmaps that
-    would exceed its size limit)."""
+    would exceed its size limit).
+
+    A `TopologyIR` is drawn by `topology_to_dot`: `depth=None` (or 1) draws each network as
+    one node, `depth=N` opens them to network depth N − 1; `expand` names networks or
+    `<net>.<block path>`s; `color` and `report` are for a single network's picture."""
     path = Path(path)
     fmt = (fmt or FORMATS.get(path.suffix.lower(), "")).lower()
     if fmt not in set(FORMATS.values()):
         raise ArchError(f"cannot tell the picture format of '{path}'",
                         hint="use a .svg, .png, .pdf or .dot file name (or pass fmt=…)")
-    text = to_dot(graph, depth=depth, expand=expand, color=color, report=report,
-                  group_repeats=group_repeats)
+    if isinstance(graph, TopologyIR):
+        if color is not None or report is not None:
+            raise ArchError("colour modes and cost reports are for a network's picture, "
+                            "not a topology's",
+                            hint="render one of its networks: render(ir.nets[name].first_graph, "
+                                 "path, color=…)")
+        text = topology_to_dot(graph, depth=depth, expand=expand, group_repeats=group_repeats)
+    else:
+        text = to_dot(graph, depth=depth, expand=expand, color=color, report=report,
+                      group_repeats=group_repeats)
     exe = shutil.which("dot")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
