@@ -199,6 +199,15 @@ def _prec(e: A.Expr) -> int:
     return _PREC["atom"]
 
 
+def _wrapped(open_: str, items: list[str], close: str) -> str:
+    """`open a, b close` when it fits on a line, else one item per line, indented."""
+    flat = open_ + ", ".join(items) + close
+    if len(flat) <= MAX_LINE and "\n" not in flat:
+        return flat
+    body = ",\n".join("\n".join(INDENT + ln for ln in item.split("\n")) for item in items)
+    return f"{open_}\n{body},\n{close}"
+
+
 def _expr(e: A.Expr, min_prec: int = 0) -> str:
     text = _expr_raw(e)
     return f"({text})" if _prec(e) < min_prec else text
@@ -215,13 +224,13 @@ def _expr_raw(e: A.Expr) -> str:
         inner = ", ".join(_expr(x, 1) for x in e.items)
         return f"({inner},)" if len(e.items) == 1 else f"({inner})"
     if isinstance(e, A.ListLit):
-        return "[" + ", ".join(_stage(s) for s in e.items) + "]"
+        return _wrapped("[", [_stage(s) for s in e.items], "]")
     if isinstance(e, A.ListComp):
         cond = f" if {_expr(e.cond, 1)}" if e.cond is not None else ""
         return f"[{_expr(e.item, 1)} for {e.var} in {_expr(e.iter, 1)}{cond}]"
     if isinstance(e, A.Call):
-        args = ", ".join((f"{a.name}=" if a.name else "") + _expr(a.value, 1) for a in e.args)
-        return f"{_expr(e.func, _PREC['postfix'])}({args})"
+        args = [(f"{a.name}=" if a.name else "") + _expr(a.value, 1) for a in e.args]
+        return _wrapped(f"{_expr(e.func, _PREC['postfix'])}(", args, ")")
     if isinstance(e, A.Index):
         return f"{_expr(e.value, _PREC['postfix'])}[{_expr(e.index, 1)}]"
     if isinstance(e, A.Attr):
