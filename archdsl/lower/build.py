@@ -88,6 +88,8 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
         g.output(values[next(iter(graph.outputs.values()))])
     else:
         g.output({name: values[i] for name, i in graph.outputs.items()})
+    if install:
+        _inplace_activations(g, root)
     g.lint()
     module = fx.GraphModule(root, g, class_name=_class_name(graph))
     if install and graph.inits:
@@ -108,3 +110,24 @@ def _initial(shape, init) -> torch.Tensor:
 def _class_name(graph: Graph) -> str:
     name = graph.variant or graph.name
     return "".join(p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_")) or "Model"
+
+
+def _inplace_activations(g: fx.Graph, root: nn.Module) -> None:
+    """ReLU-family activations overwrite their input when nothing else reads it and the
+    producer's backward does not need its own output (conv, norm, linear, add) — as
+    hand-written PyTorch does with `ReLU(inplace=True)`."""
+    import operator
+
+    import torch.nn.functional as F
+    inplace_fns = {F.relu, F.relu6, F.silu, F.hardswish, F.leaky_relu}
+    safe_modules = (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Linear, nn.LayerNorm, nn.GroupNorm)
+    for node in g.nodes:
+        if node.op != "call_function" or node.target not in inplace_fns or not node.args:
+            continue
+        src = node.args[0]
+        if not isinstance(src, fx.Node) or len(src.users) != 1:
+            continue
+        producer_ok = (src.op == "call_function" and src.target in (operator.add, torch.add)) or \
+            (src.op == "call_module" and isinstance(root.get_submodule(src.target), safe_modules))
+        if producer_ok:
+            node.kwargs = {**node.kwargs, "inplace": True}

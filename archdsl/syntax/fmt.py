@@ -25,8 +25,20 @@ class _Printer:
         self.out: list[str] = []
 
     def _comments_before(self, line: int, depth: int) -> None:
+        """Comments above `line`, keeping one blank line wherever the source had a gap."""
+        last = None
         while self.pending and self.pending[0].line < line:
-            self.out.append(INDENT * depth + self.pending.pop(0).text)
+            c = self.pending.pop(0)
+            if last is not None and c.line > last + 1:
+                self._blank()
+            self.out.append(INDENT * depth + c.text)
+            last = c.line
+        if last is not None and line < 10**9 and line > last + 1:
+            self._blank()
+
+    def _blank(self) -> None:
+        if self.out and self.out[-1] != "":
+            self.out.append("")
 
     def _trailing(self, line: int) -> str:
         if self.pending and self.pending[0].line == line:
