@@ -79,6 +79,13 @@ def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
     return ir
 
 
+def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
+              source: str | None = None) -> str:
+    """'network' or 'topology': what the spec (its chosen variant) declares."""
+    _, callee, _, _, _ = _resolve(spec, variant, source, {})
+    return "topology" if _is_topology(callee) else "network"
+
+
 def _resolve(spec, variant, source, overrides):
     module, named, _ = _module(spec, source)
     callee, var_name, refs = _entry(module, variant or named)

@@ -228,10 +228,7 @@ def _spec(spec: str) -> dict:
 
 def _kind(args: dict, variant) -> str:
     """'network' or 'topology': what SPEC (its variant) declares."""
-    # TODO(api): a public `spec_kind()`; load_spec makes the same decision with these helpers.
-    from archdsl import api
-    _, callee, _, _, _ = api._resolve(args["spec"], variant, args.get("source"), {})
-    return "topology" if api._is_topology(callee) else "network"
+    return archdsl.spec_kind(args["spec"], variant, source=args.get("source"))
 
 
 def _load(spec: str, variant, overrides, inputs):
@@ -663,3 +660,82 @@ def _print_catalog(entries, facts, costs: bool) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="archdsl")
+
+
+# ---- viz -------------------------------------------------------------------------------------------
+
+@main.command("viz")
+@_spec_options
+@click.option("--output", "-o", "output", metavar="FILE", default=None,
+              help="Where to write: .svg, .png, .pdf or .dot. Default: <variant>.svg here.")
+@click.option("--depth", "-d", type=click.IntRange(min=1), metavar="N",
+              help="Collapse block instances whose path has N or more parts into one node.")
+@click.option("--expand", "-e", multiple=True, metavar="PATH",
+              help="Keep this block (or network of a topology) open. Repeatable.")
+@click.option("--color", type=click.Choice(["flops", "params"]), default=None,
+              help="Fill nodes by their share of FLOPs or params (networks).")
+def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, color):
+    """Render SPEC's graph with graphviz: block clusters, shapes on edges, costs on nodes.
+
+    Without the `dot` program the DOT text is written instead, with how to install graphviz.
+    """
+    from archdsl.viz import render
+    with _errors():
+        kind, ir = _load(spec, variant, overrides, inputs)
+        name = getattr(ir, "variant", None) or ir.name
+        path = Path(output) if output else Path(f"{name}.svg")
+        options = {"depth": depth, "expand": list(expand)}
+        if color is not None:
+            options["color"] = color
+        with _Progress(f"rendering {spec}"):
+            result = render(ir, path, **options)
+        if result.dot_available:
+            click.echo(result.message or f"wrote {result.path}")
+        else:  # DOT written instead of a picture: say so, and how to get graphviz
+            click.echo(result.message, err=True)
+
+
+# ---- train -----------------------------------------------------------------------------------------
+
+@main.command("train")
+@_spec_options
+@click.option("--synthetic", is_flag=True, required=True,
+              help="Train on a pool of random inputs shaped like the topology's (the only data "
+                   "source of this command: it is for trying a topology, not for real runs).")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Rounds of the topology's phases (each followed by after_step()).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print every step's losses as JSON lines.")
+def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, optimizer, seed, as_json):
+    """Train a topology for a few steps on synthetic data, showing its losses.
+
+    Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
+    --input 8x3x64x64 --input 8x3x64x64
+    """
+    from archdsl.topology.train import train
+    with _errors():
+        args = _spec(spec)
+        if _kind(args, variant) != "topology":
+            raise archdsl.ArchError(f"'{spec}' is a network; `archdsl train` runs topologies",
+                                    hint="see `archdsl list` for the stdlib's topologies")
+        with _Progress(f"building {spec}"):
+            topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
+        if as_json:
+            train(topo, steps, lr=lr, optimizer=optimizer, seed=seed,
+                  on_step=lambda e: click.echo(json.dumps({"step": e.step, "losses": e.losses, "logs": e.logs})))
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                      console=_console(stderr=True), transient=False) as bar:
+            task = bar.add_task(f"training {spec}", total=steps, losses="")
+
+            def show(entry):
+                text = "  ".join(f"{k} {v:.4f}" for k, v in entry.losses.items())
+                bar.update(task, advance=1, losses=text)
+            history = train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, on_step=show)
+        first, last = history[0].losses, history[-1].losses
+        for phase in first:
+            click.echo(f"{phase}: loss {first[phase]:.4f} → {last[phase]:.4f}")

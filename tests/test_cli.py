@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -500,3 +501,29 @@ def test_readme_example_compiles_and_its_output_is_current(tmp_path):
     result = run(*[str(path) if a == "mini.arch" else a for a in args])
     assert result.exit_code == 0, result.output
     assert result.stdout == expected, "README's example output is stale; paste the new output"
+
+
+# ---- viz and train ----------------------------------------------------------------------------------
+
+def test_viz_writes_a_picture_or_dot_with_install_hint(tmp_path, monkeypatch):
+    out = tmp_path / "r.svg"
+    result = CliRunner().invoke(main, ["viz", "resnet18", "--depth", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    if shutil.which("dot"):
+        assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    result = CliRunner().invoke(main, ["viz", "moco_v2", "-o", str(tmp_path / "m.png")])
+    assert result.exit_code == 0
+    assert (tmp_path / "m.dot").read_text().startswith("digraph")
+    assert "graphviz" in result.output
+
+
+def test_train_runs_a_topology_and_refuses_a_network():
+    result = CliRunner().invoke(main, ["train", "gan_mnist", "--synthetic", "--steps", "3", "--json",
+                                       "--input", "8x1x28x28"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [entry["step"] for entry in lines] == [0, 1, 2]
+    assert set(lines[0]["losses"]) == {"d_step", "g_step"}
+    result = CliRunner().invoke(main, ["train", "resnet18", "--synthetic"])
+    assert result.exit_code == 1 and "is a network" in result.output
