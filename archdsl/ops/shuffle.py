@@ -25,10 +25,12 @@ class ChannelShuffle(Op):
         return 0
 
     def emit(self, a, ins, fx, args):
-        b, c, h, w = ins[0]
-        x = fx.method("reshape", args[0], -1, a.groups, c // a.groups, h, w)
+        # Only the channel dim is reshaped: the module runs at any batch size and resolution,
+        # not only at the H, W it was elaborated with.
+        c = ins[0][1]
+        x = fx.method("unflatten", args[0], 1, (a.groups, c // a.groups))
         x = fx.method("transpose", x, 1, 2)
-        return fx.method("reshape", x, -1, c, h, w)
+        return fx.method("flatten", x, 1, 2)
 
 
 class PatchAttrs(Attrs):

@@ -1,0 +1,61 @@
+"""Write reference facts for stdlib variants whose reference is a torchvision model.
+
+The torchvision twin of tools/make_timm_fixtures.py (same fields, same conventions). Run where
+torchvision is installed (it is not a dependency of archdsl):
+    python tools/make_torchvision_fixtures.py tests/fixtures/timm  shufflenet_v2_x0_5 ...
+For each model: state_dict keys/shapes/dtypes, params, FlopCounterMode FLOPs at batch 1 and
+224x224, and the output at a small input (1x3x64x64) under the deterministic fill
+(tests/fixtures/fill.py), as in shared/reference/README.md. Files are named
+`torchvision__<name>.json` with id `torchvision/<name>`; tests/test_reference.py reads every
+JSON file in the folder whatever its library.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))
+from fill import reference_fill_, reference_input  # noqa: E402
+
+SMALL = [1, 3, 64, 64]
+
+
+def facts(name: str) -> dict:
+    model = torchvision.models.get_model(name, weights=None).eval()
+    sd = model.state_dict()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 224, 224))
+    reference_fill_(model)
+    with torch.no_grad():
+        out = model(reference_input(SMALL))
+    return {
+        "id": f"torchvision/{name}",
+        "library_version": torchvision.__version__,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops": counter.get_total_flops(),
+        "flops_input_shape": [1, 3, 224, 224],
+        "state_dict": [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()],
+        "input_shape": SMALL,
+        "output_shape": list(out.shape),
+        "output_abs_max": out.abs().max().item(),
+        "output": [round(v, 7) for v in out.flatten().tolist()],
+    }
+
+
+def main(out_dir: str, names: list[str]) -> None:
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    for name in names:
+        path = root / f"torchvision__{name}.json"
+        path.write_text(json.dumps(facts(name)) + "\n")
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
