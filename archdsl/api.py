@@ -103,16 +103,21 @@ def _is_topology(callee) -> bool:
 
 def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
                input_shape: Shape | list[Shape] | None = None, dtype: str = "float32",
-               source: str | None = None, **overrides: Any) -> CostReport:
+               source: str | None = None, deploy: bool = False, **overrides: Any) -> CostReport:
     """Per-node shapes and costs, and totals, computed from shapes alone."""
-    return cost(load_graph(spec, variant, input_shape=input_shape, source=source, **overrides), dtype)
+    graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    if deploy:
+        from archdsl.lower.deploy import deploy_graph
+        graph = deploy_graph(graph)
+    return cost(graph, dtype)
 
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, **overrides: Any):
+              source: str | None = None, deploy: bool = False, **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
-    topology spec to a `TopologyModule`."""
+    topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
+    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode."""
     from archdsl.lower.build import build
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
@@ -122,6 +127,9 @@ def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
     module = build(graph, seed=seed)
     module.arch_graph = graph
+    if deploy:
+        from archdsl.lower.deploy import deploy as to_deploy
+        module = to_deploy(module)
     return module
 
 

@@ -441,13 +441,24 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 {_NODE_TABLE}""")
 @_spec_options
 @_table_options
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth):
+@click.option("--deploy", is_flag=True,
+              help="Build the inference form: BatchNorm folded into convs, RepVGG/ACNet/DiracNet "
+                   "branches fused into one conv (eval mode).")
+@click.option("--output", "-o", "output", metavar="FILE", default=None,
+              help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
+                   ".onnx, or .safetensors (the initialised weights).")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output):
     with _errors():
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       **overrides)
+                                       deploy=deploy, **overrides)
             seconds = time.perf_counter() - start
+        if output:
+            from archdsl.export import export
+            with _Progress(f"writing {output}"):
+                export(module, output)
+            click.echo(f"wrote {output}", err=as_json)
         info = {
             "class": type(module).__name__,
             "build_seconds": round(seconds, 4),

@@ -527,3 +527,15 @@ def test_train_runs_a_topology_and_refuses_a_network():
     assert set(lines[0]["losses"]) == {"d_step", "g_step"}
     result = CliRunner().invoke(main, ["train", "resnet18", "--synthetic"])
     assert result.exit_code == 1 and "is a network" in result.output
+
+
+def test_compile_deploy_and_output(tmp_path):
+    result = CliRunner().invoke(main, ["compile", "repvgg_a0", "--deploy", "--json",
+                                       "-o", str(tmp_path / "a0.py")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert data["totals"]["params"] == data["module"]["params"] == 8_309_384  # RepVGG Table 4: 8.30M
+    source = (tmp_path / "a0.py").read_text()
+    assert "import archdsl" not in source and "class RepVGGBlock(nn.Module)" in source
+    result = CliRunner().invoke(main, ["compile", "resnet18", "-o", str(tmp_path / "r.unknown")])
+    assert result.exit_code == 1 and ".safetensors" in result.output
