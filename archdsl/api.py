@@ -141,8 +141,8 @@ def catalog() -> list[CatalogEntry]:
         ast = parse_file(path)
         nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
         variants = [it for it in ast.items if isinstance(it, A.Variant)]
-        if not nets and not variants:
-            continue  # a library of blocks
+        if not variants:
+            continue  # a library of blocks (and networks) that other files build variants from
         topologies = [it for it in nets if it.kind == "topology"]
         nets = topologies or nets  # a file that declares a topology is listed as that topology
         family = nets[0].name if nets else path.stem
