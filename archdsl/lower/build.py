@@ -84,6 +84,8 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
                 _install(root, node.id, module)
             values[node.id] = op.emit(node.attrs, ins, _FxEmitter(g, node.id),
                                       [values[i] for i in node.inputs])
+            if isinstance(values[node.id], fx.Node):
+                values[node.id].meta.setdefault("arch_shape", node.shape)
     if graph.single_output:
         g.output(values[next(iter(graph.outputs.values()))])
     else:
@@ -115,7 +117,8 @@ def _class_name(graph: Graph) -> str:
 def _inplace_activations(g: fx.Graph, root: nn.Module) -> None:
     """ReLU-family activations overwrite their input when nothing else reads it and the
     producer's backward does not need its own output (conv, norm, linear, add) — as
-    hand-written PyTorch does with `ReLU(inplace=True)`."""
+    hand-written PyTorch does with `ReLU(inplace=True)`; a residual `x + y` whose left side
+    is such a producer's output, read nowhere else and of the result's shape, becomes `x += y`."""
     import operator
 
     import torch.nn.functional as F
@@ -131,3 +134,14 @@ def _inplace_activations(g: fx.Graph, root: nn.Module) -> None:
             (src.op == "call_module" and isinstance(root.get_submodule(src.target), safe_modules))
         if producer_ok:
             node.kwargs = {**node.kwargs, "inplace": True}
+    for node in g.nodes:
+        if node.op != "call_function" or node.target is not operator.add or len(node.args) != 2:
+            continue
+        left, right = node.args
+        if not (isinstance(left, fx.Node) and isinstance(right, fx.Node)) or len(left.users) != 1:
+            continue
+        same_shape = left.meta.get("arch_shape") is not None and \
+            left.meta.get("arch_shape") == node.meta.get("arch_shape")
+        if same_shape and left.op == "call_module" and \
+                isinstance(root.get_submodule(left.target), safe_modules):
+            node.target = operator.iadd
