@@ -249,11 +249,14 @@ def _groups(report, blocks: dict[str, str], depth: int) -> list[dict]:
         key = ".".join(n.path.split(".")[:depth])
         g = groups.setdefault(key, {"path": key, "op": n.op, "shape": n.shape, "nodes": 0,
                                      "params": 0, "buffers": 0, "flops": 0, "other_flops": 0,
-                                     "activation_bytes": 0})
+                                     "activation_bytes": 0, "receptive_field": 1, "stride": 1})
         g["nodes"] += 1
         g["shape"] = n.shape   # the last node's output: the group's output in topological order
         for k in ("params", "buffers", "flops", "other_flops", "activation_bytes"):
             g[k] += getattr(n, k)
+        # the group's receptive field: the largest of its nodes' (with that node's stride)
+        g["receptive_field"], g["stride"] = max((g["receptive_field"], g["stride"]),
+                                                (n.receptive_field, n.stride))
     for key, g in groups.items():
         if key in blocks:
             g["op"] = blocks[key]
@@ -278,14 +281,27 @@ def _summary_table(report, groups: list[dict] | None):
     table.add_column("output shape", no_wrap=True)
     table.add_column("params", justify="right")
     table.add_column("FLOPs", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("activations", justify="right")
+    table.add_column("rf", justify="right", no_wrap=True)
     rows = groups if groups is not None else [
-        {"path": n.path, "op": n.op, "shape": n.shape, "params": n.params, "flops": n.flops}
+        {"path": n.path, "op": n.op, "shape": n.shape, "params": n.params, "flops": n.flops,
+         "macs": n.macs, "activation_bytes": n.activation_bytes,
+         "receptive_field": n.receptive_field, "stride": n.stride}
         for n in report.nodes]
     for r in rows:
         table.add_row(Text(r["path"]), Text(r["op"]), Text(_shape(r["shape"])),
                       Text(_si(r["params"]) if r["params"] else "-"),
-                      Text(_si(r["flops"]) if r["flops"] else "-"))
+                      Text(_si(r["flops"]) if r["flops"] else "-"),
+                      Text(_si(r["macs"]) if r["macs"] else "-"),
+                      Text(_bytes(r["activation_bytes"]) if r["activation_bytes"] else "-"),
+                      Text(_rf(r["receptive_field"], r["stride"])))
     return table
+
+
+def _rf(field: int, stride: int) -> str:
+    """Receptive field and cumulative stride, '35 /8'; '-' where neither grew past 1."""
+    return "-" if field <= 1 and stride <= 1 else f"{field} /{stride}"
 
 
 def _totals_text(report, dtype: str, extra: list[tuple[str, str, str]] = ()) -> str:

@@ -1,0 +1,140 @@
+"""A Pygments lexer for `.arch` files: `pygmentize -l archdsl net.arch`, Sphinx/MkDocs code
+blocks written ```arch, and anything else that highlights through Pygments.
+
+Registered as the `pygments.lexers` entry point `archdsl` (see pyproject.toml), so after
+`pip install archdsl` Pygments finds it by name (`archdsl`, `arch`) and by file name (`*.arch`).
+
+Token categories: keywords (`Keyword`, declarations as `Keyword.Declaration`, imports as
+`Keyword.Namespace`, `true`/`false`/`none` as `Keyword.Constant`, `and`/`or`/`not` as
+`Operator.Word`), op and builtin names (`Name.Builtin`), the name a block/network/topology,
+variant or let declares (`Name.Class` / `Name.Function` / `Name.Constant`), stage labels
+(`Name.Label`: `-> conv1:` and `[conv1: …, pool: …]`, templates `layer{i + 1}:` included),
+strings, numbers, comments and operators.
+
+The name lists are static, so importing the lexer imports nothing of archdsl (nor torch);
+tests/test_editor.py checks them against the registries (`archdsl.ops.REGISTRY`,
+`archdsl.semantics.builtins.BUILTINS`, the topology builtins and update actions).
+"""
+from __future__ import annotations
+
+from pygments.lexer import RegexLexer, bygroups, default, include, words
+from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuation, String,
+                            Whitespace)
+
+__all__ = ["ArchLexer", "KEYWORDS", "OPS", "BUILTINS", "TOPOLOGY_BUILTINS"]
+
+# Every keyword of archdsl/syntax/grammar.lark (the NAME exclusion plus `block`/`network`).
+KEYWORDS = (
+    "block", "network", "topology", "variant", "import", "from", "as", "let", "in", "out",
+    "param", "buffer", "if", "elif", "else", "for", "repeat", "reference", "net", "state",
+    "phase", "log", "after", "init", "and", "or", "not", "true", "false", "none",
+)
+
+# archdsl.ops.REGISTRY
+OPS = (
+    'adain', 'adaptive_avgpool', 'adaptive_maxpool', 'add', 'affine_grid_sample',
+    'affine_head', 'avgpool', 'batch_norm', 'beit_rel_pos_bias', 'block_mask', 'bn', 'cat',
+    'channel_shuffle', 'chunk', 'clip_loss', 'cond_batch_norm', 'cond_bn', 'conv', 'conv1d',
+    'conv3d', 'conv_transpose', 'conv_with', 'cross_entropy', 'deform_conv', 'dino_loss',
+    'dirac_conv', 'distill_kl', 'div', 'drop_path', 'dropout', 'dynamic_conv', 'embedding',
+    'eq_conv', 'eq_linear', 'expand', 'fill_masked', 'flatten', 'focal_loss',
+    'fourier_unit', 'gamma_act', 'gan_loss', 'gelu', 'getitem', 'global_avgpool',
+    'global_maxpool', 'gn', 'group_norm', 'gru', 'hardsigmoid', 'hardswish', 'identity',
+    'info_nce', 'interpolate', 'kl_gauss', 'l1_loss', 'l2_normalize', 'layer_norm',
+    'layer_norm2d', 'layer_scale', 'leaky_relu', 'linear', 'ln', 'ln2d', 'mae_loss',
+    'matmul', 'maxpool', 'mbstd', 'mean', 'merge_heads', 'minibatch_std', 'mod_conv',
+    'mse_loss', 'mul', 'neg_cosine', 'noise', 'noise_injection', 'nt_xent', 'pad',
+    'patch_merge', 'patchify', 'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle',
+    'prepend_token', 'randn', 'random_masking', 'reduce_sum', 'rel_pos_bias', 'relu',
+    'relu6', 'reparam', 'reparameterize', 'reshape', 'restore_tokens', 'roll', 'scaled_act',
+    'scaled_std_conv', 'sdpa', 'shift_window_mask', 'sigmoid', 'sigmoid_focal_loss', 'silu',
+    'sincos_pos_embed', 'sn_conv', 'sn_linear', 'softmax', 'split', 'split_heads', 'stack',
+    'stop_grad', 'sub', 'tanh', 'transpose', 'unshuffle', 'upsample', 'vector_quantize',
+    'vq', 'window_partition', 'window_reverse', 'ws_conv',
+)
+
+# archdsl.semantics.builtins.BUILTINS
+BUILTINS = (
+    'abs', 'bool', 'ceil', 'constant', 'enumerate', 'float', 'floor', 'int',
+    'kaiming_normal', 'kaiming_uniform', 'len', 'list', 'log2', 'make_divisible', 'max',
+    'min', 'normal', 'ones', 'prod', 'range', 'reversed', 'round', 'sorted', 'sqrt', 'str',
+    'sum', 'trunc_normal', 'tuple', 'uniform', 'xavier_normal', 'xavier_uniform', 'zeros',
+    'zip',
+)
+
+# archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
+TOPOLOGY_BUILTINS = (
+    'bank_update', 'center_update', 'ema', 'enqueue', 'shuffle_bn',
+)
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# grammar.lark's LABEL: `conv1:`, `layer{i + 1}:`, `b{i}_{j}:` (not `name::`, not `name:=`)
+_LABEL = _IDENT + r"(?:\{[^{}\n]*\}[A-Za-z0-9_]*)*"
+_LABEL_TAIL = r"([ \t]*)(:)(?![:=])"
+
+
+class ArchLexer(RegexLexer):
+    """The archdsl `.arch` spec language."""
+
+    name = "archdsl"
+    aliases = ["arch", "archdsl"]
+    filenames = ["*.arch"]
+    mimetypes = ["text/x-archdsl"]
+    url = "https://github.com/archdsl/archdsl"
+
+    tokens = {
+        "root": [
+            include("common"),
+        ],
+        # inside `( … )`: arguments and parameters (`dim: int = 8` is not a label)
+        "paren": [
+            (r"\)", Punctuation, "#pop"),
+            include("common"),
+        ],
+        # inside `[ … ]`: each item may start with a label (`[conv: cl(64, 7), pool: maxpool(3)]`)
+        "list": [
+            (r"\]", Punctuation, "#pop"),
+            (r",", Punctuation, "item"),
+            include("common"),
+        ],
+        "item": [
+            (r"[ \t\r\n]+", Whitespace),
+            (r"#.*?$", Comment.Single),
+            ("(" + _LABEL + ")" + _LABEL_TAIL, bygroups(Name.Label, Whitespace, Punctuation), "#pop"),
+            default("#pop"),
+        ],
+        "common": [
+            (r"[ \t\r\n]+", Whitespace),
+            (r"#.*?$", Comment.Single),
+            (r'"(?:[^"\\\n]|\\.)*"', String.Double),
+            # a stage label after `->`
+            (r"(->)(\s*)(" + _LABEL + ")" + _LABEL_TAIL,
+             bygroups(Operator, Whitespace, Name.Label, Whitespace, Punctuation)),
+            (r"->", Operator),
+            # declarations
+            (r"\b(block|network|topology)(\s+)(" + _IDENT + r")(?=\s*\()",
+             bygroups(Keyword.Declaration, Whitespace, Name.Class)),
+            (r"\b(variant)(\s+)(" + _IDENT + ")", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
+            (r"\b(let)(\s+)(" + _IDENT + ")", bygroups(Keyword.Declaration, Whitespace, Name.Constant)),
+            (words(("block", "network", "topology", "variant", "let"), prefix=r"(?<![\w.])",
+                   suffix=r"\b"), Keyword.Declaration),
+            (words(("import", "from", "as"), prefix=r"(?<![\w.])", suffix=r"\b"), Keyword.Namespace),
+            (words(("true", "false", "none"), prefix=r"(?<![\w.])", suffix=r"\b"), Keyword.Constant),
+            (words(("and", "or", "not"), prefix=r"(?<![\w.])", suffix=r"\b"), Operator.Word),
+            (words(tuple(k for k in KEYWORDS if k not in {
+                "block", "network", "topology", "variant", "let", "import", "from", "as",
+                "true", "false", "none", "and", "or", "not"}), prefix=r"(?<![\w.])", suffix=r"\b"),
+             Keyword),
+            (words(OPS + BUILTINS + TOPOLOGY_BUILTINS, prefix=r"(?<![\w.])", suffix=r"\b"),
+             Name.Builtin),
+            (_IDENT, Name),
+            # numbers (grammar.lark's FLOAT, then INT)
+            (r"(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+", Number.Float),
+            (r"[0-9][0-9_]*", Number.Integer),
+            (r"\.\.\.", Punctuation),          # `in x: [..., C]`
+            (r"\*\*|//|==|!=|<=|>=|[-+*/%<>=?]", Operator),
+            (r"\[", Punctuation, ("list", "item")),
+            (r"\(", Punctuation, "paren"),
+            (r"[\]){}.,:]", Punctuation),
+        ],
+    }
