@@ -22,6 +22,21 @@ class ConvAttrs(Attrs):
     bias: bool = True
 
 
+def conv_params(a, in_channels: int) -> dict:
+    """weight [out, in / groups, kh, kw] (and bias [out]) of a 2-d conv with attrs `a`."""
+    kh, kw = pair(a.kernel)
+    p = {"weight": (a.out, in_channels // a.groups, kh, kw)}
+    if a.bias:
+        p["bias"] = (a.out,)
+    return p
+
+
+def conv_flops(a, in_channels: int, out) -> int:
+    """2 · numel(out) · (in / groups) · kh · kw: FlopCounterMode's count for a 2-d conv."""
+    kh, kw = pair(a.kernel)
+    return 2 * numel(out) * (in_channels // a.groups) * kh * kw
+
+
 def conv_padding(a: ConvAttrs) -> tuple[int, int]:
     """'auto' keeps the size at stride 1: ((s - 1) + d (k - 1)) // 2, as timm's get_padding."""
     k, s, d = pair(a.kernel), pair(a.stride), pair(a.dilation)
@@ -69,15 +84,10 @@ class Conv(Op):
         return (b, a.out, ho, wo)
 
     def params(self, a, ins):
-        kh, kw = pair(a.kernel)
-        p = {"weight": (a.out, ins[0][1] // a.groups, kh, kw)}
-        if a.bias:
-            p["bias"] = (a.out,)
-        return p
+        return conv_params(a, ins[0][1])
 
     def flops(self, a, ins, out):
-        kh, kw = pair(a.kernel)
-        return 2 * numel(out) * (ins[0][1] // a.groups) * kh * kw
+        return conv_flops(a, ins[0][1], out)
 
     def other_flops(self, a, ins, out):
         return numel(out) if a.bias else 0

@@ -10,7 +10,7 @@ import math
 from typing import Literal, Union
 
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
-from archdsl.ops.conv import ConvAttrs, conv_out, conv_padding
+from archdsl.ops.conv import ConvAttrs, conv_flops, conv_out, conv_padding, conv_params
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -230,15 +230,10 @@ class DeformConv(Op):
         return (b, a.out, ho, wo)
 
     def params(self, a, ins):
-        kh, kw = pair(a.kernel)
-        p = {"weight": (a.out, ins[0][1] // a.groups, kh, kw)}
-        if a.bias:
-            p["bias"] = (a.out,)
-        return p
+        return conv_params(a, ins[0][1])
 
     def flops(self, a, ins, out):
-        kh, kw = pair(a.kernel)
-        return 2 * numel(out) * (ins[0][1] // a.groups) * kh * kw
+        return conv_flops(a, ins[0][1], out)
 
     def other_flops(self, a, ins, out):
         b, c = ins[0][:2]

@@ -4,6 +4,16 @@ from __future__ import annotations
 from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
 
 
+def linear_params(out: int, in_features: int, bias: bool) -> dict:
+    """weight [out, in] (and bias [out]) of a linear layer."""
+    return {"weight": (out, in_features), **({"bias": (out,)} if bias else {})}
+
+
+def linear_flops(in_features: int, out) -> int:
+    """2 · numel(out) · in: FlopCounterMode's count for addmm/mm over the last dim."""
+    return 2 * numel(out) * in_features
+
+
 class LinearAttrs(Attrs):
     out: int
     bias: bool = True
@@ -29,13 +39,10 @@ class Linear(Op):
         return (*x[:-1], a.out)
 
     def params(self, a, ins):
-        p = {"weight": (a.out, ins[0][-1])}
-        if a.bias:
-            p["bias"] = (a.out,)
-        return p
+        return linear_params(a.out, ins[0][-1], a.bias)
 
     def flops(self, a, ins, out):
-        return 2 * numel(out) * ins[0][-1]
+        return linear_flops(ins[0][-1], out)
 
     def other_flops(self, a, ins, out):
         return numel(out) if a.bias else 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
+from archdsl.ops.linear import linear_flops
 from archdsl.ops.scaled import _conv_like
 
 
@@ -348,7 +349,7 @@ class SNLinear(Op):
         return {_SN_KEYS[1]: (a.out,), _SN_KEYS[2]: (ins[0][-1],)}
 
     def flops(self, a, ins, out):
-        return 2 * numel(out) * ins[0][-1]
+        return linear_flops(ins[0][-1], out)
 
     def other_flops(self, a, ins, out):
         return numel(out) if a.bias else 0

@@ -12,6 +12,7 @@ from typing import Literal, Optional, Union
 
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
+from archdsl.ops.linear import linear_flops, linear_params
 
 # Activation gammas of the NF papers: 1 / std of act(x) for x ~ N(0, 1), from DeepMind's
 # nfnets code (timm's `_nonlin_gamma`).
@@ -248,13 +249,10 @@ class EqLinear(Op):
         return (*x[:-1], a.out)
 
     def params(self, a, ins):
-        p = {"weight": (a.out, ins[0][-1])}
-        if a.bias:
-            p["bias"] = (a.out,)
-        return p
+        return linear_params(a.out, ins[0][-1], a.bias)
 
     def flops(self, a, ins, out):
-        return 2 * numel(out) * ins[0][-1]
+        return linear_flops(ins[0][-1], out)
 
     def other_flops(self, a, ins, out):
         return (numel(out) if a.bias else 0) + (2 * numel(out) if a.act != "none" else 0)
