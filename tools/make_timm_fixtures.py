@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -23,7 +22,13 @@ SMALL = [1, 3, 64, 64]
 
 
 def facts(name: str) -> dict:
-    model = timm.create_model(name, pretrained=False).eval()
+    import timm
+    return facts_of(timm.create_model(name, pretrained=False), f"timm/{name}", timm.__version__)
+
+
+def facts_of(model: torch.nn.Module, ref_id: str, version: str) -> dict:
+    """The reference facts of a model (shared with tools/make_torchvision_fixtures.py)."""
+    model = model.eval()
     sd = model.state_dict()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, 224, 224))
@@ -31,8 +36,8 @@ def facts(name: str) -> dict:
     with torch.no_grad():
         out = model(reference_input(SMALL))
     return {
-        "id": f"timm/{name}",
-        "library_version": timm.__version__,
+        "id": ref_id,
+        "library_version": version,
         "params": sum(p.numel() for p in model.parameters()),
         "flops": counter.get_total_flops(),
         "flops_input_shape": [1, 3, 224, 224],

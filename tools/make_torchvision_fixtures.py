@@ -17,34 +17,14 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))
-from fill import reference_fill_, reference_input  # noqa: E402
-
-SMALL = [1, 3, 64, 64]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_timm_fixtures import facts_of  # noqa: E402
 
 
 def facts(name: str) -> dict:
-    model = torchvision.models.get_model(name, weights=None).eval()
-    sd = model.state_dict()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, 224, 224))
-    reference_fill_(model)
-    with torch.no_grad():
-        out = model(reference_input(SMALL))
-    return {
-        "id": f"torchvision/{name}",
-        "library_version": torchvision.__version__,
-        "params": sum(p.numel() for p in model.parameters()),
-        "flops": counter.get_total_flops(),
-        "flops_input_shape": [1, 3, 224, 224],
-        "state_dict": [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()],
-        "input_shape": SMALL,
-        "output_shape": list(out.shape),
-        "output_abs_max": out.abs().max().item(),
-        "output": [round(v, 7) for v in out.flatten().tolist()],
-    }
+    model = torchvision.models.get_model(name, weights=None)
+    return facts_of(model, f"torchvision/{name}", torchvision.__version__)
 
 
 def main(out_dir: str, names: list[str]) -> None:
