@@ -723,10 +723,18 @@ def _free_names(source: str) -> list[str]:
 
 
 def _full(shape, init, prefix: str) -> Expr:
+    """The initial value of a param/buffer node: a constant, or an initialiser from the spec
+    (`= trunc_normal(0.02)`) written as the matching `nn.init` call on an empty tensor."""
     dims = [Lit(int(d), f"{prefix}_dim{i}" if len(shape) > 1 else f"{prefix}_dim", prefix, 1)
             for i, d in enumerate(shape)]
-    fill = Lit(float(init), f"{prefix}_init", prefix, 1)
-    return Call(Raw("torch.full"), [Display("(", dims), fill], [])
+    if isinstance(init, (int, float)):
+        fill = Lit(float(init), f"{prefix}_init", prefix, 1)
+        return Call(Raw("torch.full"), [Display("(", dims), fill], [])
+    if init.kind == "constant":
+        return Call(Raw("torch.full"), [Display("(", dims), Lit(float(init.get("value")))], [])
+    empty = Call(Raw("torch.empty"), [Display("(", dims)], [])
+    kwargs = [(k, Lit(v), _REQUIRED) for k, v in init.args]
+    return Call(Raw(f"nn.init.{init.kind}_"), [empty], kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
