@@ -4,6 +4,16 @@ from __future__ import annotations
 from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
 
 
+def linear_shape(name: str, out: int, x: tuple) -> tuple:
+    """[..., Cin] → [..., out]: the shape rule of every linear-like op called `name`."""
+    if len(x) < 2:
+        raise ShapeError(f"{name} expects at least a rank-2 input, got shape {list(x)}",
+                         hint=f"flatten first: `-> flatten -> {name}(...)`")
+    if out <= 0:
+        raise ShapeError(f"{name} needs out > 0, got {out}")
+    return (*x[:-1], out)
+
+
 def linear_params(out: int, in_features: int, bias: bool) -> dict:
     """weight [out, in] (and bias [out]) of a linear layer."""
     return {"weight": (out, in_features), **({"bias": (out,)} if bias else {})}
@@ -30,13 +40,7 @@ class Linear(Op):
     positional = ("out", "bias")
 
     def infer(self, a, ins):
-        x = ins[0]
-        if len(x) < 2:
-            raise ShapeError(f"linear expects at least a rank-2 input, got shape {list(x)}",
-                             hint="flatten first: `-> flatten -> linear(...)`")
-        if a.out <= 0:
-            raise ShapeError(f"linear needs out > 0, got {a.out}")
-        return (*x[:-1], a.out)
+        return linear_shape(self.name, a.out, ins[0])
 
     def params(self, a, ins):
         return linear_params(a.out, ins[0][-1], a.bias)

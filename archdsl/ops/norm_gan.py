@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
-from archdsl.ops.linear import linear_flops
+from archdsl.ops.linear import linear_flops, linear_shape
 from archdsl.ops.scaled import _conv_like
 
 
@@ -332,13 +332,7 @@ class SNLinear(Op):
 
     def infer(self, a, ins):
         _sn_check("sn_linear", a)
-        x = ins[0]
-        if len(x) < 2:
-            raise ShapeError(f"sn_linear expects at least a rank-2 input, got shape {list(x)}",
-                             hint="flatten first: `-> flatten -> sn_linear(...)`")
-        if a.out <= 0:
-            raise ShapeError(f"sn_linear needs out > 0, got {a.out}")
-        return (*x[:-1], a.out)
+        return linear_shape(self.name, a.out, ins[0])
 
     def params(self, a, ins):
         out = {"bias": (a.out,)} if a.bias else {}

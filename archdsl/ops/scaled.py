@@ -12,7 +12,7 @@ from typing import Literal, Optional, Union
 
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
-from archdsl.ops.linear import linear_flops, linear_params
+from archdsl.ops.linear import linear_flops, linear_params, linear_shape
 
 # Activation gammas of the NF papers: 1 / std of act(x) for x ~ N(0, 1), from DeepMind's
 # nfnets code (timm's `_nonlin_gamma`).
@@ -235,18 +235,13 @@ class EqLinear(Op):
     positional = ("out", "bias")
 
     def infer(self, a, ins):
-        x = ins[0]
-        if len(x) < 2:
-            raise ShapeError(f"eq_linear expects at least a rank-2 input, got shape {list(x)}",
-                             hint="flatten first: `-> flatten -> eq_linear(...)`")
-        if a.out <= 0:
-            raise ShapeError(f"eq_linear needs out > 0, got {a.out}")
+        shape = linear_shape(self.name, a.out, ins[0])
         if a.lr_mul <= 0:
             raise ShapeError(f"eq_linear lr_mul must be positive, got {a.lr_mul}")
         if a.act != "none" and not a.bias:
             raise ShapeError("eq_linear act='fused_lrelu' adds the bias inside the activation: "
                              "it needs bias=true")
-        return (*x[:-1], a.out)
+        return shape
 
     def params(self, a, ins):
         return linear_params(a.out, ins[0][-1], a.bias)
