@@ -48,6 +48,14 @@ FIGURES = [
     Figure("shufflenet_v1_g8_x0_5", 1.0, 0.05, 40, source="megvii README (we count 40.47M MACs)"),
     Figure("shufflenet_v1_g8_x1_5", 4.3, 0.05, 290, source="megvii README"),
     Figure("shufflenet_v1_g8_x2_0", 6.5, 0.05, 522, source="megvii README"),
+    # ---- figures: timm-cnn ----
+    # ---- figures: paper-cnn ----
+    # ---- figures: dense ----
+    # ---- figures: gen-a ----
+    # ---- figures: gen-b ----
+    # ---- figures: ssl-a ----
+    # ---- figures: ssl-b ----
+    # ---- figures: supervised ----
 ]
 
 
