@@ -62,7 +62,34 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     elab = Elaborator(var_name or callee.name, _input_shapes(input_shape))
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
+    graph.spec_module = _block(callee).module  # where its `checkpoint` mappings live
     return graph
+
+
+def load_weights(model, state_dict, source: str):
+    """Load a state_dict saved by another implementation into a model built by `load_spec`,
+    strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its keys by the
+    network's spec file's `checkpoint "torchvision/convnext_tiny"` block, or else its
+    `checkpoint "torchvision"` block. A `source` the spec declares as its `reference` loads as is."""
+    from archdsl.semantics.checkpoint import KeyMap, remap
+    graph = getattr(model, "arch_graph", None)
+    if graph is None or not hasattr(graph, "spec_module"):
+        raise ArchError("load_weights takes a network built by archdsl.load_spec",
+                        found=type(model).__name__)
+    if source in (graph.references or []):
+        model.load_state_dict(state_dict, strict=True)
+        return model
+    family = source.split("/", 1)[0]
+    module = graph.spec_module
+    decl = module.checkpoints.get(source) or module.checkpoints.get(family)
+    if decl is None:
+        known = sorted(module.checkpoints) + sorted({r.split("/", 1)[0] for r in graph.references or []})
+        raise ArchError(f"{Path(module.path).name} declares no `checkpoint \"{family}\"` mapping",
+                        hint=f"known sources: {', '.join(known)}" if known else
+                        f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict(remap(state_dict, KeyMap(decl, module), expected), strict=True)
+    return model
 
 
 def load_topology(spec: str | Path | None = None, variant: str | None = None, *,

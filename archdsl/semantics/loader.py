@@ -174,6 +174,7 @@ class Loader:
                                         hint=did_you_mean(n, exports))
                     bind(n, exports[n], item)
         from archdsl.semantics.elaborate import Elaborator
+        from archdsl.semantics.checkpoint import check_rules
         env.prelude = prelude
         evaluator = Elaborator(env.name)
         scope = Env(env, None, prelude)
@@ -189,6 +190,12 @@ class Loader:
                                     found=describe(value), hint=f"`variant {item.name} = Net(width=2)`")
                 bind(item.name, value, item)
                 env.variants[item.name] = item
+            elif isinstance(item, A.Checkpoint):
+                if item.source in env.checkpoints:
+                    raise ArchError(f"two checkpoint blocks for '{item.source}' in {path.name}", item.span,
+                                    notes=[("first declared here", env.checkpoints[item.source].span)])
+                check_rules(item)
+                env.checkpoints[item.source] = item
 
 
 def _exports(env: ModuleEnv) -> dict:

@@ -93,6 +93,7 @@ class ModuleEnv:
     ast: A.Module
     globals: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, A.Variant] = field(default_factory=dict)
+    checkpoints: dict[str, A.Checkpoint] = field(default_factory=dict)
     prelude: dict[str, Any] = field(default_factory=dict)
 
 

@@ -243,6 +243,21 @@ class Let(Node):
     value: Expr
 
 
+class KeyRule(Node):
+    """One rename of a `checkpoint` block: a source key pattern whose `{name}` placeholders match one
+    key component each (digits bind ints), a target template of `{expr}` parts, an optional reshape
+    and condition."""
+    source: str
+    target: Optional[Label]          # none: the key is dropped
+    reshape: Optional[list[Expr]] = None
+    cond: Optional[Expr] = None
+
+
+class Checkpoint(Node):
+    source: str
+    rules: list[KeyRule] = []
+
+
 class Comment(BaseModel):
     line: int
     col: int
@@ -250,5 +265,5 @@ class Comment(BaseModel):
 
 
 class Module(Node):
-    items: list[Union[Import, FromImport, BlockDef, Variant, Let]]
+    items: list[Union[Import, FromImport, BlockDef, Variant, Let, Checkpoint]]
     comments: list[Comment] = []

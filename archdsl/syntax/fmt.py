@@ -75,6 +75,13 @@ class _Printer:
         elif isinstance(it, A.Variant):
             refs = ", ".join(_str(r) for r in it.references)
             self._emit(it, f"variant {it.name} = {_expr(it.value)}" + (f" reference {refs}" if refs else ""), 0)
+        elif isinstance(it, A.Checkpoint):
+            self._comments_before(it.span.line, 0)
+            self.out.append(f"checkpoint {_str(it.source)} {{" + self._trailing(it.span.line))
+            for rule in it.rules:
+                self._emit(rule, _key_rule(rule), 1)
+            self._comments_before(it.span.end_line, 1)
+            self.out.append("}")
         elif isinstance(it, A.BlockDef):
             self._comments_before(it.span.line, 0)
             header = f"{it.kind} {it.name}({', '.join(_param(p) for p in it.params)}) {{"
@@ -183,7 +190,20 @@ def _str(s: str) -> str:
 
 
 def _label(l: A.Label) -> str:
-    return "".join(p if isinstance(p, str) else "{" + _expr(p) + "}" for p in l.parts) + ":"
+    return _template(l) + ":"
+
+
+def _template(l: A.Label) -> str:
+    return "".join(p if isinstance(p, str) else "{" + _expr(p) + "}" for p in l.parts)
+
+
+def _key_rule(r: A.KeyRule) -> str:
+    text = f"{_str(r.source)} -> " + ("none" if r.target is None else f"\"{_template(r.target)}\"")
+    if r.reshape is not None:
+        text += " as [" + ", ".join(_expr(e) for e in r.reshape) + "]"
+    if r.cond is not None:
+        text += " if " + _expr(r.cond)
+    return text
 
 
 def _stage(s: A.Stage) -> str:

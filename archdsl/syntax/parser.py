@@ -263,6 +263,24 @@ class _ToAst(Transformer):
     def references(self, meta, c):
         return [_unquote(str(s)) for s in c]
 
+    def checkpoint_def(self, meta, c):
+        source, *rules = c
+        return A.Checkpoint(span=self._s(meta), source=_unquote(str(source)), rules=rules)
+
+    def key_rule(self, meta, c):
+        source, target, reshape, cond = c
+        if target.type == "NONE_TARGET":
+            template = None
+        elif "\\" in str(target) or '"' in str(target)[1:-1]:
+            raise ArchError("a checkpoint key template cannot contain escapes", _tok_span(self.f, target))
+        else:
+            template = self._template(str(target)[1:-1], target, 1, "a key template")
+        return A.KeyRule(span=self._s(meta), source=_unquote(str(source)), target=template,
+                         reshape=reshape, cond=cond)
+
+    def key_reshape(self, meta, c):
+        return list(c)
+
     def const_def(self, meta, c):
         return A.Let(span=self._s(meta), name=str(c[0]), value=c[1])
 
@@ -359,7 +377,10 @@ class _ToAst(Transformer):
         return A.Stage(span=self._s(meta), label=self._label(label) if label else None, value=value)
 
     def _label(self, tok: Token) -> A.Label:
-        text = str(tok).rstrip()[:-1].rstrip()
+        return self._template(str(tok).rstrip()[:-1].rstrip(), tok, 0, "a label")
+
+    def _template(self, text: str, tok: Token, start: int, what: str) -> A.Label:
+        """Text with `{expr}` parts; `start` is the text's column offset inside `tok`."""
         parts: list = []
         pos = 0
         while pos < len(text):
@@ -369,21 +390,21 @@ class _ToAst(Transformer):
                 break
             if open_ > pos:
                 parts.append(text[pos:open_])
-            close = text.index("}", open_)
-            inner = text[open_ + 1:close]
+            close = text.find("}", open_)
+            inner = text[open_ + 1:close] if close >= 0 else ""
             if not inner.strip():
-                raise ArchError("empty `{}` in a label", _tok_span(self.f, tok),
-                                hint="write an expression inside: `layer{i + 1}:`")
-            parts.append(self._label_expr(inner, tok, open_ + 1))
+                raise ArchError(f"empty or unclosed `{{}}` in {what}", _tok_span(self.f, tok),
+                                hint="write an expression inside: `layer{i + 1}`")
+            parts.append(self._label_expr(inner, tok, start + open_ + 1, what))
             pos = close + 1
         return A.Label(span=_tok_span(self.f, tok), parts=parts)
 
-    def _label_expr(self, inner: str, tok: Token, offset: int) -> A.Expr:
+    def _label_expr(self, inner: str, tok: Token, offset: int, what: str = "a label") -> A.Expr:
         try:
             tree = _parser.parse(inner, start="test")
         except UnexpectedInput as e:
             col = tok.column + offset + max(0, getattr(e, "column", 1) - 1)
-            raise ArchError(f"bad expression in label: {inner!r}",
+            raise ArchError(f"bad expression in {what}: {inner!r}",
                             Span(self.f, tok.line, col, tok.line, col + 1)) from None
         shifted = _ShiftedAst(self.f, tok.line, tok.column + offset - 1)
         return shifted.transform(tree)

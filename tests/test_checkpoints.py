@@ -1,0 +1,158 @@
+"""Checkpoint mappings: a state_dict in torchvision's naming loads strictly into the stdlib model
+through the spec's `checkpoint` block, and the model then computes what torchvision computes.
+
+Fixtures (tools/make_checkpoint_fixtures.py, torchvision 0.28): torchvision's keys/shapes/dtypes in
+order and its output under the deterministic fill. Here the same fill is generated under
+torchvision's key names, loaded with `archdsl.load_weights`, and the outputs compared number by
+number — a wrong rename, a swapped pair of layers or a bad reshape changes them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import archdsl
+from archdsl import ArchError
+
+from fixtures.fill import _values, reference_input
+
+FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
+
+# torchvision model, stdlib variant, torchvision's BatchNorm eps where it differs from timm's
+CASES = [
+    ("convnext_tiny", "convnext_tiny", None),
+    ("swin_t", "swin_tiny_patch4_window7_224", None),
+    ("vit_b_16", "vit_base_patch16_224", None),
+    ("mobilenet_v2", "mobilenetv2_100", None),
+    ("mobilenet_v3_large", "mobilenetv3_large_100", 1e-3),
+    ("mobilenet_v3_small", "mobilenetv3_small_100", 1e-3),
+    ("efficientnet_b0", "efficientnet_b0", None),
+    ("regnet_y_1_6gf", "regnety_016", None),
+]
+
+
+def _fixture(name: str) -> dict:
+    return json.loads((FIXTURES / f"torchvision__{name}.json").read_text())
+
+
+def _torchvision_state(fx: dict) -> dict[str, torch.Tensor]:
+    """The deterministic fill under torchvision's names (integer buffers as torchvision stores them)."""
+    out = {}
+    for key, shape, dtype in fx["state_dict"]:
+        dt = getattr(torch, dtype)
+        if dt.is_floating_point:
+            out[key] = _values(key, torch.Size(shape)).to(dt)
+        elif key in fx["int_buffers"]:
+            out[key] = torch.tensor(fx["int_buffers"][key], dtype=dt).reshape(shape)
+        else:
+            out[key] = torch.zeros(shape, dtype=dt)
+    return out
+
+
+@pytest.mark.parametrize("tv,variant,eps", CASES, ids=[c[0] for c in CASES])
+def test_torchvision_weights_load_strictly_and_give_torchvision_outputs(tv, variant, eps):
+    fx = _fixture(tv)
+    model = archdsl.load_spec(variant, input_shape=fx["input_shape"]).eval()
+    archdsl.load_weights(model, _torchvision_state(fx), source=f"torchvision/{tv}")
+    if eps is not None:  # the only difference left is the architecture's own constant
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eps = eps
+    with torch.no_grad():
+        out = model(reference_input(fx["input_shape"])).flatten()
+    ref = torch.tensor(fx["output"])
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+@pytest.fixture(scope="module")
+def convnext():
+    fx = _fixture("convnext_tiny")
+    return archdsl.load_spec("convnext_tiny", input_shape=fx["input_shape"]), _torchvision_state(fx)
+
+
+def test_every_torchvision_key_is_used_once(convnext):
+    model, state = convnext
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    archdsl.load_weights(model, state, source="torchvision/convnext_tiny")
+    after = model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in after if after[k].is_floating_point())
+    # the layer scale arrives reshaped from [C, 1, 1] to [C]
+    assert torch.equal(after["stages.2.blocks.4.gamma"], state["features.5.4.layer_scale"].flatten())
+
+
+def test_a_missing_extra_or_misshapen_key_is_an_error_naming_it(convnext):
+    model, state = convnext
+    state = dict(state)
+    del state["features.3.1.block.3.bias"]
+    state["features.8.0.weight"] = torch.zeros(3)
+    state["classifier.2.weight"] = torch.zeros(10, 768)
+    with pytest.raises(ArchError) as e:
+        archdsl.load_weights(model, state, source="torchvision/convnext_tiny")
+    msg = str(e.value)
+    assert "missing stages.1.blocks.1.mlp.fc1.bias" in msg
+    assert "unexpected stages.4.downsample.0.weight (from 'features.8.0.weight')" in msg
+    assert "shape of head.fc.weight (from 'classifier.2.weight'): [10, 768]" in msg
+    assert "convnext.arch" in msg  # points at the checkpoint block
+
+
+def test_the_reference_naming_loads_as_is_and_unknown_sources_are_refused():
+    model = archdsl.load_spec("mobilenetv2_100", input_shape=[1, 3, 32, 32])
+    archdsl.load_weights(model, model.state_dict(), source="timm/mobilenetv2_100")
+    with pytest.raises(ArchError, match="no `checkpoint \"keras\"` mapping"):
+        archdsl.load_weights(model, model.state_dict(), source="keras/mobilenet_v2")
+    with pytest.raises(ArchError, match="built by archdsl.load_spec"):
+        archdsl.load_weights(torch.nn.Linear(2, 2), {}, source="torchvision/mobilenet_v2")
+
+
+SPEC = """
+network N() {
+  in x: [B, 4]
+  out x -> fc: linear(2)
+}
+"""
+
+
+def test_rules_rename_reshape_drop_and_condition_in_order(tmp_path):
+    text = SPEC + """
+let names = ["fc", "other"]
+checkpoint "lib" {
+  "skip.{i}" -> none
+  "m.{i}.{p}" -> "{names[i]}.{p}" if i == 0
+  "m.{i}.{p}" -> "never.{p}"
+  "w_{p}" -> "fc.{p}" as [2]
+}
+"""
+    path = tmp_path / "n.arch"
+    path.write_text(text)
+    model = archdsl.load_spec(path)
+    w = torch.arange(8.0).reshape(2, 4)
+    archdsl.load_weights(model, {"m.0.weight": w, "w_bias": torch.tensor([[5.0, 6.0]]),
+                                 "skip.3": torch.zeros(1)}, source="lib/n")
+    assert torch.equal(model.fc.weight, w) and torch.equal(model.fc.bias, torch.tensor([5.0, 6.0]))
+    with pytest.raises(ArchError, match="unexpected never.weight"):
+        archdsl.load_weights(model, {"m.1.weight": w, "w_bias": torch.zeros(1, 2)}, source="lib/n")
+
+
+@pytest.mark.parametrize("rules,message", [
+    ('"a.{i}.{i}" -> "b"', "appears twice"),
+    ('"a.{1x}" -> "b"', "must be a plain name"),
+    ('"a.{i" -> "b"', "unbalanced"),
+])
+def test_malformed_rules_are_errors_at_the_rule(tmp_path, rules, message):
+    path = tmp_path / "n.arch"
+    path.write_text(SPEC + 'checkpoint "lib" {\n  ' + rules + "\n}\n")
+    with pytest.raises(ArchError, match=message) as e:
+        archdsl.load_spec(path)
+    assert e.value.span is not None and e.value.span.line == 7
+
+
+def test_a_rule_whose_template_gives_a_float_is_an_error(tmp_path):
+    path = tmp_path / "n.arch"
+    path.write_text(SPEC + 'checkpoint "lib" {\n  "a.{i}" -> "fc.{i / 2}"\n}\n')
+    model = archdsl.load_spec(path)
+    with pytest.raises(ArchError, match="a key rule needs int or str"):
+        archdsl.load_weights(model, {"a.1": torch.zeros(1)}, source="lib/x")
