@@ -1,6 +1,7 @@
 """The Python API: load_spec, load_graph, check_spec, catalog. The CLI is a thin shell over it."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -178,6 +179,64 @@ def catalog() -> list[CatalogEntry]:
         entries.append(CatalogEntry(family, kind, path.relative_to(root).as_posix(), paper,
                                     [VariantInfo(v.name, list(v.references)) for v in variants]))
     return entries
+
+
+@dataclass
+class VariantCheck:
+    """One variant checked by `check_tree` (variant "" when its file does not load)."""
+    file: str
+    variant: str
+    kind: str = "network"
+    references: list[str] = field(default_factory=list)
+    params: int = 0
+    flops: int = 0
+    macs: int = 0
+    error: str | None = None
+
+
+def check_tree(root: str | Path | None = None, jobs: int | None = None) -> list[VariantCheck]:
+    """Load every .arch file under `root` (default: the stdlib) and elaborate every variant:
+    shapes and costs from shapes alone, no weights allocated. Errors are collected, not raised.
+    Files are checked in `jobs` processes (default: one per CPU)."""
+    root = Path(root) if root is not None else stdlib_dir()
+    files = sorted(root.rglob("*.arch")) if root.is_dir() else [root]
+    base = root if root.is_dir() else root.parent
+    jobs = min(jobs or os.cpu_count() or 1, len(files))
+    if jobs <= 1:
+        loader = Loader()  # shared: each file is parsed and resolved once
+        return [r for f in files for r in _check_file(f, base, loader)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [r for rs in pool.map(_check_file, files, [base] * len(files)) for r in rs]
+
+
+def _check_file(path: Path, base: Path, loader: Loader | None = None) -> list[VariantCheck]:
+    name = path.relative_to(base).as_posix()
+    try:
+        module = (loader or _worker_loader()).load_file(path)
+    except ArchError as e:
+        return [VariantCheck(name, "", error=e.render())]
+    return [_check_variant(module, name, variant) for variant in module.variants]
+
+
+@lru_cache(maxsize=1)
+def _worker_loader() -> Loader:
+    return Loader()
+
+
+def _check_variant(module: ModuleEnv, file: str, variant: str) -> VariantCheck:
+    callee, _, refs = _entry(module, variant)
+    result = VariantCheck(file, variant, "topology" if _is_topology(callee) else "network", refs)
+    try:
+        if result.kind == "topology":
+            TopologyElaborator(variant).topology(callee, {}, None, variant)
+        else:
+            totals = cost(Elaborator(variant).network(callee, {}, None)).totals
+            result.params, result.flops, result.macs = totals.params, totals.flops, totals.macs
+    except ArchError as e:
+        result.error = e.render()
+    return result
 
 
 @lru_cache(maxsize=1)

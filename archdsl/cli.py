@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import click
 
 import archdsl
+from archdsl.api import check_tree
 from archdsl.errors import ArchError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -518,8 +519,11 @@ def check_cmd(spec, variant, overrides, inputs, dtype, as_json):
     """Check SPEC: parse it, elaborate it and infer every shape (no torch involved).
 
     Prints OK with the input/output shapes and totals (for a topology: its networks,
-    state and phases), or the first error.
+    state and phases), or the first error. SPEC `stdlib` or a folder checks every .arch
+    file under it and every variant they declare (in parallel), and lists every error.
     """
+    if spec == "stdlib" or Path(spec).is_dir():
+        return _check_tree(None if spec == "stdlib" and not Path(spec).is_dir() else spec, as_json)
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         if kind == "topology":
@@ -533,6 +537,29 @@ def check_cmd(spec, variant, overrides, inputs, dtype, as_json):
             _print_topology(data)
         else:
             _print_network(report, data, dtype, table=False)
+
+
+def _check_tree(root, as_json: bool) -> None:
+    start = time.perf_counter()
+    with _Progress(f"checking {root or 'the stdlib'}"):
+        results = check_tree(root)
+    seconds = time.perf_counter() - start
+    failed = [r for r in results if r.error]
+    if as_json:
+        _emit_json({"ok": not failed, "seconds": round(seconds, 3), "variants": [
+            {"file": r.file, "variant": r.variant, "kind": r.kind, "references": r.references,
+             **({"error": r.error} if r.error else {"params": r.params, "flops": r.flops, "macs": r.macs})}
+            for r in results]})
+    else:
+        for r in failed:
+            click.echo(f"{r.file} {r.variant}: " + r.error, err=True)
+        files = len({r.file for r in results})
+        topologies = sum(r.kind == "topology" for r in results if r.variant)
+        _console().print(("[bold green]OK[/] " if not failed else f"[bold red]{len(failed)} failed[/] ")
+                         + f"{files} files, {sum(bool(r.variant) for r in results)} variants "
+                         + f"({topologies} topologies) checked in {seconds:.1f} s")
+    if failed:
+        sys.exit(EXIT_USER)
 
 
 @main.command("cost", help=f"""Cost SPEC from shapes alone (no weights are allocated, no torch).
@@ -613,33 +640,34 @@ def _arch_files(items) -> Iterator[str]:
 @click.option("--costs/--no-costs", default=True, show_default=True,
               help="Check every variant and show its params and MACs (slower).")
 def list_cmd(as_json, costs):
-    """List the stdlib: network families, their files, variants and references.
+    """List the stdlib: families, their files, variants, references and status.
 
-    With --costs (the default) every network variant is checked and its params and MACs
-    (= FLOPs / 2, what most papers call FLOPs) at the spec's default input size are shown;
-    `archdsl check NAME` shows those of a topology's networks.
+    Status says how a network variant is proven right by the test suite: `reference`
+    (state_dict keys and shapes, params, FLOPs and outputs equal the reference
+    implementation named in the spec) or `paper figure` (params, and MACs where given,
+    equal the paper's table, cited in the spec). With --costs (the default) every
+    variant is checked and its params and MACs (= FLOPs / 2, what most papers call
+    FLOPs) at the spec's default input size are shown; `archdsl check NAME` shows
+    those of a topology's networks.
     """
     with _errors():
         entries = archdsl.catalog()
-        variants = [(e, v) for e in entries if e.kind != "topology" for v in e.variants]
         facts: dict[tuple[str, str], dict] = {}
         errors: list[str] = []
         if costs:
-            with _Progress("checking variants", total=len(variants)) as progress:
-                for e, v in variants:
-                    progress.update(f"checking {v.name}")
-                    try:
-                        t = archdsl.check_spec(v.name).totals
-                        facts[e.file, v.name] = {"params": t.params, "flops": t.flops, "macs": t.macs}
-                    except ArchError as err:
-                        facts[e.file, v.name] = {"error": err.message}
-                        errors.append(err.render())
-                    progress.update(advance=1)
+            with _Progress("checking variants"):
+                for r in check_tree():
+                    if r.error:
+                        facts[r.file, r.variant] = {"error": r.error}
+                        errors.append(r.error)
+                    elif r.kind == "network":
+                        facts[r.file, r.variant] = {"params": r.params, "flops": r.flops, "macs": r.macs}
         if as_json:
             _emit_json({"families": [
                 {"name": e.name, "kind": e.kind, "file": e.file, "paper": e.paper,
-                 "variants": [dict({"name": v.name, "references": v.references},
-                                   **facts.get((e.file, v.name), {})) for v in e.variants]}
+                 "variants": [dict({"name": v.name, "references": v.references,
+                                    "status": _status(e, v)}, **facts.get((e.file, v.name), {}))
+                              for v in e.variants]}
                 for e in entries]})
         else:
             _print_catalog(entries, facts, costs)
@@ -649,22 +677,26 @@ def list_cmd(as_json, costs):
             sys.exit(EXIT_USER)
 
 
+def _status(entry, variant) -> str:
+    if entry.kind == "topology":
+        return "topology"
+    return "reference" if variant.references else "paper figure"
+
+
 def _print_catalog(entries, facts, costs: bool) -> None:
     from rich.table import Table
     from rich.text import Text
     table = Table(header_style="bold")
-    for name in ("family", "file", "variant", "reference"):
+    for name in ("family", "file", "variant", "reference", "status"):
         table.add_column(name)
     if costs:
         table.add_column("params", justify="right")
         table.add_column("MACs", justify="right")
     for e in entries:
-        if not e.variants:
-            table.add_row(Text(e.name), Text(e.file), Text("-"), Text(""), *(["", ""] if costs else []))
         family = e.name + (" (topology)" if e.kind == "topology" else "")
         for k, v in enumerate(e.variants):
             row = [Text(family if k == 0 else ""), Text(e.file if k == 0 else ""), Text(v.name),
-                   Text(", ".join(v.references))]
+                   Text(", ".join(v.references)), Text(_status(e, v))]
             if costs:
                 f = facts.get((e.file, v.name), {})
                 if not f:

@@ -351,6 +351,9 @@ def test_list_with_costs():
     assert variants["resnet50"]["references"] == ["timm/resnet50"]
     assert variants["resnet50"]["params"] == 25_557_032
     assert variants["resnet50"]["macs"] == variants["resnet50"]["flops"] // 2
+    assert variants["resnet50"]["status"] == "reference"
+    assert variants["mobilenetv1_075"]["status"] == "paper figure"
+    assert variants["moco_v1"]["status"] == "topology" and "params" not in variants["moco_v1"]
     table = run("list")
     assert table.exit_code == 0 and "resnet50" in table.stdout and "timm/resnet50" in table.stdout
 
@@ -539,3 +542,24 @@ def test_compile_deploy_and_output(tmp_path):
     assert "import archdsl" not in source and "class RepVGGBlock(nn.Module)" in source
     result = CliRunner().invoke(main, ["compile", "resnet18", "-o", str(tmp_path / "r.unknown")])
     assert result.exit_code == 1 and ".safetensors" in result.output
+
+
+def test_check_a_folder_checks_every_file_and_variant_and_lists_every_error(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "good.arch").write_text(
+        "network N(w: int = 4) {\n  in x: [B, 3]\n  out x -> fc: linear(w)\n}\n"
+        "variant n4 = N()\nvariant n8 = N(w=8)\n")
+    (tmp_path / "sub" / "bad.arch").write_text(
+        "network M() {\n  in x: [B, 3]\n  out x -> fc: linear(0)\n}\nvariant m = M()\n")
+    (tmp_path / "sub" / "broken.arch").write_text("network {\n")
+    result = run("check", tmp_path, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    by_name = {(v["file"], v["variant"]): v for v in data["variants"]}
+    assert by_name["good.arch", "n4"]["params"] == 3 * 4 + 4
+    assert by_name["good.arch", "n8"]["params"] == 3 * 8 + 8
+    assert "error" in by_name["sub/bad.arch", "m"] and "error" in by_name["sub/broken.arch", ""]
+    text = run("check", tmp_path)
+    assert text.exit_code == 1
+    assert "2 failed 3 files, 3 variants" in text.stdout
+    assert "sub/broken.arch" in text.stderr and "bad.arch:3" in text.stderr
