@@ -50,6 +50,23 @@ FIGURES = [
     Figure("shufflenet_v1_g8_x2_0", 6.5, 0.05, 522, source="megvii README"),
     # ---- figures: timm-cnn ----
     # ---- figures: paper-cnn ----
+    # Dynamic Convolution (Chen et al. 2020), Table 2; DY-ResNet-18 as ODConv (Li et al. 2022)
+    # re-counts it (the DY paper prints 42.7M, 1.85G: see stdlib/nets/dynamic_conv.arch).
+    Figure("dy_mobilenetv2_100", 11.1, 0.05, 312.9, 3.0, source="DY-CNN Table 2 (we count 11.146M, 310.2M MACs)"),
+    Figure("dy_mobilenetv2_075", 7.0, 0.05, 217.5, 3.5, source="DY-CNN Table 2 (we count 7.009M, 214.5M MACs)"),
+    Figure("dy_mobilenetv2_050", 4.0, 0.06, 101.4, 2.0, source="DY-CNN Table 2 (we count 3.944M, 99.6M MACs)"),
+    Figure("dy_mobilenetv2_035", 2.8, 0.12, 66.8, 6.5, source="DY-CNN Table 2 (we count 2.685M, 60.5M MACs: not reproduced)"),
+    Figure("dy_resnet18", 45.47, 0.005, 1861, 2.5, source="ODConv Table 2 DyConv(4x) ResNet-18 (we count 1859.0M MACs)"),
+    # Fast Fourier Convolution (Chi et al. 2020), Table 4: ratio 0.5, no LFU.
+    Figure("ffc_resnet50", 27.7, 0.05, 4500, 60, source="FFC Table 4 (we count 27.718M, 4447M MACs)"),
+    # Deformable ConvNets v1/v2 in c3-c5 of ResNet: ResNet + offset convs (tests/test_paper_cnn.py
+    # derives the exact counts from the formula).
+    Figure("resnet50_dcn", 26.138, 0.0005, source="ResNet-50 25.557M + 0.581M offsets (DCNv2 Sec. 3.1 placement)"),
+    Figure("resnet101_dcn", 45.835, 0.0005, source="ResNet-101 44.549M + 1.286M offsets"),
+    Figure("resnet50_dcnv2", 26.428, 0.0005, source="ResNet-50 25.557M + 0.871M offsets and masks"),
+    Figure("resnet101_dcnv2", 46.478, 0.0005, source="ResNet-101 44.549M + 1.929M offsets and masks"),
+    # HetConv (Singh et al. 2019), Table 7: ResNet-50_P4 2.85B FLOPs (MACs); no params printed.
+    Figure("hetconv_resnet50_p4", None, 0.0, 2850, 10, source="HetConv Table 7 (we count 2856M MACs)"),
     # ---- figures: dense ----
     # ---- figures: gen-a ----
     # ---- figures: gen-b ----
