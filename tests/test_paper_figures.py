@@ -67,6 +67,12 @@ FIGURES = [
     Figure("resnet101_dcnv2", 46.478, 0.0005, source="ResNet-101 44.549M + 1.929M offsets and masks"),
     # HetConv (Singh et al. 2019), Table 7: ResNet-50_P4 2.85B FLOPs (MACs); no params printed.
     Figure("hetconv_resnet50_p4", None, 0.0, 2850, 10, source="HetConv Table 7 (we count 2856M MACs)"),
+    # IGCV1 (Zhang et al. 2017) ImageNet table, repeated in the authors' README: MACs to 0.1G. The
+    # printed params are not reproducible (the same table prints ResNet-18 as 11.151M; see
+    # stdlib/nets/igc.arch), so only the MACs are checked; our params follow the release's symbols.
+    Figure("igcv1_l4m32_ident", None, 0.0, 1900, 50, source="IGCV1 ImageNet table 1.9G (we count 1944.6M MACs; printed 11.205M params vs our 12.251M)"),
+    Figure("igcv1_l16m16_ident", None, 0.0, 2200, 70, source="IGCV1 ImageNet table 2.2G (we count 2266.0M MACs: truncated; printed 11.329M params vs our 13.528M)"),
+    Figure("igcv1_l100m2_ident", None, 0.0, 1300, 50, source="IGCV1 ImageNet table 1.3G (we count 1264.8M MACs; printed 8.61M params vs our 8.638M)"),
     # ---- figures: dense ----
     # ---- figures: gen-a ----
     # ---- figures: gen-b ----
