@@ -717,10 +717,6 @@ def _print_catalog(entries, facts, costs: bool) -> None:
                      if any(e.kind == "topology" for e in entries) else ""))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name="archdsl")
-
-
 # ---- viz -------------------------------------------------------------------------------------------
 
 @main.command("viz")
@@ -798,3 +794,7 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
         first, last = history[0].losses, history[-1].losses
         for phase in first:
             click.echo(f"{phase}: loss {first[phase]:.4f} → {last[phase]:.4f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="archdsl")

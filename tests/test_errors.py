@@ -94,6 +94,16 @@ CASES = [
          3, 7, "1000", ["integer literal with 2001 digits is too large"], hint="at most 1000 digits"),
     Case("nesting-too-deep", net("  n = " + "(" * 3000 + "1" + ")" * 3000 + "\n  out x"),
          3, 3007, "1)", ["expression nested too deeply"], hint="named intermediate values"),
+    # ---- a spec's own checks ----------------------------------------------------------------------
+    Case("assert-with-message",
+         BLK.replace("  in x: [B, C, H, W]\n", "  in x: [B, C, H, W]\n  assert planes % 4 == 0, \"planes must be a multiple of 4, got \" + str(planes)\n")
+         + net("  out x -> Blk(6)"),
+         3, 10, "planes", ["planes must be a multiple of 4, got 6", "note: in Blk, created here", "8 |   out x -> Blk(6)"],
+         hint="requires `planes % 4 == 0`"),
+    Case("assert-without-message", net("  assert H == 64\n  out x"),
+         3, 10, "H", ["assertion failed"], hint="requires `H == 64`"),
+    Case("assert-message-not-a-string", net("  assert false, 3\n  out x"),
+         3, 17, "3", ["an assert's message must be a string"]),
     # ---- unknown names (did you mean) -----------------------------------------------------------
     Case("block-name-typo",
          "block SEBlock() {\n  in x: [B, C, H, W]\n  out x\n}\n" + net("  out x -> SEBlok()"),

@@ -20,6 +20,7 @@ from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
+from archdsl.syntax.fmt import fmt_expr
 
 INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
@@ -53,6 +54,7 @@ class Frame:
     inputs: list[Tensor] | None          # None for the top-level network
     next_input: int = 0
     outputs: list[tuple[str | None, Tensor, Span]] = field(default_factory=list)
+    call: Span | None = None             # where this instance was created
 
 
 class Elaborator:
@@ -101,7 +103,7 @@ class Elaborator:
                             hint="a block that instantiates itself needs a condition that stops it")
         env = Env(block.module, None, block.module.prelude)
         self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
-        frame = Frame(decl, scope, inputs)
+        frame = Frame(decl, scope, inputs, call=span)
         if scope.prefix:
             self.graph.blocks[scope.prefix] = BlockInstance(scope.prefix, decl.name, span)
         self.stack.append(frame)
@@ -175,6 +177,16 @@ class Elaborator:
 
     # ---- statements ------------------------------------------------------------------------
 
+    def exec_assert(self, s: A.AssertStmt, env: Env):
+        if self.truth(self.eval(s.cond, env), s.cond.span):
+            return
+        message = self.eval(s.message, env) if s.message is not None else None
+        if message is not None and not isinstance(message, str):
+            raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
+        calls = [(f"in {f.decl.name}, created here", f.call) for f in reversed(self.stack) if f.call]
+        raise ArchError(message or "assertion failed", s.cond.span,
+                        hint=f"the spec requires `{fmt_expr(s.cond)}`", notes=calls[:3])
+
     def exec_body(self, stmts: list[A.Stmt], env: Env):
         for s in stmts:
             self.exec(s, env)
@@ -211,6 +223,8 @@ class Elaborator:
             self.exec_tensor_decl(s, env)
         elif isinstance(s, A.InitStmt):
             self.exec_init(s, env)
+        elif isinstance(s, A.AssertStmt):
+            self.exec_assert(s, env)
         else:  # pragma: no cover - the grammar has no other statements
             raise ArchError(f"unsupported statement {type(s).__name__}", s.span)
 

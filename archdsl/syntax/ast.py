@@ -160,6 +160,12 @@ class For(Stmt):
     body: list[Stmt]
 
 
+class AssertStmt(Stmt):
+    """`assert cond, "message"`: a spec's own check of its arguments."""
+    cond: Expr
+    message: Optional[Expr] = None
+
+
 class InitStmt(Stmt):
     """`init "conv*.weight" = kaiming_normal(mode="fan_out")`: how matching parameters and
     buffers under this block start (later rules win)."""

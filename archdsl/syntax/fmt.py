@@ -136,6 +136,8 @@ def _simple_stmt(s: A.Stmt) -> str:
         return f"{s.name} = {_chain_text(s.value)}"
     if isinstance(s, A.InitStmt):
         return f"init {_str(s.pattern)} = {_expr(s.value)}"
+    if isinstance(s, A.AssertStmt):
+        return f"assert {_expr(s.cond)}" + (f", {_expr(s.message)}" if s.message is not None else "")
     if isinstance(s, A.NetStmt):
         return f"net {s.name} = {_expr(s.value)}"
     if isinstance(s, A.StateStmt):

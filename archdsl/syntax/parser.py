@@ -337,6 +337,9 @@ class _ToAst(Transformer):
     def else_clause(self, meta, c):
         return c[0]
 
+    def assert_stmt(self, meta, c):
+        return A.AssertStmt(span=self._s(meta), cond=c[0], message=c[1])
+
     def init_stmt(self, meta, c):
         pattern, value = c
         return A.InitStmt(span=self._s(meta), pattern=_unquote(str(pattern)), value=value)
