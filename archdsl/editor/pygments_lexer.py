@@ -25,46 +25,50 @@ __all__ = ["ArchLexer", "KEYWORDS", "OPS", "BUILTINS", "TOPOLOGY_BUILTINS"]
 
 # Every keyword of archdsl/syntax/grammar.lark (the NAME exclusion plus `block`/`network`).
 KEYWORDS = (
-    "block", "network", "topology", "variant", "import", "from", "as", "let", "in", "out",
-    "param", "buffer", "if", "elif", "else", "for", "repeat", "reference", "net", "state",
-    "phase", "log", "after", "init", "and", "or", "not", "true", "false", "none",
+    "block", "network", "topology", "in", "out", "if", "elif", "else", "for", "and", "or",
+    "not", "true", "false", "none", "repeat", "param", "buffer", "let", "variant", "import",
+    "from", "as", "reference", "net", "state", "phase", "log", "after", "init", "assert",
+    "checkpoint",
 )
 
 # archdsl.ops.REGISTRY
 OPS = (
-    'adain', 'adaptive_avgpool', 'adaptive_maxpool', 'add', 'affine_grid_sample',
-    'affine_head', 'avgpool', 'batch_norm', 'beit_rel_pos_bias', 'block_mask', 'bn', 'cat',
+    'adain', 'adaptive_avgpool', 'adaptive_maxpool', 'add', 'affine_grid_sample', 'affine_head',
+    'anchor_grid', 'avgpool', 'batch_norm', 'beit_rel_pos_bias', 'block_mask', 'bn', 'cat',
     'channel_shuffle', 'chunk', 'clip_loss', 'cond_batch_norm', 'cond_bn', 'conv', 'conv1d',
-    'conv3d', 'conv_transpose', 'conv_with', 'cross_entropy', 'deform_conv', 'dino_loss',
-    'dirac_conv', 'distill_kl', 'div', 'drop_path', 'dropout', 'dynamic_conv', 'embedding',
-    'eq_conv', 'eq_linear', 'expand', 'fill_masked', 'flatten', 'focal_loss',
-    'fourier_unit', 'gamma_act', 'gan_loss', 'gelu', 'getitem', 'global_avgpool',
-    'global_maxpool', 'gn', 'group_norm', 'gru', 'hardsigmoid', 'hardswish', 'identity',
-    'info_nce', 'interpolate', 'kl_gauss', 'l1_loss', 'l2_normalize', 'layer_norm',
-    'layer_norm2d', 'layer_scale', 'leaky_relu', 'linear', 'ln', 'ln2d', 'mae_loss',
-    'matmul', 'maxpool', 'mbstd', 'mean', 'merge_heads', 'minibatch_std', 'mod_conv',
-    'mse_loss', 'mul', 'neg_cosine', 'noise', 'noise_injection', 'nt_xent', 'pad',
+    'conv3d', 'conv_transpose', 'conv_with', 'cpc_nce', 'cross_entropy', 'deform_conv',
+    'dino_loss', 'dirac_conv', 'distill_kl', 'div', 'drop_path', 'dropout', 'dynamic_conv',
+    'embedding', 'eot_pool', 'eq_conv', 'eq_linear', 'expand', 'fill_masked', 'flatten',
+    'focal_loss', 'fourier_unit', 'gamma_act', 'gan_loss', 'gelu', 'getitem', 'global_avgpool',
+    'global_maxpool', 'gn', 'group_norm', 'gru', 'hardsigmoid', 'hardswish', 'history_pool',
+    'identity', 'info_nce', 'interpolate', 'inva_spread', 'kl_gauss', 'l1_loss', 'l2_normalize',
+    'layer_norm', 'layer_norm2d', 'layer_scale', 'leaky_relu', 'level_conv', 'linear', 'ln',
+    'ln2d', 'lookup', 'mae_loss', 'mask_partition', 'masked_token_ce', 'matmul', 'maxpool',
+    'mbstd', 'mean', 'merge_heads', 'minibatch_std', 'mixup', 'mod_conv', 'mse_loss', 'mul',
+    'nce_bank', 'neg_cosine', 'nmf2d', 'noise', 'noise_injection', 'nt_xent', 'pad',
     'patch_merge', 'patchify', 'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle',
-    'prepend_token', 'randn', 'random_masking', 'reduce_sum', 'rel_pos_bias', 'relu',
-    'relu6', 'reparam', 'reparameterize', 'reshape', 'restore_tokens', 'roll', 'scaled_act',
-    'scaled_std_conv', 'sdpa', 'shift_window_mask', 'sigmoid', 'sigmoid_focal_loss', 'silu',
-    'sincos_pos_embed', 'sn_conv', 'sn_linear', 'softmax', 'split', 'split_heads', 'stack',
-    'stop_grad', 'sub', 'tanh', 'transpose', 'unshuffle', 'upsample', 'vector_quantize',
-    'vq', 'window_partition', 'window_reverse', 'ws_conv',
+    'prepend_token', 'pseudo_label', 'rand_class', 'randaugment', 'randn', 'random_masking',
+    'reduce_sum', 'rel_pos_bias', 'relu', 'relu6', 'reparam', 'reparameterize', 'reshape',
+    'restore_tokens', 'retina_loss', 'roll', 'scaled_act', 'scaled_std_conv', 'sdpa',
+    'shift_window_mask', 'sigmoid', 'sigmoid_focal_loss', 'silu', 'sincos_pos_embed',
+    'sinusoid_pos', 'sn_conv', 'sn_embedding', 'sn_linear', 'softmax', 'split', 'split_heads',
+    'stack', 'stop_grad', 'style_mix', 'sub', 'swav_loss', 'tanh', 'transpose',
+    'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq', 'window_partition',
+    'window_reverse', 'ws_conv',
 )
 
 # archdsl.semantics.builtins.BUILTINS
 BUILTINS = (
-    'abs', 'bool', 'ceil', 'constant', 'enumerate', 'float', 'floor', 'int',
-    'kaiming_normal', 'kaiming_uniform', 'len', 'list', 'log2', 'make_divisible', 'max',
-    'min', 'normal', 'ones', 'prod', 'range', 'reversed', 'round', 'sorted', 'sqrt', 'str',
-    'sum', 'trunc_normal', 'tuple', 'uniform', 'xavier_normal', 'xavier_uniform', 'zeros',
-    'zip',
+    'abs', 'bool', 'ceil', 'constant', 'enumerate', 'float', 'floor', 'int', 'kaiming_normal',
+    'kaiming_uniform', 'len', 'list', 'log2', 'make_divisible', 'max', 'min', 'normal', 'ones',
+    'orthogonal', 'prod', 'range', 'reversed', 'round', 'sorted', 'sqrt', 'str', 'sum',
+    'trunc_normal', 'tuple', 'uniform', 'xavier_normal', 'xavier_uniform', 'zeros', 'zip',
 )
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
 TOPOLOGY_BUILTINS = (
-    'bank_update', 'center_update', 'ema', 'enqueue', 'shuffle_bn',
+    'bank_update', 'center_update', 'constant_lr', 'cosine_lr', 'ema', 'enqueue', 'frozen',
+    'grad_penalty', 'l2_normalize_param', 'noam_lr', 'shuffle_bn', 'store',
 )
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

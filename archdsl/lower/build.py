@@ -72,8 +72,13 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
             if node.attrs["shuffle"]:
                 from archdsl.topology.runtime import shuffled_call
                 values[node.id] = g.call_function(shuffled_call, (g.get_attr(target), *args))
+            elif node.attrs.get("penalty"):
+                from archdsl.topology.runtime import penalty_call
+                values[node.id] = g.call_function(penalty_call, (g.get_attr(target), node.attrs["penalty"], *args))
             else:
                 values[node.id] = g.call_module(target, tuple(args))
+            if node.attrs.get("outputs"):  # named outputs come back as a dict; the phase indexes by position
+                values[node.id] = g.call_function(_by_position, (values[node.id], tuple(node.attrs["outputs"])))
         else:
             op = REGISTRY[node.op]
             ins = graph.input_shapes(node)
@@ -98,6 +103,11 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
         from archdsl.lower.init import apply_rules
         apply_rules(module, graph.inits, graph)
     return module
+
+
+def _by_position(outputs: dict, names: tuple) -> tuple:
+    """A multi-output network's dict of named outputs as a tuple in declaration order."""
+    return tuple(outputs[n] for n in names)
 
 
 def _initial(shape, init) -> torch.Tensor:

@@ -28,6 +28,8 @@ def fill(t: torch.Tensor, spec: InitSpec) -> None:
         nn.init.xavier_uniform_(t, gain=spec.get("gain"))
     elif k == "xavier_normal":
         nn.init.xavier_normal_(t, gain=spec.get("gain"))
+    elif k == "orthogonal":
+        nn.init.orthogonal_(t, gain=spec.get("gain"))
     else:  # pragma: no cover - the semantics only produce the kinds above
         raise ValueError(k)
 
@@ -52,7 +54,7 @@ def _is_op(node_op: str, name: str) -> bool:
     return op is not None and node_op == op.name
 
 
-FAN_BASED = ("kaiming_normal", "kaiming_uniform", "xavier_uniform", "xavier_normal")
+FAN_BASED = ("kaiming_normal", "kaiming_uniform", "xavier_uniform", "xavier_normal", "orthogonal")
 
 
 def apply_rules(module: nn.Module, rules: list[InitRule], graph) -> None:
@@ -64,3 +66,20 @@ def apply_rules(module: nn.Module, rules: list[InitRule], graph) -> None:
                                 f"{list(tensor.shape)}, which has no fan-in or fan-out", rule.span,
                                 hint="narrow the pattern, e.g. 'conv*.weight'")
             fill(tensor, rule.init)
+            if key.endswith(_SN_ORIGINAL):
+                _refresh_spectral_norm(module, key)
+
+
+_SN_ORIGINAL = "parametrizations.weight.original"
+
+
+@torch.no_grad()
+def _refresh_spectral_norm(module: nn.Module, key: str) -> None:
+    """torch's spectral_norm estimates its u, v by 15 power iterations when it is registered; an
+    init rule that rewrites the weight afterwards leaves them stale (eval-mode σ = uᵀWv of the old
+    W, possibly ≈ 0). Re-estimate them for the new weight the same way (15 iterations)."""
+    from torch.nn.utils.parametrizations import _SpectralNorm
+    owner = module.get_submodule(key[: -len(_SN_ORIGINAL)].rstrip("."))
+    for p in owner.parametrizations.weight:
+        if isinstance(p, _SpectralNorm):
+            p._power_method(p._reshape_weight_to_matrix(owner.parametrizations.weight.original), 15)

@@ -98,8 +98,9 @@ class BlockMask(nn.Module):
 
     def __init__(self, grid_h: int, grid_w: int, num_masking_patches: int, min_num_patches: int = 16,
                  max_num_patches: int | None = None, min_aspect: float = 0.3,
-                 max_aspect: float | None = None):
+                 max_aspect: float | None = None, exact: bool = False):
         super().__init__()
+        self.exact = exact  # CAE's generator: draw until exactly num_masking_patches are masked
         self.height, self.width = grid_h, grid_w
         self.num_masking_patches = num_masking_patches
         self.min_num_patches = min_num_patches
@@ -132,12 +133,18 @@ class BlockMask(nn.Module):
 
     def sample(self) -> torch.Tensor:
         mask = torch.zeros(self.height, self.width, dtype=torch.bool)
-        count = 0
+        count = stuck = 0
         while count < self.num_masking_patches:
             max_mask_patches = min(self.num_masking_patches - count, self.max_num_patches)
             delta = self._mask(mask, max_mask_patches)
-            if delta == 0:
+            if delta == 0 and not self.exact:
                 break
+            stuck = 0 if delta else stuck + 1
+            if stuck == 100:  # exact, and no rectangle fits any more: top up with single patches
+                free = (~mask).flatten().nonzero().flatten()
+                pick = free[torch.randperm(len(free))[:self.num_masking_patches - count]]
+                mask.view(-1)[pick] = True
+                delta = len(pick)
             count += delta
         return mask
 

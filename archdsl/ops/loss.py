@@ -287,7 +287,7 @@ class ClipLoss(_Loss):
 
 
 class GanAttrs(Attrs):
-    kind: Literal["d_nonsat", "g_nonsat", "d_hinge", "g_hinge", "d_wgan", "g_wgan"]
+    kind: Literal["d_nonsat", "g_nonsat", "d_hinge", "g_hinge", "d_wgan", "g_wgan", "d_lsgan", "g_lsgan"]
 
 
 @register

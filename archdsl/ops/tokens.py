@@ -230,6 +230,7 @@ class BlockMaskAttrs(Attrs):
     min_aspect: float = 0.3
     max_aspect: Optional[float] = None
     grid: Optional[IntOrPair] = None
+    exact: bool = False
 
 
 @register
@@ -238,8 +239,10 @@ class BlockMask(Op):
     [H, W] defaults to a square) → a random bool mask [B, H, W] (True = masked), drawn per sample:
     rectangles of area U(min_num_patches, remaining) and aspect ratio log-uniform in
     [min_aspect, max_aspect or 1/min_aspect] are added until num_masking_patches are masked (never
-    more; like BEiT v1, fewer when ten attempts in a row add nothing). BEiT-base: 75 of 14×14,
-    min 16. Python loops per sample: a data-pipeline op, not capturable by torch.compile.
+    more; like BEiT v1, fewer when ten attempts in a row add nothing; with `exact`, as CAE's
+    generator, it keeps drawing until exactly num_masking_patches are masked, topping up with
+    single random patches after 100 rounds in which no rectangle fits). BEiT-base: 75 of
+    14×14, min 16. Python loops per sample: a data-pipeline op, not capturable by torch.compile.
     other_flops: 0 (random generation; no arithmetic on tensor data)."""
     name = "block_mask"
     Attrs = BlockMaskAttrs
@@ -266,7 +269,7 @@ class BlockMask(Op):
         from archdsl.lower.modules_tokens import BlockMask as Module
         gh, gw = _grid(a.grid, ins[0][1], "block_mask")
         return Module(gh, gw, a.num_masking_patches, a.min_num_patches, a.max_num_patches,
-                      a.min_aspect, a.max_aspect)
+                      a.min_aspect, a.max_aspect, exact=a.exact)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

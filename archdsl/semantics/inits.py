@@ -66,8 +66,15 @@ def xavier_normal(gain: float = 1.0) -> InitSpec:
     return _spec("xavier_normal", gain=float(gain))
 
 
+def orthogonal(gain: float = 1.0) -> InitSpec:
+    """A (semi-)orthogonal matrix of the tensor flattened to [dim 0, rest] (Saxe et al. 2014;
+    torch's orthogonal_), times `gain`: BigGAN's init of every conv, linear and embedding."""
+    return _spec("orthogonal", gain=float(gain))
+
+
 INITIALISERS = {f.__name__: f for f in (zeros, ones, constant, normal, trunc_normal, uniform,
-                                        kaiming_normal, kaiming_uniform, xavier_uniform, xavier_normal)}
+                                        kaiming_normal, kaiming_uniform, xavier_uniform, xavier_normal,
+                                        orthogonal)}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,13 @@ class NetRef:
     """A topology's network, applied to tensors like a block: `x -> query`."""
     name: str
     shuffle: bool = False
+    penalty: str | None = None    # grad_penalty(net, kind): the node is the penalty, a scalar
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A topology-level parameter (`param logit_scale: [] = 2.659`) where `update=[…]` names it."""
+    name: str
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,12 @@ class EmaVal:
 
 def ema(source, momentum: float = 0.999, schedule: str = "constant", end: float = 1.0,
         total_steps: int = 1, start_step: int = 0):
-    """`net key = ema(query, 0.999)`: a momentum twin of a network (see EmaSpec)."""
+    """`net key = ema(query, 0.999)`: a momentum twin of a network (see EmaSpec). m is the weight
+    on the OLD value. start_step: with the constant schedule, m = 0 before that many optimizer
+    steps (the twin is a plain copy of the source each step; BigGAN's G-EMA, `start_step=1000`);
+    with the cosine schedule, the cosine starts there."""
+    if start_step < 0:
+        raise ValueError("ema start_step must be non-negative")
     if not isinstance(source, NetRef):
         raise TypeError("ema() takes a network declared with `net`")
     if not 0.0 <= momentum <= 1.0 or not 0.0 <= end <= 1.0:
@@ -58,7 +70,38 @@ def shuffle_bn(net):
     return NetRef(net.name, shuffle=True)
 
 
-TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn}
+def grad_penalty(net, kind: str = "r1"):
+    """`gp = [real, labels] -> grad_penalty(D, kind="r1")`: the gradient penalty of a
+    discriminator, a scalar, computed with create_graph=True so it trains D (second order).
+    kind "r1": inputs (real, *extra), mean ‖∇ₓD(x)‖² at the real samples (StyleGAN: × gamma / 2).
+    kind "wgan_gp": inputs (real, fake, *extra), mean (‖∇D(x̂)‖ − 1)² at random interpolates x̂
+    (PGGAN: × lambda). Extra inputs (labels, alpha) go to the network as they are."""
+    from archdsl.topology.runtime import PENALTIES
+    if not isinstance(net, NetRef) or net.shuffle or net.penalty:
+        raise TypeError("grad_penalty() takes a network declared with `net`")
+    if kind not in PENALTIES:
+        raise ValueError(f"grad_penalty kind must be one of {', '.join(PENALTIES)}, got {kind!r}")
+    return NetRef(net.name, penalty=kind)
+
+
+@dataclass(frozen=True)
+class FrozenVal:
+    network: Any
+
+
+def frozen(network):
+    """`net teacher = frozen(resnet50)`: a network no phase trains and that always runs in eval
+    mode (BatchNorm running statistics, no dropout): a distillation teacher loaded from a
+    checkpoint (`topo.nets["teacher"].load_state_dict(...)`)."""
+    if isinstance(network, (NetRef, EmaVal, FrozenVal)):
+        raise TypeError("frozen() takes a network or a stdlib variant name, not a topology's `net`")
+    return FrozenVal(network)
+
+
+from archdsl.topology.schedule import SCHEDULES  # noqa: E402  (lr = cosine_lr(...) and friends)
+
+TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn, "grad_penalty": grad_penalty,
+                     "frozen": frozen, **SCHEDULES}
 
 
 class TopologyElaborator(Elaborator):
@@ -71,6 +114,11 @@ class TopologyElaborator(Elaborator):
         env = Env(block.module, None, block.module.prelude)
         self.bind_params(decl, args, kwargs, env, span)
         self.ir = TopologyIR(decl.name, variant, {}, {}, {})
+        self.ir.args = {p.name: env.vars[p.name] for p in decl.params if p.name in env.vars}
+        shapes, name = self.input_shapes, self.graph.name
+        # progressive growth (TopologyModule.grow) re-elaborates with some arguments changed
+        self.ir.rebuild = lambda input_shapes=shapes, **more: TopologyElaborator(name, input_shapes).topology(
+            callee, {**overrides, **more}, span, variant)
         self.in_stmts: list[A.InStmt] = []
         frame = Frame(decl, Scope("", decl.name), None)
         self.stack.append(frame)
@@ -88,6 +136,9 @@ class TopologyElaborator(Elaborator):
                 self.exec_phase(p, env)
         finally:
             self.stack.pop()
+        from archdsl.topology.schedule import LRSchedule
+        if isinstance(env.vars.get("lr"), LRSchedule):  # `lr = cosine_lr(...)`: the declared schedule
+            self.ir.lr = env.vars["lr"]
         return self.ir
 
     # ---- topology-level statements
@@ -99,6 +150,8 @@ class TopologyElaborator(Elaborator):
             self.exec_net(s, env)
         elif isinstance(s, A.StateStmt):
             self.exec_state(s, env)
+        elif isinstance(s, A.TensorDecl) and s.kind == "param":
+            self.exec_topology_param(s, env)
         elif isinstance(s, (A.Assign, A.If, A.For)):
             self.exec(s, env)
         else:
@@ -109,9 +162,13 @@ class TopologyElaborator(Elaborator):
         if s.name in self.ir.nets:
             raise ArchError(f"network '{s.name}' declared twice", s.span)
         value = self.eval(s.value, env)
+        is_frozen = isinstance(value, FrozenVal)
+        value = value.network if is_frozen else value
         if isinstance(value, str):
             value = self.stdlib_variant(value, s.value.span)
-        if isinstance(value, EmaVal):
+        if is_frozen and _kind(value) in ("network", "block"):
+            decl = NetDecl(s.name, value, s.span, frozen=True)
+        elif isinstance(value, EmaVal):
             source = self.ir.nets[value.source.name]
             decl = NetDecl(s.name, source.callee, s.span, twin=value.spec)
         elif isinstance(value, (BlockRef, Partial)) and _kind(value) in ("network", "block"):
@@ -151,23 +208,46 @@ class TopologyElaborator(Elaborator):
             raise ArchError(f"'{s.name}' declared twice", s.span)
         self.ir.states[s.name] = StateDecl(s.name, shape, init, s.dtype, s.span)
 
+    def exec_topology_param(self, s: A.TensorDecl, env: Env):
+        """`param logit_scale: [] = 2.659`: a trained tensor that belongs to no network (CLIP's
+        learned temperature). Held as a trainable state; phases train it when `update` lists it."""
+        shape = tuple(self.int_value(self.eval(d, env), d.span, "a parameter size") for d in s.shape)
+        if any(n <= 0 for n in shape):
+            raise ArchError(f"parameter '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        init = 0.0 if s.init is None else self.eval(s.init, env)
+        if isinstance(init, bool) or not isinstance(init, (int, float)):
+            raise ArchError(f"topology parameter '{s.name}' needs a number as its initial value",
+                            (s.init or s).span, found=describe(init), hint="e.g. `param logit_scale: [] = 2.659`")
+        if s.name in self.ir.states or s.name in self.ir.nets:
+            raise ArchError(f"'{s.name}' declared twice", s.span)
+        self.ir.states[s.name] = StateDecl(s.name, shape, float(init), "float32", s.span, trainable=True)
+        env.vars[s.name] = ParamRef(s.name)
+
     # ---- phases
     def exec_phase(self, p: A.PhaseStmt, env: Env):
         if p.name in self.ir.phases:
             raise ArchError(f"phase '{p.name}' declared twice", p.span)
         options = {a.name: self.eval(a.value, env) for a in p.args}
-        unknown = set(options) - {"update", "times"}
+        known = ["update", "times", "freeze", "freeze_steps"]
+        unknown = set(options) - set(known)
         if unknown or any(a.name is None for a in p.args):
-            raise ArchError("a phase takes `update=[nets]` and `times=k`", p.span,
-                            hint=did_you_mean(next(iter(unknown)), ["update", "times"]) if unknown else None)
-        update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items() if d.twin is None])
+            raise ArchError("a phase takes `update=[nets]`, `times=k` and `freeze=[\"net.param\"], "
+                            "freeze_steps=n`", p.span,
+                            hint=did_you_mean(next(iter(unknown)), known) if unknown else None)
+        update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items()
+                                         if d.twin is None and not d.frozen])
         update = update if isinstance(update, (list, tuple)) else [update]
+        trained_params = tuple(u.name for u in update if isinstance(u, ParamRef))
+        update = [u for u in update if not isinstance(u, ParamRef)]
         for u in update:
             if not isinstance(u, NetRef):
                 raise ArchError("`update` lists networks declared with `net`", p.span, found=describe(u))
             if self.ir.nets[u.name].twin is not None:
                 raise ArchError(f"'{u.name}' is a momentum twin: it is never trained by a phase", p.span,
                                 hint="twins follow their source through `after_step()`")
+            if self.ir.nets[u.name].frozen:
+                raise ArchError(f"'{u.name}' is frozen: no phase trains it", p.span,
+                                hint="declare it without `frozen(...)` to train it")
         repeat = self.int_value(options.get("times", 1), p.span, "a phase's `times`")
         if repeat < 1:
             raise ArchError("a phase runs at least once per round (`times` ≥ 1)", p.span)
@@ -200,6 +280,10 @@ class TopologyElaborator(Elaborator):
                     graph.outputs[f"keep.{t}"] = t
             self.ir.phases[p.name] = Phase(p.name, graph, [u.name for u in update], loss.node,
                                            dict(self.logs), list(self.actions), repeat, p.span)
+            self.ir.phases[p.name].params = trained_params
+            if "freeze" in options or "freeze_steps" in options:
+                phase = self.ir.phases[p.name]
+                phase.freeze, phase.freeze_steps = self._freeze(options, phase.update, p.span)
         finally:
             self.graph, self.used, self.frame.scope = saved
 
@@ -226,11 +310,13 @@ class TopologyElaborator(Elaborator):
             raise ArchError(f"unknown after-step update '{kind}'", call.func.span,
                             hint=did_you_mean(kind, ACTIONS) or f"one of {', '.join(ACTIONS)}")
         spec = ACTIONS[kind]
-        states, tensors, options = [], [], {}
+        states, tensors, options, nets = [], [], {}, []
         for a in call.args:
             v = self.eval(a.value, env)
             if a.name is not None:
                 options[a.name] = v
+            elif isinstance(v, NetRef) and spec.n_nets:
+                nets.append(v.name)
             elif isinstance(v, Tensor) and self.graph.node(v.node).op == "state":
                 states.append(self.graph.node(v.node).attrs["name"])
             elif isinstance(v, Tensor):
@@ -248,7 +334,58 @@ class TopologyElaborator(Elaborator):
                              [self.graph.node(t).shape for t in tensors], options)
         if problem:
             raise ArchError(f"{kind}: {problem}", s.span, hint=spec.usage)
+        if spec.n_nets:
+            options = {**options, "net": self._net_param(kind, nets, spec, options, s.span)}
         self.actions.append(Action(kind, states, tensors, options, s.span))
+
+    def _freeze(self, options: dict, update: list[str], span: Span) -> tuple[tuple, int]:
+        """`freeze=["head.prototypes"], freeze_steps=313`: those parameters (a network, then a
+        parameter path or a prefix of paths) take no part in the phase's first `freeze_steps`
+        steps, so they get no gradient and the optimizer leaves them alone (SwAV)."""
+        entries = options.get("freeze", [])
+        entries = [entries] if isinstance(entries, str) else entries
+        steps = options.get("freeze_steps")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or \
+                not isinstance(entries, (list, tuple)) or not entries:
+            raise ArchError("`freeze` lists \"net.param\" paths and `freeze_steps` is a count ≥ 0", span,
+                            hint='freeze=["head.prototypes"], freeze_steps=313')
+        out = []
+        for e in entries:
+            net, _, prefix = str(e).partition(".")
+            if net not in update:
+                raise ArchError(f"freeze: '{net}' is not a network this phase updates", span,
+                                hint=did_you_mean(net, update) or f"one of {', '.join(update)}")
+            graph = self.ir.nets[net].first_graph
+            from archdsl.ops import REGISTRY
+            names = [n.id for n in graph.nodes() if n.op == "param"] + [
+                f"{n.id}.{k}" for n in graph.nodes() if n.op in REGISTRY
+                for k in REGISTRY[n.op].params(n.attrs, graph.input_shapes(n))]
+            if not prefix or not any(n == prefix or n.startswith(prefix + ".") for n in names):
+                raise ArchError(f"freeze: network '{net}' has no parameter under '{prefix}'", span,
+                                hint=did_you_mean(prefix, names) or None)
+            out.append((net, prefix))
+        return tuple(out), steps
+
+    def _net_param(self, kind: str, nets: list[str], spec, options: dict, span: Span) -> str:
+        """The network of an update that changes a network's parameter (`param=` must name one)."""
+        if len(nets) != spec.n_nets:
+            raise ArchError(f"'{kind}' takes {spec.n_nets} network(s) declared with `net`", span, hint=spec.usage)
+        decl = self.ir.nets[nets[0]]
+        if decl.twin is not None or not decl.graphs:
+            raise ArchError(f"'{kind}' needs a trained network applied in the phase, not '{nets[0]}'", span,
+                            hint=spec.usage)
+        from archdsl.ops import REGISTRY
+        graph = decl.first_graph
+        names = [n.id for n in graph.nodes() if n.op == "param"] + [
+            f"{n.id}.{k}" for n in graph.nodes() if n.op in REGISTRY
+            for k in REGISTRY[n.op].params(n.attrs, graph.input_shapes(n))]
+        param = options.get("weight")
+        if param not in names:
+            raise ArchError(f"network '{nets[0]}' has no parameter {param!r}", span,
+                            hint=did_you_mean(str(param), names) or spec.usage)
+        if not isinstance(options.get("dim", 1), int) or not -2 <= options.get("dim", 1) <= 1:
+            raise ArchError(f"'{kind}': dim must be 0 or 1 (-2 or -1)", span, hint=spec.usage)
+        return nets[0]
 
     # ---- applying a network
     def call(self, fn, args, kwargs, span, arg_spans=(), kw_spans=None):
@@ -265,7 +402,8 @@ class TopologyElaborator(Elaborator):
 
     def net_node(self, ref: NetRef, inputs: list[Tensor], label: str | None, span: Span):
         decl = self.ir.nets[ref.name]
-        shapes = tuple(tuple(t.shape) for t in inputs)
+        net_inputs = _penalty_inputs(ref, inputs, span) if ref.penalty else inputs
+        shapes = tuple(tuple(t.shape) for t in net_inputs)
         graph = decl.graphs.get(shapes)
         if graph is None:
             graph = Elaborator(ref.name, list(shapes)).network(decl.callee, {}, span)
@@ -282,6 +420,10 @@ class TopologyElaborator(Elaborator):
         attrs = {"name": ref.name, "shuffle": ref.shuffle, "flops": cost(graph).totals.flops,
                  "outputs": list(graph.outputs) if not graph.single_output else None}
         shape = outs[0] if graph.single_output else tuple(outs)
+        if ref.penalty:
+            if not graph.single_output:
+                raise ArchError(f"grad_penalty needs '{ref.name}' to have one output", span)
+            attrs["penalty"], shape = ref.penalty, ()
         node = Node(path, "net", attrs, [t.node for t in inputs], shape, span, "", self.ir.name)
         self.add_node(node, span)
         tensor = Tensor(path, shape)
@@ -293,6 +435,21 @@ class TopologyElaborator(Elaborator):
     def eval_index_of(self, tensor: Tensor, k: int, span: Span) -> Tensor:
         from archdsl.semantics.values import OpRef
         return self.make_node(OpRef("getitem", self.ops["getitem"]), [], {"index": k}, [tensor], None, span)
+
+
+def _penalty_inputs(ref: NetRef, inputs: list[Tensor], span: Span) -> list[Tensor]:
+    """The network's own inputs of a grad_penalty node: wgan_gp takes (real, fake, *extra)
+    and runs the network on one tensor of real's shape in their place."""
+    need = 2 if ref.penalty == "wgan_gp" else 1
+    if len(inputs) < need:
+        raise ArchError(f"grad_penalty(kind=\"{ref.penalty}\") needs {need} input(s) "
+                        f"({'real, fake' if need == 2 else 'real'}, then the network's other inputs)", span)
+    if need == 2:
+        if tuple(inputs[0].shape) != tuple(inputs[1].shape):
+            raise ArchError(f"wgan_gp interpolates real and fake: shapes {list(inputs[0].shape)} and "
+                            f"{list(inputs[1].shape)} differ", span)
+        return [inputs[0], *inputs[2:]]
+    return inputs
 
 
 def _kind(value) -> str | None:

@@ -13,7 +13,8 @@ class EmaSpec:
     """A momentum twin of `source`: after each optimizer step,
     twin ← m · twin + (1 − m) · source, where m is the weight on the OLD value.
     schedule "constant" keeps m; "cosine" raises it from `momentum` to `end` over `total_steps`
-    (BYOL/DINO: m_t = end − (end − momentum) · (cos(π t / T) + 1) / 2)."""
+    (BYOL/DINO: m_t = end − (end − momentum) · (cos(π t / T) + 1) / 2), t counted from
+    start_step; "constant" uses m = 0 (a plain copy) while steps < start_step (BigGAN)."""
     source: str
     momentum: float
     schedule: str = "constant"
@@ -28,6 +29,7 @@ class NetDecl:
     callee: Any                       # Partial/BlockRef of the network (the source's, for twins)
     span: Span | None = None
     twin: EmaSpec | None = None
+    frozen: bool = False              # `frozen(net)`: never trained, always in eval mode
     graphs: dict[tuple, Graph] = field(default_factory=dict)   # by input shapes
 
     @property
@@ -42,6 +44,8 @@ class StateDecl:
     init: Any            # a number, or the name of an initialiser ("normal_l2", "uniform", …)
     dtype: str = "float32"
     span: Span | None = None
+    trainable: bool = False    # `param logit_scale: [] = …` in a topology: an nn.Parameter, trained
+                               # by the phases that list it in `update=[…]` (CLIP's temperature)
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Phase:
     actions: list[Action]
     repeat: int = 1             # `times=k`: runs per round, e.g. k D-steps per G-step
     span: Span | None = None
+    freeze: tuple = ()          # ((net, parameter path or prefix), …) kept out of the first steps
+    freeze_steps: int = 0       # (SwAV freezes its prototypes for 313 iterations)
+    params: tuple = ()          # topology-level parameters this phase trains (`update=[net, logit_scale]`)
 
 
 @dataclass
@@ -74,3 +81,6 @@ class TopologyIR:
     states: dict[str, StateDecl]
     phases: dict[str, Phase]
     references: list[str] = field(default_factory=list)
+    args: dict[str, Any] = field(default_factory=dict)   # the topology's bound arguments
+    rebuild: Any = None          # (input_shapes=…, **overrides) → TopologyIR; for grow()
+    lr: Any = None               # `lr = cosine_lr(...)`: an archdsl.topology.schedule.LRSchedule

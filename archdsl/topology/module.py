@@ -46,12 +46,23 @@ class TopologyModule(nn.Module):
                 twin = copy.deepcopy(self.nets[decl.twin.source])
                 twin.requires_grad_(False)
                 self.nets[name] = twin
+        for name, decl in ir.nets.items():
+            if decl.frozen:  # a teacher: never trained, always in eval mode (see train())
+                self.nets[name].requires_grad_(False).eval()
         self.state = nn.Module()
         for name, st in ir.states.items():
-            self.state.register_buffer(name, updates.init_state(st.init, st.shape, st.dtype))
+            if getattr(st, "trainable", False):  # a topology-level `param` (CLIP's logit_scale)
+                self.state.register_parameter(name, nn.Parameter(updates.init_state(st.init, st.shape, st.dtype)))
+            else:
+                self.state.register_buffer(name, updates.init_state(st.init, st.shape, st.dtype))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._build_phases()
         object.__setattr__(self, "_kept", {})
+        with torch.no_grad():  # updates of a network's own parameters that also hold from the start
+            for p in ir.phases.values():
+                for a in p.actions:
+                    if updates.ACTIONS[a.kind].at_build:
+                        updates.run_net(a.kind, self.nets[a.options["net"]], a.options)
 
     # ---- structure
     def _build_phases(self) -> None:
@@ -76,18 +87,56 @@ class TopologyModule(nn.Module):
     def twins(self) -> dict[str, EmaSpec]:
         return {n: d.twin for n, d in self.ir.nets.items() if d.twin is not None}
 
+    def train(self, mode: bool = True):
+        """As nn.Module.train, but `frozen(...)` networks stay in eval mode."""
+        super().train(mode)
+        for name, decl in self.ir.nets.items():
+            if decl.frozen:
+                self.nets[name].eval()
+        return self
+
+    # ---- learning-rate schedule (`lr = cosine_lr(...)` in the spec; archdsl/topology/schedule.py)
+    def lr_at(self, step: int | None = None) -> float | None:
+        """The declared learning rate at `step` (default: the current step); None if undeclared."""
+        if self.ir.lr is None:
+            return None
+        return self.ir.lr.at(int(self.steps) if step is None else step)
+
+    def lr_scale(self, step: int | None = None) -> float:
+        """lr_at(step) / the schedule's peak: the factor a loop with its own base rate applies."""
+        if self.ir.lr is None:
+            return 1.0
+        return self.ir.lr.scale(int(self.steps) if step is None else step)
+
     # ---- running
     def forward(self, *inputs, phase: str | None = None) -> TopologyOutput:
         name = phase or self.phases[0]
         if name not in self.ir.phases:
             raise KeyError(f"no phase {name!r}; phases: {self.phases}")
         p = self.ir.phases[name]
+        self._flush_stores(name)
         others = [self.nets[n] for n, d in self.ir.nets.items() if d.twin is None and n not in p.update]
+        if p.freeze and int(self.steps) < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
+            others = others + [_Params(self.nets[n], prefix) for n, prefix in p.freeze]
+        others = others + [_Params(self.state, n) for n, st in self.ir.states.items()
+                           if getattr(st, "trainable", False) and n not in p.params]
         with _no_grad_for(others):  # a G-step leaves D's gradients untouched
             out = self._phases[name](*inputs)
         self._kept[name] = {k[5:]: v for k, v in out.items() if k.startswith("keep.")}
         logs = {k[4:]: v for k, v in out.items() if k.startswith("log.")}
         return TopologyOutput(loss=out["loss"], logs=logs, phase=name)
+
+    @torch.no_grad()
+    def _flush_stores(self, starting: str) -> None:
+        """`after store(state, t)` of the phases run before `starting`: applied now (after their
+        optimizer step), so a later phase of the same round reads them (Meta Pseudo Labels)."""
+        for phase, kept in self._kept.items():
+            if phase == starting:
+                continue
+            for action in self.ir.phases[phase].actions:
+                if action.kind == "store" and action.tensors[0] in kept:
+                    updates.run("store", [getattr(self.state, action.states[0])],
+                                [kept[action.tensors[0]]], action.options)  # after_step repeats it: same value
 
     def parameters(self, recurse: bool = True, phase: str | None = None) -> Iterator[nn.Parameter]:
         """All parameters, or only those the given phase trains (twins never)."""
@@ -96,12 +145,14 @@ class TopologyModule(nn.Module):
             return
         for n in self.ir.phases[phase].update:
             yield from self.nets[n].parameters()
+        for n in self.ir.phases[phase].params:  # topology-level parameters listed in `update=[…]`
+            yield getattr(self.state, n)
 
     def momentum(self, twin: str) -> float:
         """The EMA weight on the old value at the current step."""
         spec = self.ir.nets[twin].twin
-        if spec.schedule == "constant":
-            return spec.momentum
+        if spec.schedule == "constant":  # m = 0 (a plain copy) before start_step (BigGAN's G-EMA)
+            return 0.0 if int(self.steps) < spec.start_step else spec.momentum
         t = min(max(int(self.steps) - spec.start_step, 0), spec.total_steps) / spec.total_steps
         return spec.end - (spec.end - spec.momentum) * (math.cos(math.pi * t) + 1) / 2
 
@@ -117,9 +168,86 @@ class TopologyModule(nn.Module):
             for action in self.ir.phases[phase].actions:
                 states = [getattr(self.state, s) for s in action.states]
                 tensors = [kept[t] for t in action.tensors]
+                if updates.ACTIONS[action.kind].n_nets:
+                    updates.run_net(action.kind, self.nets[action.options["net"]], action.options)
+                    continue
                 updates.run(action.kind, states, tensors, action.options)
         self._kept.clear()
         self.steps += 1
+
+
+    # ---- progressive growth (PGGAN)
+    def grow(self, **overrides) -> list[str]:
+        """Progressive growing (Karras et al. 2018): re-elaborate the topology with its `res`
+        argument one larger (or with `overrides`), build the new networks, and copy into them
+        every parameter, buffer and state whose name and shape are unchanged — the trained
+        layers keep their weights; the next resolution's layers are new. The fade-in starts:
+        the state `alpha` (when declared) is set to 0. Returns the names of the new entries.
+        Optimizers hold the old parameters: build them again after growing."""
+        if self.ir.rebuild is None:
+            raise RuntimeError("this topology was not elaborated from a spec; it cannot grow")
+        if not overrides:
+            if "res" not in self.ir.args:
+                raise ValueError("grow() without arguments increases the topology's `res`; "
+                                 f"'{self.ir.name}' has no such parameter")
+            overrides = {"res": self.ir.args["res"] + 1}
+        shapes = [tuple(self._input_shape(n)) for n in self._input_names()]
+        ir = self.ir.rebuild(None, **overrides)
+        if shapes:   # keep the batch sizes this module was built with
+            new = [tuple(s) for s in _input_shapes(ir)]
+            if [s[0] for s in new] != [s[0] for s in shapes]:
+                ir = self.ir.rebuild([(s[0], *n[1:]) for s, n in zip(shapes, new)], **overrides)
+        ref = next(iter(self.state_dict().values()), torch.zeros(()))
+        grown = TopologyModule(ir).to(ref.device)
+        old = self.state_dict()
+        mine = grown.state_dict()
+        fresh = [k for k, v in mine.items() if k not in old or old[k].shape != v.shape]
+        with torch.no_grad():
+            for k, v in mine.items():
+                if k not in fresh:
+                    v.copy_(old[k])
+        object.__setattr__(self, "ir", ir)
+        for name, child in list(grown.named_children()):   # nets, state and any other holder
+            setattr(self, name, child)
+        for n, d in ir.nets.items():
+            if d.twin is not None:
+                self.nets[n].requires_grad_(False)
+        if hasattr(self.state, "alpha"):
+            self.state.alpha.fill_(0.0)
+        self._build_phases()
+        self._kept.clear()
+        return fresh
+
+    def set_alpha(self, alpha: float) -> None:
+        """The fade-in weight of the newest layers (state `alpha`): 0 = the previous resolution's
+        path only, 1 = the new layers only. A state, never a trained parameter."""
+        if not hasattr(self.state, "alpha"):
+            raise ValueError(f"topology '{self.ir.name}' declares no `state alpha`")
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.state.alpha.fill_(float(alpha))
+
+    def _input_names(self) -> list[str]:
+        return list(next(iter(self.ir.phases.values())).graph.inputs)
+
+    def _input_shape(self, name: str):
+        return next(iter(self.ir.phases.values())).graph.node(name).shape
+
+
+def _input_shapes(ir: TopologyIR) -> list[tuple[int, ...]]:
+    graph = next(iter(ir.phases.values())).graph
+    return [tuple(graph.node(i).shape) for i in graph.inputs]
+
+
+class _Params:
+    """The parameters of `net` at `prefix` or under it, for _no_grad_for."""
+
+    def __init__(self, net: nn.Module, prefix: str):
+        self.net, self.prefix = net, prefix
+
+    def parameters(self):
+        return (p for k, p in self.net.named_parameters()
+                if k == self.prefix or k.startswith(self.prefix + "."))
 
 
 @contextlib.contextmanager

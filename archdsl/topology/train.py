@@ -3,7 +3,8 @@
 Synthetic data: a fixed pool of random inputs shaped like the topology's inputs (integer
 inputs drawn from range(classes)); every step draws a batch from the pool, so a topology that
 learns shows a falling loss. One optimizer per phase over `parameters(phase=…)`; each round
-runs the phases in `schedule()` order (k D-steps per G-step), then `after_step()` once.
+runs the phases in `schedule()` order (k D-steps per G-step), then `after_step()` once. A topology
+that declares a schedule (`lr = cosine_lr(...)`) gets `lr × topo.lr_scale(step)` at each step.
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ def train(topo: TopologyModule, steps: int, *, lr: float = 1e-3, optimizer: str 
     g = torch.Generator().manual_seed(seed + 1)
     for step in range(steps):
         losses, logs = {}, {}
+        for opt in optims.values():  # a declared schedule (`lr = cosine_lr(...)`) scales `lr`
+            for group in opt.param_groups:
+                group["lr"] = lr * topo.lr_scale(step)
         for phase in topo.schedule():
             idx = torch.randperm(len(data[0]), generator=g)[:batch]
             out = topo(*[d[idx] for d in data], phase=phase)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-STATE_INITS = ("zeros", "ones", "normal", "normal_l2", "uniform")
+STATE_INITS = ("zeros", "ones", "normal", "normal_l2", "uniform", "uniform_bank")
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class UpdateSpec:
     usage: str
     options: tuple[str, ...] = ()
     check: Callable = field(default=lambda states, tensors, options: None)
+    n_nets: int = 0           # networks taken by position (their name lands in options["net"])
+    at_build: bool = False    # also applied once when the TopologyModule is built
 
 
 def _check_enqueue(states, tensors, options):
@@ -52,6 +54,15 @@ ACTIONS: dict[str, UpdateSpec] = {
                                 ("momentum",), _check_center),
     "bank_update": UpdateSpec(1, 2, "bank_update(bank, indices, features, momentum=0.5)",
                               ("momentum",), _check_bank),
+    # SwAV's prototypes: L2-normalised when built and after every step (the reference normalises
+    # them at the start of every iteration; the two orders give the same weights at every forward)
+    "l2_normalize_param": UpdateSpec(0, 0, 'l2_normalize_param(net, weight="prototypes.weight", dim=1)',
+                                     ("weight", "dim"), n_nets=1, at_build=True),
+    # a value carried from one phase to the next (Meta Pseudo Labels): written as soon as another
+    # phase starts — i.e. after this phase's optimizer step — or at after_step(), whichever is first
+    "store": UpdateSpec(1, 1, "store(state, tensor): the state takes the tensor's value (same shape)",
+                        check=lambda states, tensors, options: None if tuple(states[0]) == tuple(tensors[0])
+                        else f"state {list(states[0])} and tensor {list(tensors[0])} differ in shape"),
 }
 
 
@@ -67,6 +78,9 @@ def init_state(init, shape, dtype):
         return torch.ones(shape, dtype=dt)
     if init == "uniform":
         return torch.rand(shape, dtype=dt)
+    if init == "uniform_bank":  # lemniscate's memory bank [N, D]: U(−s, s), s = 1 / sqrt(D / 3)
+        s = 1.0 / (shape[-1] / 3) ** 0.5
+        return torch.rand(shape, dtype=dt) * (2 * s) - s
     x = torch.randn(shape, dtype=dt)
     if init == "normal_l2":  # MoCo's queue: each column a unit vector
         x = torch.nn.functional.normalize(x, dim=0)
@@ -77,6 +91,9 @@ def run(kind: str, states, tensors, options) -> None:
     import torch
     from archdsl.topology import dist
     with torch.no_grad():
+        if kind == "store":
+            states[0].copy_(tensors[0].detach())
+            return
         if kind == "enqueue":
             queue, ptr = states
             keys = dist.all_gather(tensors[0].detach())
@@ -97,5 +114,16 @@ def run(kind: str, states, tensors, options) -> None:
             m = float(options.get("momentum", 0.5))
             mixed = bank[idx] * m + feats * (1 - m)
             bank[idx] = torch.nn.functional.normalize(mixed, dim=1)
+        else:  # pragma: no cover - the elaborator only records known updates
+            raise ValueError(kind)
+
+
+def run_net(kind: str, net, options) -> None:
+    """An update of a network's own parameter (no autograd): l2_normalize_param."""
+    import torch
+    with torch.no_grad():
+        if kind == "l2_normalize_param":
+            w = net.get_parameter(options["weight"])
+            w.copy_(torch.nn.functional.normalize(w, dim=int(options.get("dim", 1))))
         else:  # pragma: no cover - the elaborator only records known updates
             raise ValueError(kind)

@@ -123,7 +123,8 @@ def clip_invalid(draw):
 
 @st.composite
 def gan_case(draw):
-    kind = draw(st.sampled_from(["d_nonsat", "g_nonsat", "d_hinge", "g_hinge", "d_wgan", "g_wgan"]))
+    kind = draw(st.sampled_from(["d_nonsat", "g_nonsat", "d_hinge", "g_hinge", "d_wgan", "g_wgan",
+                                 "d_lsgan", "g_lsgan"]))
     x = draw(any_shape(1, 3))
     return Case("gan_loss", {"kind": kind}, [x, x] if kind.startswith("d_") else [x])
 
