@@ -4,7 +4,7 @@ replicas identical, and where the maths says so equal one process on the concate
 The encoders here have no BatchNorm, so a mean-over-samples loss trained with DDP (gradients
 averaged over ranks) must match a single process on the whole batch: SimCLR through the
 gradient-carrying gather of its negatives, DINO through its all-reduced center, MoCo through
-keys gathered before they are enqueued.
+keys gathered before they are enqueued, SwAV through its all-reduced Sinkhorn sums.
 """
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ network Flat(num_classes: int = 0) {
 SPECS = {
     "simclr": "from ssl.simclr import SimCLR\nvariant t = SimCLR(backbone=Flat, dim=8, hidden=16, img=8)\n",
     "moco": "from ssl.moco import MoCo\nvariant t = MoCo(backbone=Flat, dim=8, hidden=16, K=16, m=0.9, img=8)\n",
+    # SwAV: Sinkhorn sums all-reduced; prototypes frozen for step 0 (DDP then needs
+    # find_unused_parameters, as the reference's prototypes get no gradient in those steps)
+    "swav": ("from ssl.swav import SwAV\nvariant t = SwAV(backbone=Flat, dim=8, hidden=0, n_prototypes=16, "
+             "n_local=2, global_size=8, local_size=8, freeze_iters=1)\n"),
     "dino": ("from ssl.dino import DINO\nvariant t = DINO(backbone=Flat, out_dim=16, n_local=2, "
              "global_size=8, local_size=8, m=0.9)\n"),
 }
@@ -37,14 +41,14 @@ WORLD, LOCAL, STEPS = 2, 4, 3
 def _batches(name: str, step: int) -> list[torch.Tensor]:
     """The global batch of a step (every rank takes its slice along the batch dim)."""
     g = torch.Generator().manual_seed(100 + step)
-    if name == "dino":
+    if name in ("dino", "swav"):
         return [torch.randn(2, WORLD * LOCAL, 3, 8, 8, generator=g),
                 torch.randn(2, WORLD * LOCAL, 3, 8, 8, generator=g)]
     return [torch.randn(WORLD * LOCAL, 3, 8, 8, generator=g) for _ in range(2)]
 
 
 def _local(name: str, batch: list[torch.Tensor], rank: int, world: int) -> list[torch.Tensor]:
-    dim = 1 if name == "dino" else 0
+    dim = 1 if name in ("dino", "swav") else 0
     return [b.chunk(world, dim=dim)[rank] for b in batch]
 
 
@@ -54,7 +58,7 @@ def _shapes(name: str, world: int) -> list[tuple[int, ...]]:
 
 def _train(name: str, rank: int, world: int):
     topo = archdsl.load_spec(source=NET + SPECS[name], seed=0, input_shape=_shapes(name, world))
-    model = DDP(topo) if world > 1 else topo
+    model = DDP(topo, find_unused_parameters=name == "swav") if world > 1 else topo
     opt = torch.optim.SGD(list(topo.parameters(phase="train")), lr=0.1)
     for step in range(STEPS):
         out = model(*_local(name, _batches(name, step), rank, world))

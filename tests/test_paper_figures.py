@@ -77,6 +77,9 @@ FIGURES = [
     # ---- figures: gen-a ----
     # ---- figures: gen-b ----
     # ---- figures: ssl-a ----
+    # CPC (van den Oord et al. 2018) §3.1 prints no counts; the public PyTorch CDCK2 layout
+    # (jefflai108, src/model/model.py): encoder + GRU 512→256 + 12 W_k (tests/test_cpc.py builds it).
+    Figure("cpc_audio", 7.423, 0.0005, source="CDCK2 layout (7,423,488; the paper prints none)"),
     # ---- figures: ssl-b ----
     # ---- figures: supervised ----
 ]

@@ -1,0 +1,108 @@
+"""CPC (stdlib/nets/cpc.arch network, stdlib/ssl/cpc.arch topology): the network against a
+hand-written PyTorch CDCK2-style model, the InfoNCE over future latents against its definition, and a short training run."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import archdsl
+from archdsl.topology import losses
+
+SMALL = dict(hidden=16, context=8, steps=3, window=1600)  # 1600 samples → T = 10 latents
+
+
+class HandCPC(nn.Module):
+    """CDCK2's layers (jefflai108/Contrastive-Predictive-Coding-PyTorch), written independently."""
+
+    def __init__(self, hidden=512, context=256, steps=12):
+        super().__init__()
+        layers, c_in = [], 1
+        for k, s, p in zip([10, 8, 4, 4, 4], [5, 4, 2, 2, 2], [3, 2, 1, 1, 1]):
+            layers += [nn.Conv1d(c_in, hidden, k, s, p, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
+            c_in = hidden
+        self.encoder = nn.Sequential(*layers)
+        self.gru = nn.GRU(hidden, context, batch_first=True)
+        self.Wk = nn.ModuleList([nn.Linear(context, hidden) for _ in range(steps)])
+
+    def forward(self, x):
+        z = self.encoder(x).transpose(1, 2)
+        c, _ = self.gru(z)
+        return z, c, torch.cat([w(c) for w in self.Wk], dim=2)
+
+
+def test_full_size_params_match_the_cdck2_layout():
+    report = archdsl.check_spec("stdlib/nets/cpc.arch", variant="cpc_audio")
+    assert report.totals.params == sum(p.numel() for p in HandCPC().parameters()) == 7_423_488
+    graph = archdsl.load_graph("cpc_audio")
+    out = {k: tuple(graph.node(v).shape) for k, v in graph.outputs.items()}
+    assert out == {"z": (1, 128, 512), "c": (1, 128, 256), "pred": (1, 128, 12 * 512)}  # 20480 / 160 = 128
+
+
+def test_network_equals_the_hand_written_model_with_the_same_weights():
+    net = archdsl.load_spec("stdlib/nets/cpc.arch", variant="cpc_audio", input_shape=[(3, 1, 1600)],
+                            seed=0, **SMALL)
+    ref = HandCPC(16, 8, 3)
+    sd = {k: (v.squeeze(2) if k.endswith(".weight") and v.dim() == 4 else v) for k, v in net.state_dict().items()}
+    ref.load_state_dict(sd, strict=True)  # same keys; Conv1d weights are ours without the 1-high axis
+    for m in (net, ref):
+        m.train()
+    x = torch.randn(3, 1, 1600)
+    got, want = net(x), ref(x)
+    for name, w in zip(("z", "c", "pred"), want):
+        torch.testing.assert_close(got[name], w, rtol=1e-4, atol=1e-5)
+
+
+def test_cpc_nce_matches_its_definition():
+    torch.manual_seed(0)
+    b, t, d, steps = 3, 6, 4, 2
+    z, pred = torch.randn(b, t, d), torch.randn(b, t, steps * d)
+    total, count = 0.0, 0
+    for k in range(1, steps + 1):
+        for s in range(t - k):
+            for i in range(b):
+                p = pred[i, s, (k - 1) * d:k * d]
+                scores = torch.stack([p @ z[j, s + k] for j in range(b)])  # candidates: the batch at t + k
+                total += -(scores[i] - torch.logsumexp(scores, 0))
+                count += 1
+    torch.testing.assert_close(losses.cpc_nce(z, pred, steps), total / count)
+    # uninformative predictions: every candidate equally likely, loss ln B
+    assert losses.cpc_nce(z, torch.zeros(b, t, steps * d), steps).item() == pytest.approx(math.log(b))
+
+
+def _signals(n: int, seed: int) -> torch.Tensor:
+    """Sinusoids of random frequency and phase plus noise: a future that the past predicts."""
+    g = torch.Generator().manual_seed(seed)
+    f = torch.rand(n, 1, 1, generator=g) * 0.02 + 0.002
+    phase = torch.rand(n, 1, 1, generator=g) * 6.28
+    t = torch.arange(1600).float()
+    return torch.sin(f * t + phase) + 0.1 * torch.randn(n, 1, 1600, generator=g)
+
+
+def test_short_training_run_lowers_the_loss():
+    spec = "from ssl.cpc import CPC\nfrom nets.cpc import CPCNet\nvariant t = CPC(network=CPCNet(hidden=16, context=8), steps=3, window=1600)\n"
+    topo = archdsl.load_spec(source=spec, seed=0, input_shape=[(8, 1, 1600)])
+    opt = torch.optim.Adam(topo.parameters(phase="train"), lr=3e-3)
+    pool = _signals(64, 0)
+    g = torch.Generator().manual_seed(1)
+    curve = []
+    for _ in range(30):
+        out = topo(pool[torch.randperm(64, generator=g)[:8]])
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        topo.after_step()
+        curve.append(out.loss.item())
+    assert sum(curve[-6:]) / 6 < sum(curve[:6]) / 6 - 0.1, curve
+
+
+def test_cli_train_runs_three_synthetic_steps():
+    from click.testing import CliRunner
+
+    from archdsl.cli import main
+    result = CliRunner().invoke(main, ["train", "cpc", "--synthetic", "--steps", "3", "--json",
+                                       "--set", "window=1600", "--set", "steps=3", "--input", "4x1x1600"])
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("{")]) == 3
