@@ -81,6 +81,19 @@ FIGURES = [
     # (jefflai108, src/model/model.py): encoder + GRU 512→256 + 12 W_k (tests/test_cpc.py builds it).
     Figure("cpc_audio", 7.423, 0.0005, source="CDCK2 layout (7,423,488; the paper prints none)"),
     # ---- figures: ssl-b ----
+    # MAE (He et al. 2022) prints no counts; the authors' models_mae.py mae_vit_*: sum of
+    # p.numel() with the two frozen sincos tables (tests/test_mae.py counts a transcription of it).
+    Figure("mae_vit_base_patch16", 111.91, 0.005, source="MAE repo mae_vit_base_patch16 (111,907,840)"),
+    Figure("mae_vit_large_patch16", 329.54, 0.005, source="MAE repo mae_vit_large_patch16 (329,541,888)"),
+    Figure("mae_vit_huge_patch14", 657.07, 0.005, source="MAE repo mae_vit_huge_patch14 (657,074,508)"),
+    # CLIP (Radford et al. 2021) ViT-B/16: open_clip docs/model_profile.csv, 149.62M params and
+    # 41.09 GFLOPs at 2 per MAC (image 35.13 + text 5.96); its count holds logit_scale, which is
+    # CLIPTrain's parameter here (the network: 149,620,736; 20,543M MACs).
+    Figure("clip_vit_b16", 149.62, 0.005, 20545, 5, source="open_clip model_profile ViT-B-16"),
+    # BEiT pre-training network (Bao et al. 2022): timm beit_base_patch16_224's backbone + norm, mask
+    # token and the 8192-way lm_head, with per-block relative position tables (see stdlib/ssl/beit.arch).
+    Figure("beit_base_patch16_224_8k_vocab", 92.06, 0.005,
+           source="unilm modeling_pretrain, per-block rel-pos tables (shared: 91.97M)"),
     # ---- figures: supervised ----
 ]
 
