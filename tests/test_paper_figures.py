@@ -74,6 +74,28 @@ FIGURES = [
     Figure("igcv1_l16m16_ident", None, 0.0, 2200, 70, source="IGCV1 ImageNet table 2.2G (we count 2266.0M MACs: truncated; printed 11.329M params vs our 13.528M)"),
     Figure("igcv1_l100m2_ident", None, 0.0, 1300, 50, source="IGCV1 ImageNet table 1.3G (we count 1264.8M MACs; printed 8.61M params vs our 8.638M)"),
     # ---- figures: dense ----
+    # Spatial Transformer Networks (Jaderberg et al. 2015) print no counts: ST-CNN at 28x28 by
+    # layer (loc 5x5 convs 1→20, 20→20, theta 20→6; CNN 9x9 1→32, 7x7 32→32, fc 128→10), and
+    # ResNet-18 (11,689,512) + ConvLoc (16,550; tests/test_stn.py derives both).
+    Figure("st_cnn_mnist", 0.064788, 0.0000005,
+           source="STN App. A layout: 520 + 10,020 + 126 + 2,624 + 50,208 + 1,290 = 64,788"),
+    Figure("stn_resnet18", 11.706062, 0.0000005, source="resnet18 11,689,512 + ConvLoc 16,550"),
+    # SegNeXt (Guo et al. 2022), ADE20K table (150 classes): params to 0.1M. The printed
+    # GFLOPs (6.6, 15.9, 34.9, 70.0) come from mmcv's counter, which also counts norms,
+    # activations and resizes: we count 6.40G, 15.65G, 32.69G, 65.97G MACs, so MACs are not checked.
+    Figure("segnext_tiny", 4.3, 0.05, source="SegNeXt ADE20K table (we count 4.263M)"),
+    Figure("segnext_small", 13.9, 0.05, source="SegNeXt ADE20K table (we count 13.933M)"),
+    Figure("segnext_base", 27.6, 0.05, source="SegNeXt ADE20K table (we count 27.636M)"),
+    Figure("segnext_large", 48.9, 0.05, source="SegNeXt ADE20K table (we count 48.927M)"),
+    # ParseNet (Liu et al. 2015) prints no counts; its baselines: FCN-32s (Long et al. 2015,
+    # Table 1: FCN-VGG16 134M) and DeepLab-LargeFOV (Chen et al. 2015: 20.5M). Context adds
+    # 2·C scales and swaps the C→K score for a 2C→K one (C = fc7 width, K classes).
+    Figure("fcn32s_vgg16", 134, 0.5, source="FCN Table 1 (we count 134.347M)"),
+    Figure("deeplab_largefov_vgg16", 20.5, 0.05, source="DeepLab-LargeFOV (we count 20.505M)"),
+    Figure("parsenet_vgg16_context", 134.760316, 0.0000005,
+           source="134,346,581 − 86,037 (21-way score) + 8,192·60 + 60 + 2·4,096"),
+    Figure("parsenet_largefov_voc", 20.528981, 0.0000005,
+           source="20,505,429 − 21,525 (score) + 2,048·21 + 21 + 2·1,024"),
     # ---- figures: gen-a ----
     # ---- figures: gen-b ----
     # ---- figures: ssl-a ----

@@ -85,6 +85,9 @@ def test_static_costs_match_reference(ref_id):
 @pytest.mark.parametrize("ref_id", sorted(ALL))
 def test_outputs_match_reference_under_fill(ref_id, built):
     fixture = ALL[ref_id]
+    if "outputs" in fixture:  # several named outputs (a detector's raw head outputs), each sampled
+        _check_named_outputs(fixture)
+        return
     model = built(ref_id)
     reference_fill_(model)
     x = reference_input(fixture["input_shape"])
@@ -94,3 +97,21 @@ def test_outputs_match_reference_under_fill(ref_id, built):
     assert list(y.shape) == fixture["output_shape"]
     err = (y - expected).abs().max().item()
     assert err <= 1e-4 * fixture["output_abs_max"], f"max abs diff {err}"
+
+
+def _check_named_outputs(fixture):
+    """Fixtures with "outputs" (tools/make_detection_fixtures.py): name → shape, abs_max, sum and
+    the values at every `stride`-th flat index. The model is built at the fixture's input size (a
+    packed-level detector fixes its level sizes when built)."""
+    model = archdsl.load_spec(_variant_for(fixture["id"]), input_shape=fixture["input_shape"]).eval()
+    reference_fill_(model)
+    with torch.no_grad():
+        y = model(reference_input(fixture["input_shape"]))
+    assert sorted(y) == sorted(fixture["outputs"])
+    for name, ref in fixture["outputs"].items():
+        assert list(y[name].shape) == ref["shape"], name
+        flat = y[name].flatten()
+        expected = torch.tensor(ref["values"], dtype=torch.float32)
+        err = (flat[::ref["stride"]] - expected).abs().max().item()
+        assert err <= 1e-4 * ref["abs_max"], f"{name}: max abs diff {err}"
+        assert abs(flat.double().sum().item() - ref["sum"]) <= 1e-4 * ref["abs_max"] * flat.numel() ** 0.5, name
