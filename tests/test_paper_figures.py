@@ -97,6 +97,21 @@ FIGURES = [
     Figure("parsenet_largefov_voc", 20.528981, 0.0000005,
            source="20,505,429 − 21,525 (score) + 2,048·21 + 21 + 2·1,024"),
     # ---- figures: gen-a ----
+    # DCGAN (Radford et al. 2016) G and D at 64x64 in pytorch/examples' layout (the paper prints
+    # no counts): G 3,576,704, D 2,765,568.
+    Figure("dcgan_g64", 3.577, 0.0005, source="pytorch/examples dcgan layout (3,576,704)"),
+    Figure("dcgan_d64", 2.766, 0.0005, source="pytorch/examples dcgan layout (2,765,568)"),
+    # pix2pix / CycleGAN nets: the counts the authors' release prints (networks.py, print_networks).
+    Figure("unet_256", 54.414, 0.0005, source="pytorch-CycleGAN-and-pix2pix unet_256, batch norm"),
+    Figure("unet_128", 41.829, 0.0005, source="unet_128 of the pix2pix release's layout, counted (41,828,995)"),
+    Figure("patchgan_70", 2.765, 0.0005, source="CycleGAN's D: basic, instance norm, 3 in (2,764,737)"),
+    Figure("patchgan_70_pix2pix", 2.769, 0.0005, source="pix2pix's D: basic, batch norm, 6 in; the release's layout, counted (2,768,705)"),
+    Figure("resnet_9blocks", 11.378, 0.0005, source="CycleGAN resnet_9blocks (11,378,179)"),
+    Figure("resnet_6blocks", 7.838, 0.0005, source="resnet_6blocks of the CycleGAN release's layout, counted (7,837,699)"),
+    # VAE / VQ-VAE: neither paper prints counts; our count of the layouts in stdlib/gan/vae.arch,
+    # equal to independent torch ports in tests/test_gen_a.py.
+    Figure("vae_celeba64", 3.938, 0.0005, source="PyTorch-VAE VanillaVAE layout, latent 128, counted (3,937,635)"),
+    Figure("vqvae_512x64", 4.943, 0.0005, source="VQ-VAE §4.1 layout, K 512 x D 64, counted (4,942,915)"),
     # ---- figures: gen-b ----
     # ---- figures: ssl-a ----
     # CPC (van den Oord et al. 2018) §3.1 prints no counts; the public PyTorch CDCK2 layout
