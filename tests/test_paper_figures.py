@@ -113,6 +113,15 @@ FIGURES = [
     Figure("vae_celeba64", 3.938, 0.0005, source="PyTorch-VAE VanillaVAE layout, latent 128, counted (3,937,635)"),
     Figure("vqvae_512x64", 4.943, 0.0005, source="VQ-VAE §4.1 layout, K 512 x D 64, counted (4,942,915)"),
     # ---- figures: gen-b ----
+    # PGGAN (Karras et al. 2018), Table 2: G and D at 1024x1024, 23.1M each (no MACs given).
+    Figure("pggan_g", 23.1, 0.05, source="PGGAN Table 2 (we count 23.072M: one toRGB, as the table)"),
+    Figure("pggan_d", 23.1, 0.05, source="PGGAN Table 2 (we count 23.077M)"),
+    # StyleGAN (Karras et al. 2019) §2: G 26.2M at 1024x1024 (mapping + synthesis).
+    Figure("stylegan_g", 26.2, 0.05, source="StyleGAN §2 (we count 26.212M; official Gs 26.220M with 8 more toRGBs)"),
+    # BigGAN (Brock et al. 2019) 128x128, ch 96: G 70.4M, D 88.0M (BigGAN-PyTorch / compare_gan's
+    # resnet_biggan_test: 70,433,988 and 87,982,370; tests/test_biggan.py checks those exactly).
+    Figure("biggan128_g", 70.4, 0.05, source="BigGAN 128x128 G (we count 70,433,988)"),
+    Figure("biggan128_d", 88.0, 0.05, source="BigGAN 128x128 D (we count 87,982,370)"),
     # ---- figures: ssl-a ----
     # CPC (van den Oord et al. 2018) §3.1 prints no counts; the public PyTorch CDCK2 layout
     # (jefflai108, src/model/model.py): encoder + GRU 512→256 + 12 W_k (tests/test_cpc.py builds it).

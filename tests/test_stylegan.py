@@ -1,0 +1,110 @@
+"""StyleGAN (stdlib/gan/stylegan.arch): the generator against an independent hand-written
+forward (mapping, constant input, AdaIN with (1 + ys) · x̂ + yb, equalized LR), style mixing's
+crossover, R1 in the topology against autograd on D, compile, and a short run where D learns."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import archdsl
+from archdsl.semantics.loader import stdlib_dir
+
+SPEC = stdlib_dir() / "gan" / "stylegan.arch"
+TRAIN = stdlib_dir() / "gan" / "stylegan_train.arch"
+TINY = dict(res=3, latent=8, mapping_layers=2, fmap_base=16, fmap_max=4)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _eq_linear(x, lin, gain=1.0, lr_mul=1.0):
+    return F.linear(x, lin.weight * gain / math.sqrt(lin.weight.shape[1]) * lr_mul, lin.bias * lr_mul)
+
+
+def _eq_conv(x, conv, gain=math.sqrt(2), pad=1):
+    fan_in = conv.weight[0].numel()
+    return F.conv2d(x, conv.weight * gain / math.sqrt(fan_in),
+                    None if conv.bias is None else conv.bias, padding=pad)
+
+
+def _epilogue(x, w, epi):
+    y = F.leaky_relu(x + epi.bias.view(1, -1, 1, 1), 0.2)          # noise weights are 0
+    ys, yb = _eq_linear(w, epi.style).chunk(2, dim=1)
+    mu, var = y.mean((2, 3), keepdim=True), y.var((2, 3), unbiased=False, keepdim=True)
+    return (1 + ys[:, :, None, None]) * (y - mu) / torch.sqrt(var + 1e-5) + yb[:, :, None, None]
+
+
+def test_generator_equals_a_hand_written_stylegan_forward():
+    g = archdsl.load_spec(SPEC, "stylegan_g", seed=0, **TINY).eval().double()
+    assert all(torch.count_nonzero(p) == 0 for k, p in g.named_parameters() if k.endswith("noise.weight"))
+    assert torch.equal(g.const, torch.ones(1, 4, 4, 4, dtype=torch.float64))
+    # mapping weights start at N(0, 1) / lr_mul (equalized LR with lr_mul 0.01)
+    assert 50 < g.get_submodule("mapping.fc.0.0").weight.std() < 200
+    with torch.no_grad():  # make every bias matter
+        for k, p in g.named_parameters():
+            if k.endswith("bias"):
+                p.normal_(0, 0.3)
+    z = torch.randn(3, 8, dtype=torch.float64)
+    w = z / torch.sqrt((z ** 2).mean(1, keepdim=True) + 1e-8)
+    for i in range(2):
+        w = F.leaky_relu(_eq_linear(w, g.get_submodule(f"mapping.fc.{i}.0"), math.sqrt(2), 0.01), 0.2)
+    x = g.const.expand(3, -1, -1, -1)
+    x = _epilogue(x, w, g.epi4_0)
+    x = _epilogue(_eq_conv(x, g.conv4_1), w, g.epi4_1)
+    x = F.interpolate(x, scale_factor=2, mode="nearest")
+    x = _epilogue(_eq_conv(x, g.conv8_0), w, g.epi8_0)
+    x = _epilogue(_eq_conv(x, g.conv8_1), w, g.epi8_1)
+    want = _eq_conv(x, g.to_rgb, gain=1.0, pad=0)
+    with torch.no_grad():
+        torch.testing.assert_close(g(z), want, rtol=1e-9, atol=1e-9)
+    cg = torch.compile(g, fullgraph=True, backend="eager")
+    torch.testing.assert_close(cg(z), g(z))
+
+
+def test_style_mixing_crossover():
+    m = archdsl.load_spec(source="network T(p: float = 1.0) {\n in a: [4, 3]\n in b: [4, 3]\n"
+                                 " out [a, b] -> style_mix(5, p)\n}\nvariant t = T()\n")
+    a, b = torch.zeros(4, 3), torch.ones(4, 3)
+    assert torch.equal(m.eval()(a, b), torch.zeros(4, 5, 3))      # no mixing in eval
+    m.train()
+    cuts = set()
+    for _ in range(200):
+        ws = m(a, b)
+        rows = ws[0, :, 0]
+        c = int((rows == 0).sum())
+        assert torch.equal(rows, (torch.arange(5) >= c).float())   # w for layers < c, w2 after
+        assert torch.equal(ws, ws[:1].expand(4, -1, -1))            # one crossover per batch
+        cuts.add(c)
+    assert cuts == {1, 2, 3, 4}                                    # prob 1: always mixed, c in 1..L-1
+    never = archdsl.load_spec(source="network T() {\n in a: [4, 3]\n in b: [4, 3]\n"
+                                     " out [a, b] -> style_mix(5, 0.0)\n}\nvariant t = T()\n").train()
+    assert torch.equal(never(a, b), torch.zeros(4, 5, 3))
+
+
+def test_r1_in_the_topology_equals_autograd_on_d_and_training_separates():
+    torch.manual_seed(0)
+    t = archdsl.load_spec(TRAIN, "stylegan", seed=0, batch=4, **TINY)
+    real = torch.rand(4, 3, 8, 8) * 0.2 + 0.8
+    out = t(real, phase="d_step")
+    x = real.clone().requires_grad_()
+    (g,) = torch.autograd.grad(t.nets["D"](x).sum(), x)
+    torch.testing.assert_close(out.logs["r1_penalty"], g.pow(2).sum((1, 2, 3)).mean())
+    out.loss.backward()
+    assert all(p.grad is None for p in t.nets["G"].parameters())
+    opt = torch.optim.Adam(t.parameters(phase="d_step"), lr=1e-3, betas=(0.0, 0.99))
+    first = out.loss.item()
+    opt.step()
+    opt.zero_grad()
+    for _ in range(15):
+        out = t(real, phase="d_step")
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert out.loss.item() < first - 0.3
+    g_out = t(real, phase="g_step")
+    g_out.loss.backward()
+    assert all(p.grad is None for p in t.nets["D"].parameters())
+    assert t.nets["G"].get_submodule("mapping.fc.0.0").weight.grad is not None
