@@ -387,7 +387,8 @@ def _topology_data(ir, dtype: str) -> dict:
             calls.append({"inputs": report.input_shapes, "outputs": report.output_shapes,
                           "totals": dataclasses.asdict(report.totals)})
         block = getattr(decl.callee, "callee", decl.callee)   # a Partial's block, or the block
-        nets[name] = {"network": getattr(block, "name", decl.first_graph.name),
+        network = getattr(block, "name", None) or (decl.first_graph.name if decl.graphs else "")
+        nets[name] = {"network": network,
                       "twin": dataclasses.asdict(decl.twin) if decl.twin else None,
                       "calls": calls}
     phases = {}
@@ -762,14 +763,18 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Integer inputs (labels, indices) are drawn from range(CLASSES): keep it within "
+                   "what the spec accepts (its num_classes, vocabulary, memory-bank size).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's losses as JSON lines.")
-def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, optimizer, seed, as_json):
+def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, optimizer, seed, classes,
+              as_json):
     """Train a topology for a few steps on synthetic data, showing its losses.
 
     Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
     --input 8x3x64x64 --input 8x3x64x64
     """
-    from archdsl.topology.train import train
+    from archdsl.topology.train import synthetic_pool, train
     with _errors():
         args = _spec(spec)
         if _kind(args, variant) != "topology":
@@ -777,9 +782,12 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
                                     hint="see `archdsl list` for the stdlib's topologies")
         with _Progress(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
+        data = synthetic_pool(topo, classes=classes, seed=seed)
         if as_json:
-            train(topo, steps, lr=lr, optimizer=optimizer, seed=seed,
-                  on_step=lambda e: click.echo(json.dumps({"step": e.step, "losses": e.losses, "logs": e.logs})))
+            with _integer_inputs_hint(classes):
+                train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, data=data,
+                      on_step=lambda e: click.echo(json.dumps({"step": e.step, "losses": e.losses,
+                                                               "logs": e.logs})))
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -790,10 +798,22 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
             def show(entry):
                 text = "  ".join(f"{k} {v:.4f}" for k, v in entry.losses.items())
                 bar.update(task, advance=1, losses=text)
-            history = train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, on_step=show)
+            with _integer_inputs_hint(classes):
+                history = train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, data=data, on_step=show)
         first, last = history[0].losses, history[-1].losses
         for phase in first:
             click.echo(f"{phase}: loss {first[phase]:.4f} → {last[phase]:.4f}")
+
+
+@contextmanager
+def _integer_inputs_hint(classes: int):
+    """An index out of range while training on synthetic data is the data's fault, not a bug."""
+    try:
+        yield
+    except IndexError as e:
+        raise archdsl.ArchError(f"a training step failed: {e}",
+                                hint=f"integer inputs are drawn from range({classes}); pass --classes N "
+                                     f"no larger than the spec's class count") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,42 @@ def builtins_list() -> str:
     return ", ".join(f"`{name}`" for name in sorted(BUILTINS)) + "\n"
 
 
-SECTIONS = {"ops": op_table, "builtins": builtins_list}
+def catalog_tables() -> str:
+    """Markdown: every stdlib family — its variants with their params and MACs (computed from the
+    specs), and how each is proven (the reference it matches, or the paper's table) — then the
+    training topologies."""
+    from archdsl.api import catalog, check_tree
+    facts = {(r.file, r.variant): r for r in check_tree(jobs=1)}
+    nets = ["| spec | paper | variants: params / MACs at the default input | proven by |",
+            "|---|---|---|---|"]
+    topologies = ["| spec | paper | topology: variants |", "|---|---|---|"]
+    for e in catalog():
+        if e.kind == "topology":
+            topologies.append(f"| `{e.file}` | {_cell(e.paper)} | {e.name}: "
+                              f"{', '.join(f'`{v.name}`' for v in e.variants)} |")
+            continue
+        cells = []
+        for v in e.variants:
+            r = facts.get((e.file, v.name))
+            cost = "error" if r is None or r.error else f"{_si(r.params)} / {_si(r.macs)}"
+            cells.append(f"`{v.name}` {cost}")
+        refs = sorted({ref.split("/")[0] for v in e.variants for ref in v.references})
+        unreferenced = sum(not v.references for v in e.variants)
+        proof = ", ".join(f"{lib} reference" for lib in refs)
+        if unreferenced:
+            proof += (", " if proof else "") + f"paper figures ({unreferenced})"
+        nets.append(f"| `{e.file}` | {_cell(e.paper)} | {'<br>'.join(cells)} | {proof} |")
+    return "\n".join(nets) + "\n\n" + "\n".join(topologies) + "\n"
+
+
+def _si(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+SECTIONS = {"ops": op_table, "builtins": builtins_list, "catalog": catalog_tables}
 
 
 def _attrs(op) -> str:

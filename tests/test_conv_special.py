@@ -78,16 +78,6 @@ def test_deform_conv_matches_torchvision_reference_cases(case):
     assert totals.flops == counted
 
 
-@pytest.fixture
-def one_thread():
-    """gradcheck runs thousands of tiny forwards: intra-op threads only add overhead there (and
-    stall badly on a loaded machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _deform_fn(module):
     def f(x, offset, mask, weight, bias):
         return torch.func.functional_call(module, {"weight": weight, "bias": bias}, (x, offset, mask))
