@@ -53,8 +53,8 @@ OPS = (
     'shift_window_mask', 'sigmoid', 'sigmoid_focal_loss', 'silu', 'sincos_pos_embed',
     'sinusoid_pos', 'sn_conv', 'sn_embedding', 'sn_linear', 'softmax', 'split', 'split_heads',
     'stack', 'stop_grad', 'style_mix', 'sub', 'swav_loss', 'tanh', 'transpose',
-    'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq', 'window_partition',
-    'window_reverse', 'ws_conv',
+    'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq', 'vq_ema',
+    'window_partition', 'window_reverse', 'ws_conv',
 )
 
 # archdsl.semantics.builtins.BUILTINS
