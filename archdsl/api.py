@@ -200,6 +200,7 @@ def check_tree(root: str | Path | None = None, jobs: int | None = None) -> list[
     Files are checked in `jobs` processes (default: one per CPU)."""
     root = Path(root) if root is not None else stdlib_dir()
     files = sorted(root.rglob("*.arch")) if root.is_dir() else [root]
+    by_size = sorted(files, key=lambda f: -f.stat().st_size)  # the largest first: balanced workers
     base = root if root.is_dir() else root.parent
     jobs = min(jobs or os.cpu_count() or 1, len(files))
     if jobs <= 1:
@@ -208,7 +209,8 @@ def check_tree(root: str | Path | None = None, jobs: int | None = None) -> list[
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [r for rs in pool.map(_check_file, files, [base] * len(files)) for r in rs]
+        done = dict(zip(by_size, pool.map(_check_file, by_size, [base] * len(files))))
+    return [r for f in files for r in done[f]]
 
 
 def _check_file(path: Path, base: Path, loader: Loader | None = None) -> list[VariantCheck]:

@@ -10,6 +10,7 @@ from archdsl.ops import REGISTRY
 from archdsl.semantics.builtins import BUILTINS
 from archdsl.semantics.values import BlockRef, Builtin, Env, ModuleEnv, Namespace, OpRef, Partial, describe
 from archdsl.syntax import ast as A
+from archdsl.syntax.cache import parse_cached
 from archdsl.syntax.parser import parse
 
 MAX_FILE_BYTES = 2_000_000
@@ -55,7 +56,7 @@ def parse_file(path: Path) -> A.Module:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise _not_utf8(name, data, err) from None
-    ast = parse(text, name)
+    ast = parse_cached(text, name)
     _PARSE_CACHE[key] = _Parsed(stat.st_mtime, ast)
     return ast
 
