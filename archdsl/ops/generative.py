@@ -17,6 +17,18 @@ class VQAttrs(Attrs):
     axis: int = 1               # the axis of x holding the D-vector (1: [B, D, H, W])
 
 
+def quantize_flops(x, num_codes: int) -> int:
+    """The nearest-entry search of a vector quantiser: the z·eᵀ mm of the distances."""
+    return 2 * numel(x) * num_codes
+
+
+def quantize_other_flops(x, axis: int, num_codes: int, per_element: int) -> int:
+    """Per D-vector: `per_element` ops per element (‖z‖², sums, losses, straight-through) and 3 per
+    codebook entry (distance sums, argmin, lookup)."""
+    d = x[norm_dim(axis, len(x))]
+    return numel(x) // d * (per_element * d + 3 * num_codes)
+
+
 @register
 class VectorQuantize(Op):
     """Vector quantisation (van den Oord et al., VQ-VAE 2017): each D-vector of x along `axis`
@@ -55,14 +67,10 @@ class VectorQuantize(Op):
         return {"embedding.weight": (a.num_codes, x[norm_dim(a.axis, len(x))])}
 
     def flops(self, a, ins, out):
-        x = ins[0]
-        return 2 * numel(x) * a.num_codes
+        return quantize_flops(ins[0], a.num_codes)
 
     def other_flops(self, a, ins, out):
-        x = ins[0]
-        d = x[norm_dim(a.axis, len(x))]
-        n = numel(x) // d
-        return n * (10 * d + 3 * a.num_codes)
+        return quantize_other_flops(ins[0], a.axis, a.num_codes, per_element=10)
 
     def build(self, a, ins):
         from archdsl.lower.modules_seq import VectorQuantizer

@@ -3,7 +3,8 @@ The module is archdsl/lower/modules_vq_ema.py `EMAQuantizer`.
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, register
+from archdsl.ops.generative import quantize_flops, quantize_other_flops
 
 
 class VQEMAAttrs(Attrs):
@@ -58,14 +59,10 @@ class VectorQuantizeEMA(Op):
                 "embed_avg": (d, a.num_codes)}
 
     def flops(self, a, ins, out):
-        x = ins[0]
-        return 2 * numel(x) * a.num_codes
+        return quantize_flops(ins[0], a.num_codes)
 
     def other_flops(self, a, ins, out):
-        x = ins[0]
-        d = x[norm_dim(a.axis, len(x))]
-        n = numel(x) // d
-        return n * (8 * d + 3 * a.num_codes)
+        return quantize_other_flops(ins[0], a.axis, a.num_codes, per_element=8)
 
     def build(self, a, ins):
         from archdsl.lower.modules_vq_ema import EMAQuantizer
