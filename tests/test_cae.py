@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
+from topology_checks import colour_images_and_tokens
 from archdsl.lower.modules_tokens import BlockMask
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "timm__beit_base_patch16_224.json"
@@ -277,11 +278,7 @@ def test_short_training_run_lowers_the_loss():
     """Images of one colour each, every patch's token the colour's bucket: the visible patches
     tell the masked ones' tokens."""
     t = tiny_topo(seed=0)
-    g = torch.Generator().manual_seed(0)
-    level = torch.randint(0, 6, (8,), generator=g)
-    imgs = (level.float()[:, None, None, None] / 3 - 1).expand(8, 3, 16, 16).contiguous()
-    imgs = imgs + 0.05 * torch.randn(imgs.shape, generator=g)
-    tokens = level[:, None].expand(8, 16).contiguous()
+    imgs, tokens = colour_images_and_tokens()
     opt = torch.optim.Adam(t.parameters(phase="train"), lr=1e-2)
     torch.manual_seed(0)
     total, main = [], []

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
+from topology_checks import reaches_without_stop
 from archdsl.ir.cost import cost
 
 SPECS = "stdlib/gan/"
@@ -271,24 +272,6 @@ def _inputs(topo, seed=0):
             for _, s, d in input_specs(topo)]
 
 
-def _reaches_without_stop(graph, src: str, dst: str) -> bool:
-    """Does a value flow from a `net` node of network src into one of network dst without a
-    stop_grad on the way?"""
-    starts = [n.id for n in graph.nodes() if n.op == "net" and n.attrs["name"] == src]
-    consumers: dict[str, list] = {}
-    for n in graph.nodes():
-        for i in n.inputs:
-            consumers.setdefault(i, []).append(n)
-    todo, seen = list(starts), set()
-    while todo:
-        for n in consumers.get(todo.pop(), []):
-            if n.id in seen or n.op == "stop_grad":
-                continue
-            seen.add(n.id)
-            if n.op == "net" and n.attrs["name"] == dst:
-                return True
-            todo.append(n.id)
-    return False
 
 
 @pytest.mark.parametrize("name", list(TOPOS))
@@ -313,7 +296,7 @@ def test_gan_traps(name):
         topo.zero_grad(set_to_none=True)
         if set(update) <= set(discs):  # a D-step
             graph = ir.phases[phase].graph
-            assert not any(_reaches_without_stop(graph, g, d) for g in gens for d in discs)
+            assert not any(reaches_without_stop(graph, g, d) for g in gens for d in discs)
             assert any(n.op == "stop_grad" for n in graph.nodes())
 
 

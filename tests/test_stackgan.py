@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
+from topology_checks import reaches_without_stop
 from archdsl.ir.cost import cost
 
 NETS = "stdlib/gan/stackgan.arch"
@@ -342,22 +343,6 @@ def _inputs(n, size, seed=0):
     return torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.randn(n, 16, generator=g)
 
 
-def _reaches_without_stop(graph, src, dst):
-    starts = [n.id for n in graph.nodes() if n.op == "net" and n.attrs["name"] == src]
-    consumers = {}
-    for n in graph.nodes():
-        for i in n.inputs:
-            consumers.setdefault(i, []).append(n)
-    todo, seen = list(starts), set()
-    while todo:
-        for n in consumers.get(todo.pop(), []):
-            if n.id in seen or n.op == "stop_grad":
-                continue
-            seen.add(n.id)
-            if n.op == "net" and n.attrs["name"] == dst:
-                return True
-            todo.append(n.id)
-    return False
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -377,7 +362,7 @@ def test_gan_traps(stage):
             assert all((g is not None) == (n in update) for g in grads), (phase, n)
         topo.zero_grad(set_to_none=True)
     graph = ir.phases["d_step"].graph
-    assert not _reaches_without_stop(graph, "G", "D")
+    assert not reaches_without_stop(graph, "G", "D")
 
 
 def test_stage1_losses_follow_the_code():
