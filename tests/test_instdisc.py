@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import archdsl
+from topology_checks import step
 from archdsl.topology import losses
 
 NET = """
@@ -132,12 +133,7 @@ def test_cmc_short_training_run_lowers_the_loss():
     curve = []
     for _ in range(40):
         idx = torch.randperm(64, generator=g)[:8]
-        out = t(pool[idx], idx)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
-        curve.append(out.loss.item())
+        curve.append(step(t, opt, pool[idx], idx).loss.item())
     assert sum(curve[-8:]) / 8 < sum(curve[:8]) / 8, curve
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import archdsl
+from topology_checks import step
 from archdsl import ArchError
 from archdsl.topology import losses
 
@@ -124,8 +125,8 @@ def test_prototypes_are_frozen_for_the_first_iterations():
     opt = torch.optim.SGD(t.parameters(phase="train"), lr=0.5, momentum=0.9, weight_decay=0.1)
     w0 = w.detach().clone()
     trunk0 = t.nets["encoder"].conv1.weight.detach().clone()
-    for step in range(2):  # freeze_iters = 2
-        out = t(*crops(seed=step))
+    for i in range(2):  # freeze_iters = 2
+        out = t(*crops(seed=i))
         out.loss.backward()
         assert w.grad is None  # as the reference's `p.grad = None`: no gradient, no optimizer update
         assert t.nets["head"].get_parameter("projection_head.0.weight").grad is not None
@@ -145,12 +146,7 @@ def test_short_training_run_lowers_the_loss():
     pool = torch.randn(256, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     curve = []
     for s in range(40):
-        out = t(*crops(8, seed=s, pool=pool))
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
-        curve.append(out.loss.item())
+        curve.append(step(t, opt, *crops(8, seed=s, pool=pool)).loss.item())
     assert sum(curve[-8:]) / 8 < sum(curve[:8]) / 8, curve
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import archdsl
+from topology_checks import step
 from archdsl import ArchError
 from archdsl.topology import losses
 from archdsl.topology.runtime import shuffled_call
@@ -35,15 +36,6 @@ def views(b=8, seed=0, pool=None):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, 3, 16, 16, generator=g) if pool is None else pool[torch.randperm(len(pool), generator=g)[:b]]
     return x + 0.1 * torch.randn(x.shape, generator=g), x + 0.1 * torch.randn(x.shape, generator=g)
-
-
-def step(t, opt, *inputs, phase=None):
-    out = t(*inputs, phase=phase)
-    out.loss.backward()
-    opt.step()
-    opt.zero_grad()
-    t.after_step()
-    return out
 
 
 # ---- EMA twins

@@ -32,3 +32,13 @@ def colour_images_and_tokens(seed: int = 0):
     imgs = (level.float()[:, None, None, None] / 3 - 1).expand(8, 3, 16, 16).contiguous()
     imgs = imgs + 0.05 * torch.randn(imgs.shape, generator=g)
     return imgs, level[:, None].expand(8, 16).contiguous()
+
+
+def step(t, opt, *inputs, phase=None):
+    """One optimizer step of a topology's phase, then its after-step updates."""
+    out = t(*inputs, phase=phase)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad()
+    t.after_step()
+    return out
