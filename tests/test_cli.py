@@ -18,7 +18,6 @@ from archdsl.cli import main
 from archdsl.syntax import fmt, parse
 
 ROOT = Path(__file__).resolve().parent.parent
-STDLIB_NETS = ROOT / "stdlib" / "nets"
 
 SMALL = """\
 # A small test network: a residual block repeated, then a classifier.
@@ -343,7 +342,6 @@ def test_list_json_matches_the_catalog():
             assert {"name", "references"} <= set(v)
 
 
-@pytest.mark.skipif(not (STDLIB_NETS / "resnet.arch").exists(), reason="stdlib ResNet not there yet")
 def test_list_with_costs():
     result = run("list", "--json")
     assert result.exit_code == 0, result.stderr
@@ -358,7 +356,6 @@ def test_list_with_costs():
     assert table.exit_code == 0 and "resnet50" in table.stdout and "timm/resnet50" in table.stdout
 
 
-@pytest.mark.skipif(not (STDLIB_NETS / "resnet.arch").exists(), reason="stdlib ResNet not there yet")
 def test_compile_stdlib_variant_by_name():
     result = run("compile", "resnet18", "--json")
     assert result.exit_code == 0, result.output
@@ -431,7 +428,6 @@ def test_topology_check_cost_compile(topology):
     assert table.stdout.startswith("OK") and "ema of query" in table.stdout and "phase  train" in table.stdout
 
 
-@pytest.mark.skipif(not (ROOT / "stdlib" / "ssl" / "moco.arch").exists(), reason="no stdlib MoCo yet")
 def test_stdlib_topology_by_name():
     result = run("check", "moco_v2", "--json")
     assert result.exit_code == 0, result.output
