@@ -87,7 +87,7 @@ CASES = [
          4, 3, "out", ["missing a stage after '->'", "found:    'out'", "this '->' has nothing after it",
                        "3 |   y = x ->\n  |         ^^"], hint="x -> relu"),
     Case("stray-colon", net("  y: x -> relu\n  out y"),
-         3, 4, ":", ["unexpected ':'", "expected: '='"], hint="assign with `=`"),
+         3, 4, ":", ["unexpected ':'", "expected: ',', '='"], hint="assign with `=`"),
     Case("relative-import-is-a-syntax-error", "import ..secret\n" + net("  out x"),
          1, 8, ".", ["unexpected '.'", "expected: a name"], hint="relative paths"),
     Case("huge-integer-literal", net("  n = 1" + "0" * 2000 + "\n  out x"),

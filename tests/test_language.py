@@ -1,6 +1,7 @@
 """The language's semantics, each feature checked through the graph it elaborates to."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,82 @@ network N() {
     assert torch.allclose(out["first"], torch.full((1, 4, 8, 8), 0.5))
     assert torch.allclose(out["second"], torch.full((1, 4), 3.0))
     assert dict(model.named_buffers())["two.offset"].shape == (1, 4, 1, 1)
+
+
+def test_unpacking_binds_each_part_of_a_split_outputs_and_lists():
+    text = """
+block Two() {
+  in x: [B, C, H, W]
+  out a = x * 2
+  out b = x + 1
+}
+network N() {
+  in x: [B, 4, H = 8, W = 8]
+  lo, hi = x -> chunk(2)
+  first, second = x -> two: Two()
+  k, n = [3, 2]
+  out cat([hi, lo]) * k + first - second * n
+}
+"""
+    model = archdsl.load_spec(source=text)
+    x = torch.arange(4.0).reshape(1, 4, 1, 1).expand(1, 4, 8, 8).contiguous()
+    swapped = torch.cat([x[:, 2:], x[:, :2]], dim=1)
+    torch.testing.assert_close(model(x), swapped * 3 + 2 * x - (x + 1) * 2)
+
+
+@pytest.mark.parametrize("line, says", [
+    ("  a, b, c = x -> chunk(2)", "3 names for 2 parts"),
+    ("  a, a = x -> chunk(2)", "'a' appears twice"),
+    ("  a, b = x", "cannot unpack tensor [1, 4, 8, 8] into 2 names"),
+    ("  a, b = 3", "cannot unpack int"),
+])
+def test_unpacking_mistakes_are_arch_errors(line: str, says: str):
+    with pytest.raises(archdsl.ArchError, match=re.escape(says)):
+        graph(net(line + "\n  out x"))
+
+
+def test_membership_operators_and_a_statement_after_them():
+    text = """
+network N(kinds: list[str] = ["se", "sk"], k: int = 3) {
+  in x: [B, 4, H = 8, W = 8]
+  y = x
+  if "se" in kinds and k not in [1, 2] {
+    y = y -> se: SE()
+  }
+  z = k in [3]
+  in ignored: [B, 2]
+  out y -> conv(k, 1)
+}
+"""
+    assert "se.fc1" in ids(text)
+    assert "se.fc1" not in ids(text, kinds=["sk"])
+    assert "se.fc1" not in ids(text, k=2)
+    # `y = x` then `in ignored: [...]` on the next line: a declaration, not `x in ignored`
+    assert "ignored" in ids(text)
+    with pytest.raises(archdsl.ArchError, match="'in' needs a list, tuple or string on its right"):
+        graph(net("  z = 3 in 4\n  out x"))
+
+
+def test_arguments_may_be_chains_and_fmt_prints_them_bare():
+    text = net("  out cat(x -> a: conv(2, 1), x -> b: conv(3, 1) -> relu)")
+    assert graph(text).node("cat").shape == (1, 5, 8, 8)
+    parenthesised = text.replace("cat(x -> a: conv(2, 1), x -> b: conv(3, 1) -> relu)",
+                                 "cat((x -> a: conv(2, 1)), (x -> b: conv(3, 1) -> relu))")
+    assert fmt(parse(parenthesised)) == fmt(parse(text))
+    assert "cat(x -> a: conv(2, 1), x -> b: conv(3, 1) -> relu)" in fmt(parse(parenthesised))
+
+
+def test_natural_log_and_exp_builtins():
+    g = graph(net("  out x -> conv(round(log_e(exp(3.0))) + int(log_e(1)), 1)"))
+    assert g.node("conv").shape == (1, 3, 8, 8)
+    with pytest.raises(archdsl.ArchError, match="bad arguments to 'log_e'"):
+        graph(net("  out x -> conv(int(log_e(0)), 1)"))
+
+
+def test_builtins_never_shadow_an_op():
+    from archdsl.ops import REGISTRY
+    from archdsl.semantics.builtins import BUILTINS
+    assert not set(BUILTINS) & set(REGISTRY)
 
 
 def test_imports_aliases_and_the_prelude(tmp_path: Path):

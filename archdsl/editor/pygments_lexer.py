@@ -59,10 +59,11 @@ OPS = (
 
 # archdsl.semantics.builtins.BUILTINS
 BUILTINS = (
-    'abs', 'bool', 'ceil', 'constant', 'enumerate', 'float', 'floor', 'int', 'kaiming_normal',
-    'kaiming_uniform', 'len', 'list', 'log2', 'make_divisible', 'max', 'min', 'normal', 'ones',
-    'orthogonal', 'prod', 'range', 'reversed', 'round', 'sorted', 'sqrt', 'str', 'sum',
-    'trunc_normal', 'tuple', 'uniform', 'xavier_normal', 'xavier_uniform', 'zeros', 'zip',
+    'abs', 'bool', 'ceil', 'constant', 'enumerate', 'exp', 'float', 'floor', 'int',
+    'kaiming_normal', 'kaiming_uniform', 'len', 'list', 'log2', 'log_e', 'make_divisible',
+    'max', 'min', 'normal', 'ones', 'orthogonal', 'prod', 'range', 'reversed', 'round',
+    'sorted', 'sqrt', 'str', 'sum', 'trunc_normal', 'tuple', 'uniform', 'xavier_normal',
+    'xavier_uniform', 'zeros', 'zip',
 )
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS

@@ -95,6 +95,8 @@ BUILTINS = {
     "ceil": _num(math.ceil, "ceil"),
     "sqrt": _num(math.sqrt, "sqrt"),
     "log2": _num(math.log2, "log2"),
+    "log_e": _num(math.log, "log_e"),   # natural log (`log` is a keyword, `ln` the layer-norm op)
+    "exp": _num(math.exp, "exp"),
     "prod": _prod,
     "make_divisible": make_divisible,
 }

@@ -32,7 +32,8 @@ _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
 _TENSOR_OP = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-            ">": operator.gt, ">=": operator.ge}
+            ">": operator.gt, ">=": operator.ge,
+            "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}
 
 
 @dataclass
@@ -194,6 +195,8 @@ class Elaborator:
     def exec(self, s: A.Stmt, env: Env):
         if isinstance(s, A.Assign):
             env.vars[s.name] = self.eval(s.value, env)
+        elif isinstance(s, A.Unpack):
+            self.exec_unpack(s, env)
         elif isinstance(s, A.InStmt):
             self.exec_in(s, env)
         elif isinstance(s, A.OutStmt):
@@ -227,6 +230,28 @@ class Elaborator:
             self.exec_assert(s, env)
         else:  # pragma: no cover - the grammar has no other statements
             raise ArchError(f"unsupported statement {type(s).__name__}", s.span)
+
+    def exec_unpack(self, s: A.Unpack, env: Env):
+        value = self.eval(s.value, env)
+        if isinstance(value, Outputs):
+            parts = list(value.values)
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        elif isinstance(value, Tensor) and value.shape and isinstance(value.shape[0], tuple):
+            parts = [self.getitem(value, i, s.value.span) for i in range(len(value.shape))]
+        else:
+            raise ArchError(f"cannot unpack {describe(value)} into {len(s.names)} names", s.value.span,
+                            hint="unpack a multi-output value (`a, b = x -> chunk(2)`), a block's "
+                                 "outputs or a list")
+        if len(parts) != len(s.names):
+            raise ArchError(f"{len(s.names)} names for {len(parts)} parts", s.span,
+                            found=describe(value), hint=f"write {len(parts)} names, one per part")
+        seen = set()
+        for name, part in zip(s.names, parts):
+            if name in seen:
+                raise ArchError(f"'{name}' appears twice on the left of '='", s.span)
+            seen.add(name)
+            env.vars[name] = part
 
     def exec_in(self, s: A.InStmt, env: Env):
         frame = self.frame
@@ -403,6 +428,9 @@ class Elaborator:
         raise ArchError(f"{describe(v)} has no attribute '{e.name}'", e.span,
                         hint="only modules, block outputs and tensors (.shape, .ndim) have attributes")
 
+    def getitem(self, v: Tensor, i, span):
+        return self.make_node(OpRef("getitem", self.ops["getitem"]), [], {"index": i}, [v], None, span)
+
     def eval_Index(self, e: A.Index, env: Env):
         v, i = self.eval(e.value, env), self.eval(e.index, env)
         if isinstance(v, Outputs):
@@ -410,8 +438,7 @@ class Elaborator:
                 return self.eval_Attr(A.Attr(span=e.span, value=e.value, name=i), env)
             v = list(v.values)
         if isinstance(v, Tensor):
-            return self.make_node(OpRef("getitem", self.ops["getitem"]), [], {"index": i}, [v],
-                                  None, e.span)
+            return self.getitem(v, i, e.span)
         if not isinstance(v, (list, tuple, str)):
             raise ArchError(f"{describe(v)} cannot be indexed", e.span)
         if isinstance(i, bool) or not isinstance(i, int):
@@ -488,6 +515,9 @@ class Elaborator:
             if isinstance(left, Tensor) or isinstance(right, Tensor):
                 raise ArchError("tensors cannot be compared while elaborating", e.span,
                                 hint="compare shapes instead: `x.shape[1] == 64`")
+            if op in ("in", "not in") and not isinstance(right, (list, tuple, str)):
+                raise ArchError(f"'{op}' needs a list, tuple or string on its right", expr.span,
+                                found=describe(right))
             try:
                 ok = _COMPARE[op](left, right)
             except TypeError:

@@ -152,7 +152,7 @@ class TopologyElaborator(Elaborator):
             self.exec_state(s, env)
         elif isinstance(s, A.TensorDecl) and s.kind == "param":
             self.exec_topology_param(s, env)
-        elif isinstance(s, (A.Assign, A.If, A.For)):
+        elif isinstance(s, (A.Assign, A.Unpack, A.If, A.For)):
             self.exec(s, env)
         else:
             raise ArchError(f"`{_keyword(s)}` belongs inside a `phase`", s.span,

@@ -141,6 +141,12 @@ class Assign(Stmt):
     value: Expr
 
 
+class Unpack(Stmt):
+    """`a, b = x -> chunk(2)`: binds each part of a multi-output value (or list) to a name."""
+    names: list[str]
+    value: Expr
+
+
 class TensorDecl(Stmt):
     """`param gamma: [C] = 1e-6` or `buffer index: [N]`."""
     kind: Literal["param", "buffer"]

@@ -111,7 +111,7 @@ class _Printer:
             self.out.append(INDENT * depth + "}")
         elif isinstance(s, A.PhaseStmt):
             self._comments_before(s.span.line, depth)
-            args = ", ".join((f"{a.name}=" if a.name else "") + _expr(a.value, 1) for a in s.args)
+            args = ", ".join((f"{a.name}=" if a.name else "") + _expr(a.value) for a in s.args)
             self.out.append(INDENT * depth + f"phase {s.name}" + (f"({args})" if s.args else "") + " {")
             self.stmts(s.body, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
@@ -134,6 +134,8 @@ def _simple_stmt(s: A.Stmt) -> str:
         return "out " + (f"{s.name} = " if s.name else "") + _chain_text(s.value)
     if isinstance(s, A.Assign):
         return f"{s.name} = {_chain_text(s.value)}"
+    if isinstance(s, A.Unpack):
+        return f"{', '.join(s.names)} = {_chain_text(s.value)}"
     if isinstance(s, A.InitStmt):
         return f"init {_str(s.pattern)} = {_expr(s.value)}"
     if isinstance(s, A.AssertStmt):
@@ -263,7 +265,7 @@ def _expr_raw(e: A.Expr) -> str:
         cond = f" if {_expr(e.cond, 1)}" if e.cond is not None else ""
         return f"[{_expr(e.item, 1)} for {e.var} in {_expr(e.iter, 1)}{cond}]"
     if isinstance(e, A.Call):
-        args = [(f"{a.name}=" if a.name else "") + _expr(a.value, 1) for a in e.args]
+        args = [(f"{a.name}=" if a.name else "") + _expr(a.value) for a in e.args]
         return _wrapped(f"{_expr(e.func, _PREC['postfix'])}(", args, ")")
     if isinstance(e, A.Index):
         return f"{_expr(e.value, _PREC['postfix'])}[{_expr(e.index, 1)}]"

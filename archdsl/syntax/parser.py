@@ -20,7 +20,7 @@ _TERMINAL_NAMES = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
     "LABEL": "a label (`name:`)", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
     "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='",
-    "KIND": "'block' or 'network'", "COMP_OP": "a comparison",
+    "KIND": "'block' or 'network'", "COMP_OP": "a comparison", "IN_DECL": "'in'",
     "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "DOT": "'.'", "QMARK": "'?'",
     "$END": "end of file",
 }
@@ -286,7 +286,7 @@ class _ToAst(Transformer):
 
     # --- statements
     def in_stmt(self, meta, c):
-        name, *dims, dtype = c
+        _keyword, name, *dims, dtype = c
         return A.InStmt(span=self._s(meta), name=str(name), dims=dims,
                         dtype=str(dtype) if dtype is not None else "float32",
                         dtype_span=_tok_span(self.f, dtype) if dtype is not None else None)
@@ -308,6 +308,10 @@ class _ToAst(Transformer):
 
     def assign(self, meta, c):
         return A.Assign(span=self._s(meta), name=str(c[0]), value=c[1])
+
+    def unpack(self, meta, c):
+        *names, value = c
+        return A.Unpack(span=self._s(meta), names=[str(n) for n in names], value=value)
 
     def param_stmt(self, meta, c):
         return self._tensor_decl("param", meta, c)
@@ -433,6 +437,9 @@ class _ToAst(Transformer):
 
     def pos(self, meta, c):
         return A.Unary(span=self._s(meta), op="+", operand=c[0])
+
+    def comp_op(self, meta, c):
+        return " ".join(str(t) for t in c)    # "not in" arrives as two tokens
 
     def compare(self, meta, c):
         if len(c) == 1:

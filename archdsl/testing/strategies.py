@@ -15,9 +15,10 @@ then a random program over 4-d tensors:
   prelude, labelled stages `name: op(...)`, bracketed sequences `[conv(..), bn]` (with labelled
   members), `repeat(n) j { ... }` bodies and calls of generated `block`s;
 - residual adds, products, gates broadcast from `[B, C, 1, 1]`, `cat` along channels,
-  `chunk` / `split` with indexing, scalar arithmetic, `param` / `buffer` declarations,
+  `chunk` / `split` with indexing or unpacking (`a, b = x -> chunk(2)`), chains as arguments
+  (`relu(x -> conv(..))`), scalar arithmetic, `param` / `buffer` declarations,
   token mixing through rank 3 (`flatten -> transpose -> ln -> linear -> reshape`), patchify;
-- `if` / `elif` / `else` on shape variables and parameters, `for` loops with templated labels
+- `if` / `elif` / `else` on shape variables and parameters (comparisons, `in`, `not in`), `for` loops with templated labels
   (`layer{i}:`), `let` constants, network parameters and variants that override them, imports,
   comments;
 - a head `out y -> mean(dims=[2, 3]) -> head: linear(k)`, sometimes as named outputs.
@@ -606,7 +607,10 @@ class _Gen:
             s = m.apply(s, ctx.ints)
             stages.append(m.labelled(self.maybe_label(ctx, m)))
         dst = self.target(state, src, ctx)
-        return _assign_stmt(f"{dst} = {src} -> " + " -> ".join(m.text for m in stages), dst, src, stages)
+        chain = f"{src} -> " + " -> ".join(m.text for m in stages)
+        if self.coin(20):   # a chain as an op's argument; relu keeps the shape
+            return _assign_stmt(f"{dst} = relu({chain})", dst, src, stages)
+        return _assign_stmt(f"{dst} = {chain}", dst, src, stages)
 
     def stmt_functional(self, state, ctx):
         src = self.pick(self.tensors(state))
@@ -716,19 +720,30 @@ class _Gen:
         if sizes[0] == sizes[1]:
             uses.append(f"{dst} = {parts}[0] * {parts}[1]")
         use = self.pick(uses)
+        if self.coin(40):   # the same through unpacking: `first, second = …`
+            first, second = self.fresh("u"), self.fresh("u")
+            head = f"{first}, {second} = {how}"
+            use = (use.replace(f"{parts}[1]", second).replace(f"{parts}[0]", first)
+                   .replace(f"{parts}[-1]", second))
+            return Stmt([head, use], self._chunk_apply(src, c, sizes, use, dst, k,
+                                                       parts_names=(first, second)))
 
+        return Stmt([f"{parts} = {how}", use], self._chunk_apply(src, c, sizes, use, dst, k, parts))
+
+    @staticmethod
+    def _chunk_apply(src, c, sizes, use, dst, k, parts=None, parts_names=()):
         def apply(st_, env):
             x = st_.get(src)
             if x is None or x[0] != c:
                 return None
             pieces = tuple((s, x[1], x[2]) for s in sizes)
-            new = {**st_, parts: pieces}
+            new = {**st_, parts: pieces} if parts else {**st_, **dict(zip(parts_names, pieces))}
             if "cat(" in use or " * " in use:
                 new[dst] = (c if "cat(" in use else sizes[0], x[1], x[2])
             else:
                 new[dst] = pieces[k]
             return new
-        return Stmt([f"{parts} = {how}", use], apply)
+        return apply
 
     def stmt_tokens(self, state, ctx):
         src = self.pick(self.tensors(state))
@@ -788,6 +803,8 @@ class _Gen:
                 Expr(f"{n} % 2 == 0", lambda env, n=n: env[n] % 2 == 0),
                 Expr(f"{n} != {v + 1}", lambda env, n=n, v=v: env[n] != v + 1),
                 Expr(f"not {n} < 3", lambda env, n=n: not env[n] < 3),
+                Expr(f"{n} in [{v}, {v + 2}]", lambda env, n=n, v=v: env[n] in [v, v + 2]),
+                Expr(f"{n} not in [{v + 1}]", lambda env, n=n, v=v: env[n] not in [v + 1]),
                 Expr(f"{n} * 2 <= {2 * v + 1} and {n} > 0", lambda env, n=n, v=v: env[n] * 2 <= 2 * v + 1 and env[n] > 0),
             ]))
         inner = ctx.child(depth=ctx.depth + 1)
