@@ -1,16 +1,14 @@
 """Attention: scaled dot-product attention, head split/merge, Swin windows (partition, reverse,
-shifted-window mask), relative position bias (Swin, BEiT), and the 1-d / 3-d convolutions that
-ECA and the lambda layer use.
+shifted-window mask), relative position bias (Swin, BEiT).
 
 Blocks built from these live in stdlib/blocks (attention, window_attention, sk, split_attn,
 eca, lambda_layer, msca).
 """
 from __future__ import annotations
 
-import math
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, pair, register
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,146 +392,4 @@ class BeitRelPosBias(RelPosBias):
     """
     name = "beit_rel_pos_bias"
     cls_token = True
-
-
-# ---------------------------------------------------------------------------------------------
-# 1-d and 3-d convolution (ECA's channel conv, the lambda layer's position lambdas)
-
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _ntuple(v, n: int, what: str) -> tuple[int, ...]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != n:
-            raise ShapeError(f"{what}: expected one value or {n}, got {list(v)}")
-        return tuple(int(x) for x in v)
-    return (int(v),) * n
-
-
-class _ConvNd(Op):
-    """Shared rules of conv1d / conv3d; `rank` spatial dims."""
-    rank = 1
-    positional = ("out", "kernel", "stride", "pad")
-
-    def _geom(self, a):
-        n = self.rank
-        k = _ntuple(a.kernel, n, self.name)
-        s = _ntuple(a.stride, n, self.name)
-        d = _ntuple(a.dilation, n, self.name)
-        if a.pad == "auto":
-            p = tuple(((s[i] - 1) + d[i] * (k[i] - 1)) // 2 for i in range(n))
-        elif a.pad == "same":
-            if any(x != 1 for x in s):
-                raise ShapeError(f"{self.name} pad='same' needs stride 1",
-                                 hint="use pad='auto' or an explicit pad")
-            if any((d[i] * (k[i] - 1)) % 2 for i in range(n)):
-                raise ShapeError(f"{self.name} pad='same' needs an odd effective kernel size",
-                                 hint="give an explicit pad")
-            p = tuple(d[i] * (k[i] - 1) // 2 for i in range(n))
-        else:
-            p = _ntuple(a.pad, n, self.name)
-        return k, s, p, d
-
-    def infer(self, a, ins):
-        x = ins[0]
-        if len(x) != self.rank + 2:
-            raise ShapeError(f"{self.name} expects a rank-{self.rank + 2} input [B, C, …], "
-                             f"got {list(x)}")
-        b, c = x[:2]
-        if a.out <= 0 or a.groups <= 0:
-            raise ShapeError(f"{self.name} needs out > 0 and groups > 0, got out={a.out}, "
-                             f"groups={a.groups}")
-        if c % a.groups or a.out % a.groups:
-            raise ShapeError(f"{self.name} groups={a.groups} must divide input channels ({c}) and "
-                             f"output channels ({a.out})")
-        k, s, p, d = self._geom(a)
-        if min(*k, *s, *d) <= 0:
-            raise ShapeError(f"{self.name} kernel, stride and dilation must be positive")
-        if min(p) < 0:
-            raise ShapeError(f"{self.name} padding must be non-negative, got {list(p)}")
-        sizes = tuple(_conv_out(x[2 + i], k[i], s[i], p[i], d[i]) for i in range(self.rank))
-        if min(sizes) <= 0:
-            raise ShapeError(f"{self.name} kernel {list(k)} (dilation {list(d)}, padding "
-                             f"{list(p)}) is larger than the input {list(x[2:])}",
-                             hint="use a smaller kernel or a larger input")
-        return (b, a.out, *sizes)
-
-    def params(self, a, ins):
-        k, _, _, _ = self._geom(a)
-        p = {"weight": (a.out, ins[0][1] // a.groups, *k)}
-        if a.bias:
-            p["bias"] = (a.out,)
-        return p
-
-    def flops(self, a, ins, out):
-        k, _, _, _ = self._geom(a)
-        return 2 * numel(out) * (ins[0][1] // a.groups) * math.prod(k)
-
-    def other_flops(self, a, ins, out):
-        return numel(out) if a.bias else 0
-
-    def window(self, a):
-        k, s, _, d = self._geom(a)
-        return (k[0], s[0], d[0])
-
-    def build(self, a, ins):
-        from torch import nn
-        k, s, p, d = self._geom(a)
-        cls = nn.Conv1d if self.rank == 1 else nn.Conv3d
-        sq = (lambda t: t[0]) if self.rank == 1 else (lambda t: t)
-        return cls(ins[0][1], a.out, sq(k), sq(s), sq(p), sq(d), a.groups, a.bias)
-
-    def emit(self, a, ins, fx, args):
-        return fx.module(args[0])
-
-
-class Conv1dAttrs(Attrs):
-    out: int
-    kernel: int = 1
-    stride: int = 1
-    pad: Union[int, Literal["same", "auto"]] = "auto"
-    dilation: int = 1
-    groups: int = 1
-    bias: bool = True
-
-
-@register
-class Conv1d(_ConvNd):
-    """1-d convolution over [B, Cin, L] (ECA's conv across channels). Only `out` is written.
-
-    shape: [B, Cin, L] → [B, out, (L + 2p - d(k-1) - 1) // s + 1]; pad 'auto' keeps L at
-    stride 1 (((s - 1) + d (k - 1)) // 2, as conv).
-    flops: 2 · B · out · Lo · (Cin / groups) · k; other_flops: the bias add, B · out · Lo.
-    """
-    name = "conv1d"
-    Attrs = Conv1dAttrs
-    rank = 1
-
-
-Triple = Union[int, tuple[int, int, int]]
-
-
-class Conv3dAttrs(Attrs):
-    out: int
-    kernel: Triple = 1
-    stride: Triple = 1
-    pad: Union[Triple, Literal["same", "auto"]] = "auto"
-    dilation: Triple = 1
-    groups: int = 1
-    bias: bool = True
-
-
-@register
-class Conv3d(_ConvNd):
-    """3-d convolution over [B, Cin, D, H, W] (the lambda layer's local position lambdas:
-    timm's `conv_lambda`, kernel [r, r, 1]). Only `out` is written.
-
-    shape: [B, Cin, D, H, W] → [B, out, Do, Ho, Wo], each as conv.
-    flops: 2 · numel(out) · (Cin / groups) · kd · kh · kw; other_flops: the bias add,
-    numel(out).
-    """
-    name = "conv3d"
-    Attrs = Conv3dAttrs
-    rank = 3
 

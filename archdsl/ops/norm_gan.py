@@ -9,7 +9,6 @@ from __future__ import annotations
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
 from archdsl.ops.linear import linear_flops, linear_shape
-from archdsl.ops.scaled import _conv_like
 
 
 class EpsAttrs(Attrs):
@@ -257,7 +256,7 @@ _SN_KEYS = ("parametrizations.weight.original", "parametrizations.weight.0._u",
 
 
 @register
-class SNConv(Op):
+class SNConv(Conv):
     """Spectral-normalised 2-d convolution (Miyato et al. 2018): W / σ(W), σ estimated by power
     iteration on W reshaped to [out, Cin/groups · kh · kw] — `n_power_iterations` steps per
     training forward, none in eval. Built as `torch.nn.utils.parametrizations.spectral_norm`
@@ -276,10 +275,10 @@ class SNConv(Op):
 
     def infer(self, a, ins):
         _sn_check("sn_conv", a)
-        return _conv_like("sn_conv", a, ins)
+        return super().infer(a, ins)
 
     def params(self, a, ins):
-        p = Conv.params(Conv, a, ins)
+        p = super().params(a, ins)
         out = {"bias": p["bias"]} if a.bias else {}
         out[_SN_KEYS[0]] = p["weight"]
         return out
@@ -288,24 +287,12 @@ class SNConv(Op):
         kh, kw = pair(a.kernel)
         return {_SN_KEYS[1]: (a.out,), _SN_KEYS[2]: (ins[0][1] // a.groups * kh * kw,)}
 
-    def flops(self, a, ins, out):
-        return Conv.flops(Conv, a, ins, out)
-
-    def other_flops(self, a, ins, out):
-        return numel(out) if a.bias else 0
-
-    def window(self, a):
-        return Conv.window(Conv, a)
-
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
         conv = nn.Conv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
                          pair(a.dilation), a.groups, a.bias)
         return spectral_norm(conv, n_power_iterations=a.n_power_iterations, eps=a.eps)
-
-    def emit(self, a, ins, fx, args):
-        return fx.module(args[0])
 
 
 class SNLinearAttrs(Attrs):

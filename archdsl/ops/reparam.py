@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, numel, pair, register
+from archdsl.ops.base import Attrs, pair, register
 from archdsl.ops.conv import Conv, ConvAttrs, IntOrPair, conv_padding
 
 
@@ -29,7 +29,7 @@ class DiracConvAttrs(Attrs):
 
 
 @register
-class DiracConv(Op):
+class DiracConv(Conv):
     """Dirac-parameterised 2-d convolution (Zagoruyko & Komodakis, "DiracNets", 2017):
     y = conv2d(x, Ŵ) + bias with Ŵ = diag(a)·δ + diag(b)·W_norm, where W_norm normalises each
     output filter of W to unit L2 norm (over Cin·kh·kw), a and b are per-output-channel vectors
@@ -51,31 +51,15 @@ class DiracConv(Op):
     positional = ("out", "kernel", "stride", "pad")
 
     def infer(self, a, ins):
-        try:
-            return Conv.infer(self, a.conv(), ins)
-        except ShapeError as err:
-            raise ShapeError(err.message.replace("conv ", "dirac_conv ", 1), err.hint) from None
+        return super().infer(a.conv(), ins)
 
     def params(self, a, ins):
-        p = Conv.params(self, a.conv(), ins)
-        p["alpha"] = (a.out,)
-        p["beta"] = (a.out,)
-        return p
+        return {**super().params(a.conv(), ins), "alpha": (a.out,), "beta": (a.out,)}
 
     def flops(self, a, ins, out):
-        kh, kw = pair(a.kernel)
-        return 2 * numel(out) * ins[0][1] * kh * kw
-
-    def other_flops(self, a, ins, out):
-        return numel(out) if a.bias else 0
-
-    def window(self, a):
-        return (pair(a.kernel)[0], pair(a.stride)[0], pair(a.dilation)[0])
+        return super().flops(a.conv(), ins, out)
 
     def build(self, a, ins):
         from archdsl.lower.modules_reparam import DiracConv2d
         return DiracConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a.conv()),
                            pair(a.dilation), a.bias, a.alpha, a.beta)
-
-    def emit(self, a, ins, fx, args):
-        return fx.module(args[0])

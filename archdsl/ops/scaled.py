@@ -43,13 +43,6 @@ def _gamma(value: Union[float, str], what: str) -> float:
     return float(value)
 
 
-def _conv_like(op_name: str, a, ins):
-    try:
-        return Conv.infer(Conv, a, ins)
-    except ShapeError as err:
-        raise ShapeError(err.message.replace("conv ", f"{op_name} ", 1), err.hint) from None
-
-
 class WSConvAttrs(ConvAttrs):
     gamma: Union[float, str] = 1.0   # a number, or an activation name: its NF gamma
     eps: float = 1e-6
@@ -58,7 +51,7 @@ class WSConvAttrs(ConvAttrs):
 
 
 @register
-class WSConv(Op):
+class WSConv(Conv):
     """Weight-standardised 2-d convolution. scaled=true is timm's `ScaledStdConv2d` (Brock et al.
     2021, NF-ResNet / NFNet): Ŵ = gain · gamma · (W − mean) / sqrt(fan_in · (var + eps)), mean and
     (biased) var per output filter over fan_in = Cin/groups · kh · kw; `gamma` is a number or an
@@ -83,7 +76,7 @@ class WSConv(Op):
         if not a.scaled and (gamma != 1.0 or a.gain_init != 1.0):
             raise ShapeError("ws_conv with scaled=false has no gain and no gamma",
                              hint="drop gamma/gain_init, or use scaled=true")
-        out = _conv_like("ws_conv", a, ins)
+        out = super().infer(a, ins)
         kh, kw = pair(a.kernel)
         if ins[0][1] // a.groups * kh * kw == 1:  # one weight per filter: its variance is 0
             raise ShapeError("ws_conv needs more than one weight per output filter "
@@ -91,28 +84,16 @@ class WSConv(Op):
         return out
 
     def params(self, a, ins):
-        p = Conv.params(Conv, a, ins)
+        p = super().params(a, ins)
         if a.scaled:
             p["gain"] = (a.out, 1, 1, 1)
         return p
-
-    def flops(self, a, ins, out):
-        return Conv.flops(Conv, a, ins, out)
-
-    def other_flops(self, a, ins, out):
-        return numel(out) if a.bias else 0
-
-    def window(self, a):
-        return Conv.window(Conv, a)
 
     def build(self, a, ins):
         from archdsl.lower.modules_gan import ScaledStdConv2d
         return ScaledStdConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
                                pair(a.dilation), a.groups, a.bias, gamma=_gamma(a.gamma, "ws_conv"),
                                eps=a.eps, gain_init=a.gain_init, scaled=a.scaled)
-
-    def emit(self, a, ins, fx, args):
-        return fx.module(args[0])
 
 
 Activation = Literal["identity", "celu", "elu", "gelu", "leaky_relu", "log_sigmoid", "relu",
@@ -167,7 +148,7 @@ class EqConvAttrs(ConvAttrs):
 
 
 @register
-class EqConv(Op):
+class EqConv(Conv):
     """Equalized-learning-rate 2-d convolution (Karras et al., ProGAN 2018 §4.1; StyleGAN):
     weight ~ N(0, 1) / lr_mul, used at run time as weight · gain / sqrt(fan_in) · lr_mul; the
     bias is used as bias · lr_mul. fan_in = Cin/groups · kh · kw. gain 1 (the default) is
@@ -186,27 +167,12 @@ class EqConv(Op):
     def infer(self, a, ins):
         if a.lr_mul <= 0:
             raise ShapeError(f"eq_conv lr_mul must be positive, got {a.lr_mul}")
-        return _conv_like("eq_conv", a, ins)
-
-    def params(self, a, ins):
-        return Conv.params(Conv, a, ins)
-
-    def flops(self, a, ins, out):
-        return Conv.flops(Conv, a, ins, out)
-
-    def other_flops(self, a, ins, out):
-        return numel(out) if a.bias else 0
-
-    def window(self, a):
-        return Conv.window(Conv, a)
+        return super().infer(a, ins)
 
     def build(self, a, ins):
         from archdsl.lower.modules_gan import EqualConv2d
         return EqualConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
                            pair(a.dilation), a.groups, a.bias, a.gain, a.lr_mul, a.bias_init)
-
-    def emit(self, a, ins, fx, args):
-        return fx.module(args[0])
 
 
 class EqLinearAttrs(Attrs):
