@@ -191,6 +191,30 @@ def test_unpacking_mistakes_are_arch_errors(line: str, says: str):
         graph(net(line + "\n  out x"))
 
 
+def test_a_repeat_carries_several_tensors_through_a_block_with_several_outputs():
+    text = """
+block TwoStream() {
+  in a: [B, C, H, W]
+  in b: [B, C, H, W]
+  out a = a -> mix: conv(C, 1, bias=false)
+  out b = b + a
+}
+network N() {
+  in x: [B, 2, H = 4, W = 4]
+  r = [x, 2 * x] -> blocks: repeat(3) { TwoStream() }
+  out r.a - r.b
+}
+"""
+    model = archdsl.load_spec(source=text)
+    state = model.state_dict()
+    assert sorted(state) == [f"blocks.{i}.mix.weight" for i in range(3)]
+    x = torch.randn(1, 2, 4, 4)
+    a, b = x, 2 * x
+    for i in range(3):
+        a, b = torch.nn.functional.conv2d(a, state[f"blocks.{i}.mix.weight"]), b + a
+    torch.testing.assert_close(model(x), a - b)
+
+
 def test_membership_operators_and_a_statement_after_them():
     text = """
 network N(kinds: list[str] = ["se", "sk"], k: int = 3) {

@@ -609,9 +609,12 @@ class Elaborator:
             return [value]
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
             return list(value)
+        if isinstance(value, Outputs):   # a block's outputs feed the next stage's inputs, in order
+            return list(value.values)
         raise ArchError(f"'->' needs a tensor on its left, got {describe(value)}", span,
                         found=describe(value),
-                        hint="the left of '->' is a tensor: an input (`in x: …`) or the result of a stage")
+                        hint="the left of '->' is a tensor (an input or the result of a stage), a list "
+                             "of tensors `[a, b]` or a block's outputs")
 
     def apply(self, fn, inputs: list[Tensor], label: str | None, span: Span):
         scope = self.frame.scope
