@@ -2,25 +2,32 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Union
+from typing import Generic, Literal, TypeVar, Union
 
 from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
 
 IntOrPair = Union[int, tuple[int, int]]
+Triple = Union[int, tuple[int, int, int]]
+Size = TypeVar("Size")   # one size per spatial dim, or one for all: int, IntOrPair, Triple
 
 
 def conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-class ConvAttrs(Attrs):
+class ConvNdAttrs(Attrs, Generic[Size]):
+    """What every convolution takes; conv, conv1d and conv3d differ in the type of a size."""
     out: int
-    kernel: IntOrPair = 1
-    stride: IntOrPair = 1
-    pad: Union[IntOrPair, Literal["same", "auto"]] = "auto"
-    dilation: IntOrPair = 1
+    kernel: Size = 1
+    stride: Size = 1
+    pad: Union[Size, Literal["same", "auto"]] = "auto"
+    dilation: Size = 1
     groups: int = 1
     bias: bool = True
+
+
+class ConvAttrs(ConvNdAttrs[IntOrPair]):
+    pass
 
 
 def conv_params(a, in_channels: int) -> dict:
@@ -196,16 +203,6 @@ class _ConvNd(Op):
         return fx.module(args[0])
 
 
-class Conv1dAttrs(Attrs):
-    out: int
-    kernel: int = 1
-    stride: int = 1
-    pad: Union[int, Literal["same", "auto"]] = "auto"
-    dilation: int = 1
-    groups: int = 1
-    bias: bool = True
-
-
 @register
 class Conv1d(_ConvNd):
     """1-d convolution over [B, Cin, L] (ECA's conv across channels). Only `out` is written.
@@ -215,21 +212,8 @@ class Conv1d(_ConvNd):
     flops: 2 · B · out · Lo · (Cin / groups) · k; other_flops: the bias add, B · out · Lo.
     """
     name = "conv1d"
-    Attrs = Conv1dAttrs
+    Attrs = ConvNdAttrs[int]
     rank = 1
-
-
-Triple = Union[int, tuple[int, int, int]]
-
-
-class Conv3dAttrs(Attrs):
-    out: int
-    kernel: Triple = 1
-    stride: Triple = 1
-    pad: Union[Triple, Literal["same", "auto"]] = "auto"
-    dilation: Triple = 1
-    groups: int = 1
-    bias: bool = True
 
 
 @register
@@ -242,5 +226,5 @@ class Conv3d(_ConvNd):
     numel(out).
     """
     name = "conv3d"
-    Attrs = Conv3dAttrs
+    Attrs = ConvNdAttrs[Triple]
     rank = 3
