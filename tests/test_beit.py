@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import archdsl
-from topology_checks import colour_images_and_tokens
+from topology_checks import colour_images_and_tokens, step
 from archdsl.lower.modules_tokens import BlockMask
 from archdsl.topology.losses import masked_token_ce
 
@@ -118,11 +118,7 @@ def test_short_training_run_lowers_the_loss():
     torch.manual_seed(0)
     losses = []
     for _ in range(12):
-        out = t(imgs, tokens)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
+        out = step(t, opt, imgs, tokens)
         losses.append(out.loss.item())
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3, losses
 

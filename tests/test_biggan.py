@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import archdsl
+from topology_checks import step
 from archdsl.ir.cost import cost
 from archdsl.semantics.loader import stdlib_dir
 
@@ -208,14 +209,14 @@ def test_g_ema_is_a_copy_before_start_step_then_an_average():
     assert all(not p.requires_grad for p in E.parameters())
     assert not set(map(id, E.parameters())) & {id(p) for ph in t.phases for p in t.parameters(phase=ph)}
     w = lambda net: net.blocks0.conv1.parametrizations.weight.original  # noqa: E731
-    for step in range(4):
+    for i in range(4):
         before = w(E).clone()
         with torch.no_grad():
             for p in G.parameters():
                 p.add_(torch.randn_like(p))
-        assert t.momentum("G_ema") == (0.0 if step < 2 else 0.75)
+        assert t.momentum("G_ema") == (0.0 if i < 2 else 0.75)
         t.after_step()
-        want = w(G) if step < 2 else 0.75 * before + 0.25 * w(G)
+        want = w(G) if i < 2 else 0.75 * before + 0.25 * w(G)
         torch.testing.assert_close(w(E), want)
     # the cosine schedule still counts from start_step (unchanged meaning)
     cos = archdsl.load_spec(source=(
@@ -238,10 +239,7 @@ def test_short_run_d_separates_real_from_fake():
     opt = torch.optim.Adam(t.parameters(phase="d_step"), lr=2e-3, betas=(0.0, 0.999))
     first = t(real, label, phase="d_step")
     for _ in range(12):
-        out = t(real, label, phase="d_step")
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
+        step(t, opt, real, label, phase="d_step", after_step=False)
     last = t(real, label, phase="d_step")
     assert last.loss.item() < first.loss.item() - 0.5
     assert (last.logs["d_real"].mean() - last.logs["d_fake"].mean()).item() > \

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
-from topology_checks import colour_images_and_tokens
+from topology_checks import colour_images_and_tokens, step
 from archdsl.lower.modules_tokens import BlockMask
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "timm__beit_base_patch16_224.json"
@@ -283,11 +283,7 @@ def test_short_training_run_lowers_the_loss():
     torch.manual_seed(0)
     total, main = [], []
     for _ in range(12):
-        out = t(imgs, tokens)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
+        out = step(t, opt, imgs, tokens)
         total.append(out.loss.item())
         main.append(out.logs["loss_main"].item())
     assert sum(total[-3:]) / 3 < 0.6 * sum(total[:3]) / 3, total

@@ -14,6 +14,7 @@ from torch import nn
 
 import archdsl
 from archdsl import ArchError
+from topology_checks import step
 
 TINY = dict(embed_dim=16, image_resolution=16, vision_layers=2, vision_width=64, vision_patch_size=8,
             context_length=7, vocab_size=50, transformer_width=32, transformer_heads=4,
@@ -303,10 +304,6 @@ def test_short_training_run_lowers_the_loss():
     opt = torch.optim.Adam(t.parameters(phase="train"), lr=1e-3)
     losses = []
     for _ in range(15):
-        out = t(images, texts)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
+        out = step(t, opt, images, texts)
         losses.append(out.loss.item())
     assert losses[-1] < 0.5 * losses[0], losses

@@ -10,6 +10,7 @@ from torch import nn
 
 import archdsl
 from archdsl.topology import losses
+from topology_checks import step
 
 SMALL = dict(hidden=16, context=8, steps=3, window=1600)  # 1600 samples → T = 10 latents
 
@@ -89,11 +90,7 @@ def test_short_training_run_lowers_the_loss():
     g = torch.Generator().manual_seed(1)
     curve = []
     for _ in range(30):
-        out = topo(pool[torch.randperm(64, generator=g)[:8]])
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        topo.after_step()
+        out = step(topo, opt, pool[torch.randperm(64, generator=g)[:8]])
         curve.append(out.loss.item())
     assert sum(curve[-6:]) / 6 < sum(curve[:6]) / 6 - 0.1, curve
 

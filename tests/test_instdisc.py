@@ -88,11 +88,7 @@ def test_instdisc_short_training_run_lowers_the_loss():
     for _ in range(6):
         total = 0.0
         for idx in torch.randperm(64, generator=g).view(8, 8):
-            out = t(pool[idx] + 0.1 * torch.randn(8, 3, 8, 8, generator=g), idx)
-            out.loss.backward()
-            opt.step()
-            opt.zero_grad()
-            t.after_step()
+            out = step(t, opt, pool[idx] + 0.1 * torch.randn(8, 3, 8, 8, generator=g), idx)
             total += out.loss.item() / 8
         epochs.append(total)
     assert epochs[-1] < 0.75 * epochs[1], epochs
@@ -192,11 +188,7 @@ def test_invaspread_short_training_run_lowers_the_loss():
     curve = []
     for _ in range(30):
         x = pool[torch.randperm(256, generator=gen)[:8]]
-        out = t(x, x + 0.2 * torch.randn(x.shape, generator=gen))
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
+        out = step(t, opt, x, x + 0.2 * torch.randn(x.shape, generator=gen))
         curve.append(out.loss.item())
     assert sum(curve[-6:]) / 6 < sum(curve[:6]) / 6, curve
 

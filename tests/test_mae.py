@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
+from topology_checks import step
 
 TINY = dict(patch=4, dim=32, depth=2, num_heads=2, decoder_dim=16, decoder_depth=1, decoder_heads=2,
             img_size=16)
@@ -321,11 +322,7 @@ def test_short_training_run_lowers_the_loss():
     torch.manual_seed(0)
     losses = []
     for _ in range(20):
-        out = t(imgs)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
+        out = step(t, opt, imgs)
         losses.append(out.loss.item())
     assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5, losses
 

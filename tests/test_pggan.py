@@ -12,6 +12,7 @@ import archdsl
 from archdsl import ArchError
 from archdsl.semantics.loader import stdlib_dir
 from archdsl.topology import losses
+from topology_checks import step
 
 SPEC = stdlib_dir() / "gan" / "pggan.arch"
 TRAIN = stdlib_dir() / "gan" / "pggan_train.arch"
@@ -89,10 +90,7 @@ def test_grow_keeps_trained_weights_adds_the_next_resolution_and_restarts_the_fa
     t = tiny_topo()
     opt = torch.optim.Adam(t.parameters(phase="d_step"), lr=1e-2)
     for _ in range(2):
-        t(torch.randn(4, 3, 4, 4), phase="d_step").loss.backward()
-        opt.step()
-        opt.zero_grad()
-        t.after_step()
+        step(t, opt, torch.randn(4, 3, 4, 4), phase="d_step")
     before = {k: v.clone() for k, v in t.state_dict().items()}
     fresh = t.grow()
     after = t.state_dict()
@@ -222,10 +220,7 @@ def test_wgan_gp_training_separates_real_from_fake():
     real = torch.rand(4, 3, 8, 8) * 0.2 + 0.8    # bright images; G starts near zero
     first = t(real, phase="d_step")
     for _ in range(15):
-        out = t(real, phase="d_step")
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
+        step(t, opt, real, phase="d_step", after_step=False)
     last = t(real, phase="d_step")
     assert last.loss.item() < first.loss.item() - 0.5
     assert last.logs["d_real"].item() > first.logs["d_real"].item()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 import archdsl
 from archdsl.topology import detection, losses
+from topology_checks import step
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -249,11 +250,7 @@ def test_short_training_run_lowers_the_loss(one_thread):
     topo.train()
     history = []
     for _ in range(25):
-        out = topo(images, boxes, labels)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        topo.after_step()
+        out = step(topo, opt, images, boxes, labels)
         history.append(out.loss.item())
     assert all(math.isfinite(v) for v in history)
     assert sum(history[-3:]) / 3 < 0.6 * sum(history[:3]) / 3, history

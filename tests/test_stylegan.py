@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import archdsl
 from archdsl.semantics.loader import stdlib_dir
+from topology_checks import step
 
 SPEC = stdlib_dir() / "gan" / "stylegan.arch"
 TRAIN = stdlib_dir() / "gan" / "stylegan_train.arch"
@@ -99,10 +100,7 @@ def test_r1_in_the_topology_equals_autograd_on_d_and_training_separates():
     opt.step()
     opt.zero_grad()
     for _ in range(15):
-        out = t(real, phase="d_step")
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
+        out = step(t, opt, real, phase="d_step", after_step=False)
     assert out.loss.item() < first - 0.3
     g_out = t(real, phase="g_step")
     g_out.loss.backward()

@@ -16,6 +16,7 @@ from torch import nn
 import torch.nn.functional as F
 
 import archdsl
+from topology_checks import step
 from archdsl.ir.cost import cost
 
 NET = "stdlib/gan/vqvae2.arch"
@@ -256,10 +257,6 @@ def test_reconstruction_error_falls():
     opt = torch.optim.Adam(topo.parameters(phase="train"), lr=3e-3)
     recs = []
     for _ in range(60):
-        out = topo(x, phase="train")
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        topo.after_step()
+        out = step(topo, opt, x, phase="train")
         recs.append(out.logs["recon"].item())
     assert recs[-1] < 0.8 * recs[0]

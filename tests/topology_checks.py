@@ -34,11 +34,13 @@ def colour_images_and_tokens(seed: int = 0):
     return imgs, level[:, None].expand(8, 16).contiguous()
 
 
-def step(t, opt, *inputs, phase=None):
-    """One optimizer step of a topology's phase, then its after-step updates."""
+def step(t, opt, *inputs, phase=None, after_step: bool = True):
+    """One optimizer step of a topology's phase, then (unless after_step=False) its after-step
+    updates (EMA twins, step counters, schedules)."""
     out = t(*inputs, phase=phase)
     out.loss.backward()
     opt.step()
     opt.zero_grad()
-    t.after_step()
+    if after_step:
+        t.after_step()
     return out
