@@ -58,6 +58,8 @@ def test_label_smoothed_cross_entropy_matches_the_formula():
     # soft one-hot targets are smoothed the same way (mixup's targets go through this path)
     torch.testing.assert_close(losses.cross_entropy(logits, F.one_hot(y, 5).float(), eps), expected)
     torch.testing.assert_close(losses.cross_entropy(logits, smoothed(y, 5, eps)), expected)
+    # [B] targets are class indices whatever their dtype (a float input feeding the loss)
+    torch.testing.assert_close(losses.cross_entropy(logits, y.float(), eps), expected)
 
 
 # ---- mixup / cutmix

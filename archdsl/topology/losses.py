@@ -48,7 +48,10 @@ def neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy with class indices [B] or soft targets [B, C] (mixup/cutmix, distillation;
-    integer [B, C] targets are read as one-hot or count weights)."""
+    integer [B, C] targets are read as one-hot or count weights). The shape decides, as in the
+    op's static rule: float [B] targets are class indices too."""
+    if target.dim() == logits.dim() - 1 and target.is_floating_point():
+        target = target.long()
     if target.dim() == logits.dim():  # soft targets, smoothed too: (1 − eps) · t + eps / K
         target = target.to(logits.dtype)
         if label_smoothing:
