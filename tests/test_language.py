@@ -246,6 +246,27 @@ def test_arguments_may_be_chains_and_fmt_prints_them_bare():
     assert "cat(x -> a: conv(2, 1), x -> b: conv(3, 1) -> relu)" in fmt(parse(parenthesised))
 
 
+def test_a_parameter_used_twice_is_one_shared_weight():
+    text = """
+network Siamese() {
+  in a: [B, 3, H = 8, W = 8]
+  in b: [B, 3, H = 8, W = 8]
+  param w: [4, 3, 3, 3] = 0.1
+  d = (conv_with(a, w) -> mean(dims=[2, 3])) - (conv_with(b, w) -> mean(dims=[2, 3]))
+  out d ** 2
+}
+"""
+    assert archdsl.check_spec(source=text).totals.params == 4 * 3 * 3 * 3
+    model = archdsl.load_spec(source=text)
+    assert list(model.state_dict()) == ["w"]
+    a, b = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    w = model.state_dict()["w"]
+    f = lambda x: torch.nn.functional.conv2d(x, w, padding=1).mean(dim=(2, 3))  # noqa: E731
+    torch.testing.assert_close(model(a, b), (f(a) - f(b)) ** 2)
+    model(a, b).sum().backward()
+    assert model.w.grad is not None and model.w.grad.abs().sum() > 0
+
+
 def test_natural_log_and_exp_builtins():
     g = graph(net("  out x -> conv(round(log_e(exp(3.0))) + int(log_e(1)), 1)"))
     assert g.node("conv").shape == (1, 3, 8, 8)

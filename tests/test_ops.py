@@ -405,7 +405,7 @@ VALID: dict[str, st.SearchStrategy[Case]] = {
     "flatten": flatten_case(),
     "permute": permute_case(),
     "transpose": transpose_case(),
-    **{n: binary_case(n) for n in ("add", "sub", "mul", "div")},
+    **{n: binary_case(n) for n in ("add", "sub", "mul", "div", "pow")},
 }
 
 
@@ -656,7 +656,7 @@ INVALID: dict[str, st.SearchStrategy[Case]] = {
     "flatten": dims_out_of_range("flatten"),
     "permute": dims_out_of_range("permute"),
     "transpose": dims_out_of_range("transpose"),
-    **{n: binary_invalid(n) for n in ("add", "sub", "mul", "div")},
+    **{n: binary_invalid(n) for n in ("add", "sub", "mul", "div", "pow")},
 }
 
 # Ops that accept every input shape and every attribute value of their schema: nothing to reject.

@@ -1,4 +1,4 @@
-"""Binary elementwise ops with broadcasting: add, sub, mul, div (tensor ⊕ tensor or scalar).
+"""Binary elementwise ops with broadcasting: add, sub, mul, div, pow (tensor ⊕ tensor or scalar).
 
 other_flops: one per output element.
 """
@@ -73,3 +73,10 @@ class Div(_Binary):
     """x / y."""
     name = "div"
     fn = staticmethod(operator.truediv)
+
+
+@register
+class Pow(_Binary):
+    """x ** y (`d ** 2`, `x ** 0.5`, `2 ** x`); one other_flop per element, as the family."""
+    name = "pow"
+    fn = staticmethod(operator.pow)

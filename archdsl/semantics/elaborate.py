@@ -30,7 +30,7 @@ MAX_STEPS = 5_000_000   # expressions evaluated, loop iterations and list items 
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
-_TENSOR_OP = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_TENSOR_OP = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
             ">": operator.gt, ">=": operator.ge,
             "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}
@@ -468,7 +468,7 @@ class Elaborator:
     def tensor_binop(self, e: A.BinOp, left, right):
         if e.op not in _TENSOR_OP:
             raise ArchError(f"'{e.op}' is not defined on tensors", e.span,
-                            hint="tensors support + - * /")
+                            hint="tensors support + - * / **")
         op = OpRef(_TENSOR_OP[e.op], self.ops[_TENSOR_OP[e.op]])
         if isinstance(left, Tensor) and isinstance(right, Tensor):
             return self.make_node(op, [], {}, [left, right], None, e.span)

@@ -695,7 +695,8 @@ class _Gen:
         src = self.pick(self.tensors(state))
         dst = self.target(state, src, ctx)
         expr = self.pick([f"{src} * 0.5", f"2 * {src}", f"{src} / 2", f"1 - {src}", f"-{src}",
-                          f"{src} + 1", f"+{src}", f"{src} * 2 - 1", f"{src} / 4.0 + {src}"])
+                          f"{src} + 1", f"+{src}", f"{src} * 2 - 1", f"{src} / 4.0 + {src}",
+                           f"{src} ** 2", f"2 ** {src}"])
         return Stmt([f"{dst} = {expr}"],
                     lambda st_, env: {**st_, dst: st_[src]} if src in st_ else None)
 
