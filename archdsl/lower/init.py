@@ -10,7 +10,8 @@ from archdsl.semantics.inits import InitRule, InitSpec
 
 
 @torch.no_grad()
-def fill(t: torch.Tensor, spec: InitSpec) -> None:
+def fill(t: torch.Tensor, spec: InitSpec, groups: int = 1) -> None:
+    """Fill t as spec says; `groups` is the owning conv's, for kaiming_normal(grouped=true)."""
     k = spec.kind
     if k == "constant":
         t.fill_(spec.get("value"))
@@ -20,6 +21,9 @@ def fill(t: torch.Tensor, spec: InitSpec) -> None:
         nn.init.trunc_normal_(t, std=spec.get("std"), a=spec.get("a"), b=spec.get("b"))
     elif k == "uniform":
         t.uniform_(spec.get("a"), spec.get("b"))
+    elif k == "kaiming_normal" and spec.get("grouped"):
+        fan_out = t.shape[0] // groups * t[0][0].numel()
+        t.normal_(0.0, nn.init.calculate_gain(spec.get("nonlinearity")) / fan_out ** 0.5)
     elif k == "kaiming_normal":
         nn.init.kaiming_normal_(t, mode=spec.get("mode"), nonlinearity=spec.get("nonlinearity"))
     elif k == "kaiming_uniform":
@@ -65,7 +69,8 @@ def apply_rules(module: nn.Module, rules: list[InitRule], graph) -> None:
                 raise ArchError(f"init rule '{rule.pattern}' gives {rule.init.kind} to '{key}' of shape "
                                 f"{list(tensor.shape)}, which has no fan-in or fan-out", rule.span,
                                 hint="narrow the pattern, e.g. 'conv*.weight'")
-            fill(tensor, rule.init)
+            owner = module.get_submodule(key.rpartition(".")[0]) if "." in key else module
+            fill(tensor, rule.init, getattr(owner, "groups", 1))
             if key.endswith(_SN_ORIGINAL):
                 _refresh_spectral_norm(module, key)
 

@@ -48,9 +48,14 @@ def uniform(a: float = 0.0, b: float = 1.0) -> InitSpec:
     return _spec("uniform", a=float(a), b=float(b))
 
 
-def kaiming_normal(mode: str = "fan_in", nonlinearity: str = "relu") -> InitSpec:
+def kaiming_normal(mode: str = "fan_in", nonlinearity: str = "relu", grouped: bool = False) -> InitSpec:
+    """N(0, gain² / fan). grouped=true counts a grouped conv's fan-out per group, out / groups ·
+    kh · kw (TensorFlow's and timm's EfficientNet / MobileNet / RegNet init: a depthwise 3x3 conv
+    gets std sqrt(2 / 9)); torch counts out · kh · kw whatever the groups."""
     _check_mode(mode)
-    return _spec("kaiming_normal", mode=mode, nonlinearity=nonlinearity)
+    if grouped and mode != "fan_out":
+        raise ValueError("grouped=true changes only the fan-out: use it with mode='fan_out'")
+    return _spec("kaiming_normal", mode=mode, nonlinearity=nonlinearity, grouped=bool(grouped))
 
 
 def kaiming_uniform(mode: str = "fan_in", nonlinearity: str = "leaky_relu", a: float = 0.0) -> InitSpec:
