@@ -72,3 +72,18 @@ def test_bad_init_rules_are_arch_errors():
     assert err.value.hint == "did you mean 'conv'?"
     with pytest.raises(ArchError, match="needs an initialiser"):
         archdsl.load_graph(source=base.format(rule='init "*" = "zeros"'))
+
+
+def test_grouped_kaiming_counts_a_grouped_convs_fan_out_per_group():
+    src = """network N() {
+  in x: [B, 64, H = 8, W = 8]
+  init "conv:weight" = kaiming_normal(mode="fan_out", grouped=true)
+  y = x -> dw: conv(64, 3, groups=64) -> g4: conv(128, 3, groups=4) -> pw: conv(256, 1)
+  out y
+}"""
+    sd = archdsl.load_spec(source=src, seed=0).state_dict()
+    assert _std_ok(sd["dw.weight"], math.sqrt(2 / 9))              # torch's fan-out: 64 · 9
+    assert _std_ok(sd["g4.weight"], math.sqrt(2 / (128 // 4 * 9)))
+    assert _std_ok(sd["pw.weight"], math.sqrt(2 / 256))            # groups 1: as torch
+    with pytest.raises(ArchError, match="grouped=true changes only the fan-out"):
+        archdsl.load_graph(source=src.replace('mode="fan_out", ', ""))
