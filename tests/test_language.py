@@ -267,6 +267,29 @@ network Siamese() {
     assert model.w.grad is not None and model.w.grad.abs().sum() > 0
 
 
+def test_scalar_inputs():
+    text = """
+block Scale() {
+  in x: [B, C, H, W]
+  in t: []
+  out x * t
+}
+network N() {
+  in x: [B, 4, H = 8, W = 8]
+  in temperature: []
+  out [x, temperature] -> s: Scale()
+}
+"""
+    g = graph(text)
+    assert g.node("temperature").shape == ()
+    assert fmt(parse(text)).count("in t: []") == 1
+    model = archdsl.load_spec(source=text)
+    x = torch.randn(1, 4, 8, 8)
+    torch.testing.assert_close(model(x, torch.tensor(0.5)), x * 0.5)
+    with pytest.raises(archdsl.ArchError, match=re.escape("input 't' expects 0 dims, got shape [1, 4, 8, 8]")):
+        graph(text.replace("out [x, temperature] -> s: Scale()", "out [x, x] -> s: Scale()"))
+
+
 def test_natural_log_and_exp_builtins():
     g = graph(net("  out x -> conv(round(log_e(exp(3.0))) + int(log_e(1)), 1)"))
     assert g.node("conv").shape == (1, 3, 8, 8)

@@ -287,7 +287,7 @@ class _ToAst(Transformer):
     # --- statements
     def in_stmt(self, meta, c):
         _keyword, name, *dims, dtype = c
-        return A.InStmt(span=self._s(meta), name=str(name), dims=dims,
+        return A.InStmt(span=self._s(meta), name=str(name), dims=[d for d in dims if d is not None],
                         dtype=str(dtype) if dtype is not None else "float32",
                         dtype_span=_tok_span(self.f, dtype) if dtype is not None else None)
 
