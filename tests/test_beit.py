@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import archdsl
-from topology_checks import colour_images_and_tokens, step
+from topology_checks import colour_images_and_tokens, loss_curve
 from archdsl.lower.modules_tokens import BlockMask
 from archdsl.topology.losses import masked_token_ce
 
@@ -116,10 +116,7 @@ def test_short_training_run_lowers_the_loss():
     imgs, tokens = colour_images_and_tokens()
     opt = torch.optim.Adam(t.parameters(phase="train"), lr=1e-2)
     torch.manual_seed(0)
-    losses = []
-    for _ in range(12):
-        out = step(t, opt, imgs, tokens)
-        losses.append(out.loss.item())
+    losses = loss_curve(t, opt, imgs, tokens, steps=12)
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3, losses
 
 

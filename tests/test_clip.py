@@ -14,7 +14,7 @@ from torch import nn
 
 import archdsl
 from archdsl import ArchError
-from topology_checks import step
+from topology_checks import loss_curve
 
 TINY = dict(embed_dim=16, image_resolution=16, vision_layers=2, vision_width=64, vision_patch_size=8,
             context_length=7, vocab_size=50, transformer_width=32, transformer_heads=4,
@@ -302,8 +302,5 @@ def test_short_training_run_lowers_the_loss():
     g = torch.Generator().manual_seed(0)
     images, texts = torch.randn(8, 3, 16, 16, generator=g), _texts(8, seed=1)
     opt = torch.optim.Adam(t.parameters(phase="train"), lr=1e-3)
-    losses = []
-    for _ in range(15):
-        out = step(t, opt, images, texts)
-        losses.append(out.loss.item())
+    losses = loss_curve(t, opt, images, texts, steps=15)
     assert losses[-1] < 0.5 * losses[0], losses

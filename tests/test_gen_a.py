@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
-from topology_checks import reaches_without_stop, step
+from topology_checks import loss_curve, reaches_without_stop, step
 from archdsl.ir.cost import cost
 
 SPECS = "stdlib/gan/"
@@ -401,10 +401,7 @@ def test_d_learns_real_from_fake():
     topo = TOPOS["dcgan"]()
     (x,) = _inputs(topo)
     opt = torch.optim.Adam(topo.parameters(phase="d_step"), lr=2e-3, betas=(0.5, 0.999))
-    losses = []
-    for _ in range(15):
-        out = step(topo, opt, x, phase="d_step", after_step=False)
-        losses.append(out.loss.item())
+    losses = loss_curve(topo, opt, x, steps=15, phase="d_step", after_step=False)
     assert losses[-1] < 0.5 * losses[0]
     G, D = topo.nets.G.eval(), topo.nets.D.eval()
     with torch.no_grad():

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
-from topology_checks import step
+from topology_checks import loss_curve
 
 TINY = dict(patch=4, dim=32, depth=2, num_heads=2, decoder_dim=16, decoder_depth=1, decoder_heads=2,
             img_size=16)
@@ -320,10 +320,7 @@ def test_short_training_run_lowers_the_loss():
     imgs = coef[..., 0, None, None] * xx + coef[..., 1, None, None] * yy + coef[..., 2, None, None]
     opt = torch.optim.AdamW(t.parameters(phase="train"), lr=1e-2)
     torch.manual_seed(0)
-    losses = []
-    for _ in range(20):
-        out = step(t, opt, imgs)
-        losses.append(out.loss.item())
+    losses = loss_curve(t, opt, imgs, steps=20)
     assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5, losses
 
 

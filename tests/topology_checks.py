@@ -44,3 +44,8 @@ def step(t, opt, *inputs, phase=None, after_step: bool = True):
     if after_step:
         t.after_step()
     return out
+
+
+def loss_curve(t, opt, *inputs, steps: int, phase=None, after_step: bool = True) -> list[float]:
+    """The loss of each of `steps` optimizer steps on the same inputs (see `step`)."""
+    return [step(t, opt, *inputs, phase=phase, after_step=after_step).loss.item() for _ in range(steps)]
