@@ -115,12 +115,17 @@ def expect_rank(ins: Sequence[Shape], ranks: set[int], what: str) -> Shape:
     return x
 
 
-def pair(v) -> tuple[int, int]:
+def ntuple(v, n: int, what: str = "") -> tuple[int, ...]:
+    """One int per dim: `v` itself when it is a sequence of n, else v repeated n times."""
     if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ShapeError(f"expected one value or two, got {list(v)}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+        if len(v) != n:
+            raise ShapeError(f"{what + ': ' if what else ''}expected one value or {n}, got {list(v)}")
+        return tuple(int(x) for x in v)
+    return (int(v),) * n
+
+
+def pair(v) -> tuple[int, int]:
+    return ntuple(v, 2)
 
 
 def norm_dim(dim: int, rank: int) -> int:

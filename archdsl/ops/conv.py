@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Generic, Literal, TypeVar, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, ntuple, numel, register
 
 IntOrPair = Union[int, tuple[int, int]]
 Triple = Union[int, tuple[int, int, int]]
@@ -30,19 +30,11 @@ class ConvAttrs(ConvNdAttrs[IntOrPair]):
     pass
 
 
-def _ntuple(v, n: int, what: str) -> tuple[int, ...]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != n:
-            raise ShapeError(f"{what}: expected one value or {n}, got {list(v)}")
-        return tuple(int(x) for x in v)
-    return (int(v),) * n
-
-
 def conv_geometry(a, rank: int = 2, name: str = "conv"):
     """(kernel, stride, padding, dilation), one value per spatial dim, of a rank-d conv's attrs.
     pad 'auto' keeps the size at stride 1, ((s - 1) + d (k - 1)) // 2 as timm's get_padding;
     'same' needs stride 1 and an odd effective kernel."""
-    k, s, d = (_ntuple(v, rank, name) for v in (a.kernel, a.stride, a.dilation))
+    k, s, d = (ntuple(v, rank, name) for v in (a.kernel, a.stride, a.dilation))
     if min(*k, *s, *d) <= 0:
         raise ShapeError(f"{name} kernel, stride and dilation must be positive")
     if a.pad == "auto":
@@ -55,7 +47,7 @@ def conv_geometry(a, rank: int = 2, name: str = "conv"):
                              hint="give an explicit pad")
         p = tuple(d[i] * (k[i] - 1) // 2 for i in range(rank))
     else:
-        p = _ntuple(a.pad, rank, name)
+        p = ntuple(a.pad, rank, name)
     if min(p) < 0:
         raise ShapeError(f"{name} padding must be non-negative, got {list(p)}")
     return k, s, p, d
@@ -68,7 +60,7 @@ def conv_padding(a) -> tuple[int, int]:
 
 def conv_params(a, in_channels: int, rank: int = 2) -> dict:
     """weight [out, in / groups, *kernel] (and bias [out]) of a conv with attrs `a`."""
-    k = _ntuple(a.kernel, rank, "conv")
+    k = ntuple(a.kernel, rank, "conv")
     p = {"weight": (a.out, in_channels // a.groups, *k)}
     if a.bias:
         p["bias"] = (a.out,)
@@ -77,7 +69,7 @@ def conv_params(a, in_channels: int, rank: int = 2) -> dict:
 
 def conv_flops(a, in_channels: int, out, rank: int = 2) -> int:
     """2 · numel(out) · (in / groups) · prod(kernel): FlopCounterMode's count for a conv."""
-    return 2 * numel(out) * (in_channels // a.groups) * math.prod(_ntuple(a.kernel, rank, "conv"))
+    return 2 * numel(out) * (in_channels // a.groups) * math.prod(ntuple(a.kernel, rank, "conv"))
 
 
 def _by(v) -> str:
