@@ -69,13 +69,17 @@ def apply_rules(module: nn.Module, rules: list[InitRule], graph) -> None:
                 raise ArchError(f"init rule '{rule.pattern}' gives {rule.init.kind} to '{key}' of shape "
                                 f"{list(tensor.shape)}, which has no fan-in or fan-out", rule.span,
                                 hint="narrow the pattern, e.g. 'conv*.weight'")
-            owner = module.get_submodule(key.rpartition(".")[0]) if "." in key else module
-            fill(tensor, rule.init, getattr(owner, "groups", 1))
+            fill(tensor, rule.init, _groups_of(module, key) if rule.init.get("grouped") else 1)
             if key.endswith(_SN_ORIGINAL):
                 _refresh_spectral_norm(module, key)
 
 
 _SN_ORIGINAL = "parametrizations.weight.original"
+
+
+def _groups_of(module: nn.Module, key: str) -> int:
+    """The `groups` of the conv that holds parameter `key` (1 for any other module)."""
+    return getattr(module.get_submodule(key.rpartition(".")[0]), "groups", 1)
 
 
 @torch.no_grad()
