@@ -45,3 +45,15 @@ def maybe(draw, attrs: dict, key: str, value) -> None:
     """Set an attribute, or leave it to its default half of the time (exercises defaults)."""
     if draw(st.booleans()):
         attrs[key] = value
+
+
+def quantiser_input(draw) -> tuple[tuple, int, dict]:
+    """An input, the axis its code vectors lie along, and attrs with num_codes (and that axis,
+    perhaps counted from the end): what vq and vq_ema cases share."""
+    x = draw(any_shape(2, 4))
+    r = len(x)
+    axis = draw(st.integers(1, r - 1)) if draw(st.booleans()) else 1
+    attrs: dict = {"num_codes": draw(st.integers(1, 8))}
+    if axis != 1 or draw(st.booleans()):
+        attrs["axis"] = axis - r if draw(st.booleans()) else axis
+    return x, axis, attrs

@@ -3,17 +3,12 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from op_cases.common import Case, any_shape, batch, maybe, small
+from op_cases.common import Case, any_shape, batch, maybe, quantiser_input, small
 
 
 @st.composite
 def vq_case(draw):
-    x = draw(any_shape(2, 4))
-    r = len(x)
-    axis = draw(st.integers(1, r - 1)) if draw(st.booleans()) else 1
-    attrs: dict = {"num_codes": draw(st.integers(1, 8))}
-    if axis != 1 or draw(st.booleans()):
-        attrs["axis"] = axis - r if draw(st.booleans()) else axis
+    x, axis, attrs = quantiser_input(draw)
     if draw(st.booleans()):
         attrs["dim"] = x[axis]
     maybe(draw, attrs, "beta", draw(st.floats(0.0, 1.0)))

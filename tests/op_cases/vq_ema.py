@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from op_cases.common import Case, any_shape, batch, maybe, small
+from op_cases.common import Case, batch, maybe, quantiser_input, small
 
 
 @st.composite
 def vq_ema_case(draw):
-    x = draw(any_shape(2, 4))
-    r = len(x)
-    axis = draw(st.integers(1, r - 1)) if draw(st.booleans()) else 1
-    attrs: dict = {"num_codes": draw(st.integers(1, 8))}
-    if axis != 1 or draw(st.booleans()):
-        attrs["axis"] = axis - r if draw(st.booleans()) else axis
+    x, _, attrs = quantiser_input(draw)
     maybe(draw, attrs, "decay", draw(st.floats(0.0, 0.999)))
     maybe(draw, attrs, "beta", draw(st.floats(0.0, 1.0)))
     maybe(draw, attrs, "eps", draw(st.sampled_from([1e-5, 1e-3, 0.1])))
