@@ -142,23 +142,45 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, deploy: bool = False, **overrides: Any):
+              source: str | None = None, deploy: bool = False, device=None, **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
     topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
-    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode."""
+    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode.
+    `device` (default: torch's default device) is where the weights are created; "meta" allocates
+    none (shapes only, e.g. to inspect a model too large for memory)."""
     from archdsl.lower.build import build
+    device = _device(device)
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
+        import torch
+
         from archdsl.topology.module import TopologyModule
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
-        return TopologyModule(ir, seed=seed)
+        with torch.device(device):
+            return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
-    module = build(graph, seed=seed)
+    module = build(graph, seed=seed, device=device)
     module.arch_graph = graph
     if deploy:
         from archdsl.lower.deploy import deploy as to_deploy
         module = to_deploy(module)
     return module
+
+
+def _device(device):
+    """A torch.device, or an ArchError for a device that does not exist here."""
+    import torch
+    if device is None:
+        return torch.get_default_device()
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ArchError(f"unknown device {device!r}", hint="e.g. 'cpu', 'cuda', 'cuda:1' or 'meta'",
+                        found=str(e).splitlines()[0]) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ArchError(f"device '{device}' is not available on this machine",
+                        hint="build on 'cpu' (or 'meta' for shapes only)")
+    return device
 
 
 def catalog() -> list[CatalogEntry]:

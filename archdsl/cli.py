@@ -465,12 +465,15 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--output", "-o", "output", metavar="FILE", default=None,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
                    ".onnx, or .safetensors (the initialised weights).")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output):
+@click.option("--device", default=None, metavar="DEVICE",
+              help="Where the weights are created: cpu (default), cuda, cuda:1, … or meta "
+                   "(allocates nothing: the module's structure only).")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, device):
     with _errors():
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, **overrides)
+                                       deploy=deploy, device=device, **overrides)
             seconds = time.perf_counter() - start
         if output:
             from archdsl.export import export
