@@ -17,6 +17,7 @@ from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
+from archdsl.semantics.memo import InstanceMemo
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
@@ -59,6 +60,8 @@ class Frame:
 
 
 class Elaborator:
+    REUSE_INSTANCES = True   # copy repeated block instances (semantics/memo.py) instead of re-running them
+
     def __init__(self, name: str, input_shapes: list[tuple[int, ...]] | None = None):
         from archdsl.ops import REGISTRY
         self.ops = REGISTRY
@@ -68,6 +71,7 @@ class Elaborator:
         self.stack: list[Frame] = []
         self.used: set[str] = set()
         self.steps = 0
+        self.memo: InstanceMemo | None = None   # networks reuse repeated block instances
 
     # ---- entry ---------------------------------------------------------------------------
 
@@ -83,6 +87,7 @@ class Elaborator:
         kwargs.update(overrides)
         for k in overrides:  # given from outside the spec: they have no place in it
             kw_spans.pop(k, None)
+        self.memo = InstanceMemo() if self.REUSE_INSTANCES else None
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):
@@ -96,6 +101,18 @@ class Elaborator:
 
     def instantiate(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
                     scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
+        key = self.memo.key(self, block, args, kwargs, inputs) if self.memo else None
+        if key is None:
+            return self.run_instance(block, args, kwargs, inputs, scope, span, arg_spans, kw_spans)
+        result = self.memo.replay(key, self, scope.prefix, inputs, span)
+        if result is None:
+            mark = self.memo.mark(self)
+            result = self.run_instance(block, args, kwargs, inputs, scope, span, arg_spans, kw_spans)
+            self.memo.record(key, mark, self, scope.prefix, inputs, result)
+        return result
+
+    def run_instance(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
+                     scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
         decl = block.decl
         if len(self.stack) >= MAX_DEPTH:
             chain = " → ".join(f.decl.name for f in self.stack[-4:])
