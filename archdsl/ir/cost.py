@@ -65,7 +65,9 @@ class CostReport:
         }
 
 
-def node_cost(graph: Graph, node: Node, dtype_bytes: int) -> NodeCost:
+def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = None) -> NodeCost:
+    """One node's costs. `seen` remembers an op's costs by its attributes and input shapes:
+    the copies of a repeated block instance (semantics/memo.py) share their attribute objects."""
     c = NodeCost(node.id, node.op, _shape_list(node.shape), block=node.block)
     c.activation_bytes = numel_out(node.shape) * dtype_bytes if node.op != "input" else 0
     if node.op == "param":
@@ -75,12 +77,17 @@ def node_cost(graph: Graph, node: Node, dtype_bytes: int) -> NodeCost:
         c.buffers = math.prod(node.shape)
         c.activation_bytes = 0
     elif node.op != "input":
-        op = REGISTRY[node.op]
         ins = graph.input_shapes(node)
-        c.params = sum(math.prod(s) for s in op.params(node.attrs, ins).values())
-        c.buffers = sum(math.prod(s) for s in op.buffers(node.attrs, ins).values())
-        c.flops = op.flops(node.attrs, ins, node.shape)
-        c.other_flops = op.other_flops(node.attrs, ins, node.shape)
+        key = (node.op, id(node.attrs), tuple(ins))
+        known = seen.get(key) if seen is not None else None
+        if known is None:
+            op = REGISTRY[node.op]
+            known = (sum(math.prod(s) for s in op.params(node.attrs, ins).values()),
+                     sum(math.prod(s) for s in op.buffers(node.attrs, ins).values()),
+                     op.flops(node.attrs, ins, node.shape), op.other_flops(node.attrs, ins, node.shape))
+            if seen is not None:
+                seen[key] = known
+        c.params, c.buffers, c.flops, c.other_flops = known
     return c
 
 
@@ -89,9 +96,11 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
     rows: list[NodeCost] = []
     rf: dict[str, tuple[int, int]] = {}
     totals = Totals()
+    seen: dict = {}
+    windows: dict = {}
     for node in graph.nodes():
-        c = node_cost(graph, node, nb)
-        c.receptive_field, c.stride = _receptive(node, rf)
+        c = node_cost(graph, node, nb, seen)
+        c.receptive_field, c.stride = _receptive(node, rf, windows)
         rf[node.id] = (c.receptive_field, c.stride)
         rows.append(c)
         totals.params += c.params
@@ -109,14 +118,18 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
         batch=first[0] if first else 1)
 
 
-def _receptive(node: Node, rf: dict[str, tuple[int, int]]) -> tuple[int, int]:
-    """Receptive field and cumulative stride along a spatial dim (the largest over inputs)."""
+def _receptive(node: Node, rf: dict[str, tuple[int, int]], windows: dict) -> tuple[int, int]:
+    """Receptive field and cumulative stride along a spatial dim (the largest over inputs);
+    `windows` remembers each attribute object's window."""
     if not node.inputs:
         return 1, 1
     field_in = max(rf[i][0] for i in node.inputs)
     jump = max(rf[i][1] for i in node.inputs)
-    op = REGISTRY.get(node.op)
-    window = op.window(node.attrs) if op is not None else None
+    key = (node.op, id(node.attrs))
+    if key not in windows:
+        op = REGISTRY.get(node.op)
+        windows[key] = op.window(node.attrs) if op is not None else None
+    window = windows[key]
     if window is None:
         return field_in, jump
     k, s, d = window
