@@ -17,7 +17,7 @@ from archdsl.semantics.elaborate import Elaborator, Frame, Scope
 from archdsl.ir.names import check_name
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
-from archdsl.topology.ir import Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
+from archdsl.topology.ir import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
 from archdsl.topology.updates import ACTIONS, STATE_INITS
 
 STATE_DTYPES = ("float32", "float64", "int64", "bool")
@@ -77,7 +77,6 @@ def grad_penalty(net, kind: str = "r1"):
     kind "r1": inputs (real, *extra), mean ‖∇ₓD(x)‖² at the real samples (StyleGAN: × gamma / 2).
     kind "wgan_gp": inputs (real, fake, *extra), mean (‖∇D(x̂)‖ − 1)² at random interpolates x̂
     (PGGAN: × lambda). Extra inputs (labels, alpha) go to the network as they are."""
-    from archdsl.topology.runtime import PENALTIES
     if not isinstance(net, NetRef) or net.shuffle or net.penalty:
         raise TypeError("grad_penalty() takes a network declared with `net`")
     if kind not in PENALTIES:
