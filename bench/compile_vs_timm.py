@@ -33,6 +33,9 @@ MODELS = {  # archdsl variant → timm name, channels-last
 }
 
 
+BACKEND = "inductor"
+
+
 def _sync(device):
     import torch
     if device.type == "cuda":
@@ -48,7 +51,7 @@ class _Classifier:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9)
-        self.compiled = torch.compile(self.model)
+        self.compiled = torch.compile(self.model, backend=BACKEND)
         self.device, self.amp, self.channels_last = device, amp, channels_last
 
     def step(self, x, y):
@@ -74,7 +77,7 @@ class _MoCo:
             self.key = self.key.to(memory_format=torch.channels_last)
         for p in self.key.parameters():
             p.requires_grad_(False)
-        self.q, self.k = torch.compile(self.query), torch.compile(self.key)
+        self.q, self.k = torch.compile(self.query, backend=BACKEND), torch.compile(self.key, backend=BACKEND)
         self.queue = torch.nn.functional.normalize(torch.randn(dim, K, device=device), dim=0)
         self.ptr, self.T, self.m = 0, T, m
         self.opt = torch.optim.SGD(self.query.parameters(), lr=0.03, momentum=0.9)
@@ -149,14 +152,17 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224, help="input height and width")
     ap.add_argument("--steps", type=int, default=5, help="timed steps after the first")
     ap.add_argument("--models", default=",".join([*MODELS, "moco_v2"]))
+    ap.add_argument("--backend", default="inductor", help="torch.compile backend ('eager': a quick dry run)")
     args = ap.parse_args()
+    global BACKEND
+    BACKEND = args.backend
 
     import torch
     device = torch.device(args.device)
     amp = device.type == "cuda"
     print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if amp else 'cpu'}, "
           f"threads {torch.get_num_threads()}, batch {args.batch}, {args.size}x{args.size}, "
-          f"{'bf16 autocast' if amp else 'float32'}, {args.steps} timed steps")
+          f"{'bf16 autocast' if amp else 'float32'}, {args.steps} timed steps, backend {args.backend}")
     print(f"{'model':<30} {'compile s (ours/timm)':>24} {'ratio':>6} {'img/s (ours/timm)':>20} "
           f"{'step ratio':>10} {'peak MiB (ours/timm)':>21}")
     for name, ours, theirs, inputs in _pairs(args, device, amp):
