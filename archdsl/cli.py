@@ -26,7 +26,7 @@ EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 # Keyword names the API functions take themselves; a network parameter with one of these
 # names cannot be passed through `**overrides`.
-_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed"}
+_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed", "max_bytes"}
 _DTYPES = ["float32", "float16", "bfloat16", "float64"]
 _PROGRESS_DELAY_S = 1.0
 
@@ -465,12 +465,15 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--output", "-o", "output", metavar="FILE", default=None,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
                    ".onnx, or .safetensors (the initialised weights).")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output):
+@click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
+              help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
+                   "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, max_bytes):
     with _errors():
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, **overrides)
+                                       deploy=deploy, max_bytes=max_bytes, **overrides)
             seconds = time.perf_counter() - start
         if output:
             from archdsl.export import export

@@ -16,7 +16,7 @@ from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
-from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
+from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
@@ -27,6 +27,7 @@ MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
 MAX_NODES = 200_000     # IR nodes in one graph
 MAX_REPEAT = 100_000
 MAX_STEPS = 5_000_000   # expressions evaluated, loop iterations and list items processed
+MAX_DIM = 2 ** 31 - 1   # one tensor dim: larger ones are typos (10 ** 30) that torch cannot build
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
@@ -269,7 +270,8 @@ class Elaborator:
     def top_input(self, s: A.InStmt, env: Env) -> Tensor:
         k = len(self.graph.inputs)
         if self.input_shapes is not None and k < len(self.input_shapes):
-            shape = tuple(self.input_shapes[k])
+            shape = tuple(self.size_value(n, s.span, f"input '{s.name}' size")
+                          for n in self.input_shapes[k])
             if len(shape) != len(s.dims):
                 raise ArchError(f"input '{s.name}' has {len(s.dims)} dims but the given shape "
                                 f"{list(shape)} has {len(shape)}", s.span)
@@ -291,16 +293,16 @@ class Elaborator:
     def default_dim(self, d: A.Dim, i: int, s: A.InStmt, env: Env) -> int:
         if d.name is not None:
             if d.value is not None:
-                return self.int_value(self.eval(d.value, env), d.span, "an input size")
+                return self.size_value(self.eval(d.value, env), d.span, "an input size")
             try:
-                return self.int_value(env.lookup(d.name), d.span, "an input size")
+                return self.size_value(env.lookup(d.name), d.span, "an input size")
             except KeyError:
                 if i == 0:
                     return 1  # the batch
                 raise ArchError(f"input '{s.name}' has no size for dim '{d.name}'", d.span,
                                 hint=f"give a default (`{d.name} = 224`) or pass the input shape "
                                      f"(`--input 1x3x224x224`)") from None
-        return self.int_value(self.eval(d.value, env), d.span, "an input size")
+        return self.size_value(self.eval(d.value, env), d.span, "an input size")
 
     def match_shape(self, s: A.InStmt, t: Tensor, env: Env):
         shape = t.shape
@@ -332,7 +334,7 @@ class Elaborator:
     def exec_init(self, s: A.InitStmt, env: Env):
         value = self.eval(s.value, env)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = InitSpec("constant", (("value", float(value)),))
+            value = InitSpec("constant", (("value", fill_value(value, s.value.span)),))
         if not isinstance(value, InitSpec):
             raise ArchError("an init rule needs an initialiser", s.value.span, found=describe(value),
                             hint=f"one of {', '.join(INITIALISERS)}, or a number")
@@ -343,15 +345,13 @@ class Elaborator:
         self.graph.inits.append(InitRule(self.frame.scope.prefix, s.pattern, value, s.span))
 
     def exec_tensor_decl(self, s: A.TensorDecl, env: Env):
-        shape = tuple(self.int_value(self.eval(d, env), d.span, "a size") for d in s.shape)
-        if any(n <= 0 for n in shape):
-            raise ArchError(f"{s.kind} '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        shape = tuple(self.size_value(self.eval(d, env), d.span, f"a {s.kind}'s size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
         if isinstance(init, bool) or not isinstance(init, (int, float, InitSpec)):
             raise ArchError(f"{s.kind} '{s.name}' initial value must be a number or an initialiser",
                             s.init.span, found=describe(init), hint="e.g. `= 1e-6` or `= trunc_normal(0.02)`")
         path = self.frame.scope.path(s.name)
-        init = init if isinstance(init, InitSpec) else float(init)
+        init = init if isinstance(init, InitSpec) else fill_value(init, (s.init or s).span)
         node = Node(path, s.kind, {"init": init}, [], shape, s.span,
                     self.frame.scope.prefix, self.frame.scope.block_type)
         self.add_node(node, s.span)
@@ -475,6 +475,9 @@ class Elaborator:
         tensor, scalar = (left, right) if isinstance(left, Tensor) else (right, left)
         if isinstance(scalar, bool) or not isinstance(scalar, (int, float)):
             raise ArchError(f"cannot apply '{e.op}' to a tensor and {describe(scalar)}", e.span)
+        if isinstance(scalar, int) and not -2 ** 1023 < scalar < 2 ** 1023:
+            raise ArchError(f"'{e.op}' with an integer of {scalar.bit_length()} bits: a tensor's "
+                            f"scalar must fit a float", e.span, hint="floats reach about 1.8e308")
         return self.make_node(op, [], {"scalar": float(scalar), "reverse": tensor is right},
                               [tensor], None, e.span)
 
@@ -705,6 +708,9 @@ class Elaborator:
                       self.graph.node(t.node).span) for k, t in enumerate(inputs)]
             message = err.message if err.message.startswith(f"{op.name} ") else f"{ref.name}: {err.message}"
             raise ArchError(message, span, hint=err.hint, notes=notes) from None
+        if any(n > MAX_DIM for n in _dims(out)):
+            raise ArchError(f"'{ref.name}' gives shape {_shape_text(out)}: a dim is larger than "
+                            f"{MAX_DIM:,}", span, hint="check the sizes given to this op")
         scope = self.frame.scope
         path = self.claim(scope, label, op.name, span)
         node = Node(path, op.name, attrs, [t.node for t in inputs], out, span, scope.prefix,
@@ -807,6 +813,13 @@ class Elaborator:
                             hint="conditions are decided from shapes: `if x.shape[1] == 64`")
         return bool(v)
 
+    def size_value(self, v, span, what: str) -> int:
+        """A tensor dim written in the spec: positive, and small enough for torch to build."""
+        n = self.int_value(v, span, what)
+        if not 1 <= n <= MAX_DIM:
+            raise ArchError(f"{what} must be between 1 and {MAX_DIM:,}, got {_brief_int(n)}", span)
+        return n
+
     def int_value(self, v, span, what: str) -> int:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
@@ -815,9 +828,29 @@ class Elaborator:
         return v
 
 
+def _brief_int(n: int) -> str:
+    return str(n) if abs(n) < 10 ** 15 else f"an integer of {len(str(abs(n)))} digits"
+
+
+def fill_value(v, span: Span) -> float:
+    """A number a float32 parameter or buffer is filled with."""
+    try:
+        return f32("initial value", v)
+    except ValueError as err:
+        raise ArchError(str(err), span,
+                        hint="parameters and buffers are float32 tensors") from None
+
+
 def _size(v) -> int:
     """Work to process a value, for the step budget: its length if it is a sequence."""
     return len(v) if isinstance(v, (list, tuple, str)) else 1
+
+
+def _dims(shape) -> list[int]:
+    """Every dim of a shape, or of each part of a multi-output shape."""
+    if shape and isinstance(shape[0], tuple):
+        return [n for part in shape for n in part]
+    return list(shape)
 
 
 def _nth(spans, i: int) -> Span | None:

@@ -261,11 +261,11 @@ class _ToAst(Transformer):
         return A.Variant(span=self._s(meta), name=str(c[0]), value=c[1], references=c[2] or [])
 
     def references(self, meta, c):
-        return [_unquote(str(s)) for s in c]
+        return [self._unquote(s) for s in c]
 
     def checkpoint_def(self, meta, c):
         source, *rules = c
-        return A.Checkpoint(span=self._s(meta), source=_unquote(str(source)), rules=rules)
+        return A.Checkpoint(span=self._s(meta), source=self._unquote(source), rules=rules)
 
     def key_rule(self, meta, c):
         source, target, reshape, cond = c
@@ -275,7 +275,7 @@ class _ToAst(Transformer):
             raise ArchError("a checkpoint key template cannot contain escapes", _tok_span(self.f, target))
         else:
             template = self._template(str(target)[1:-1], target, 1, "a key template")
-        return A.KeyRule(span=self._s(meta), source=_unquote(str(source)), target=template,
+        return A.KeyRule(span=self._s(meta), source=self._unquote(source), target=template,
                          reshape=reshape, cond=cond)
 
     def key_reshape(self, meta, c):
@@ -346,7 +346,7 @@ class _ToAst(Transformer):
 
     def init_stmt(self, meta, c):
         pattern, value = c
-        return A.InitStmt(span=self._s(meta), pattern=_unquote(str(pattern)), value=value)
+        return A.InitStmt(span=self._s(meta), pattern=self._unquote(pattern), value=value)
 
     def net_stmt(self, meta, c):
         return A.NetStmt(span=self._s(meta), name=str(c[0]), value=c[1])
@@ -488,8 +488,14 @@ class _ToAst(Transformer):
     def name(self, meta, c):
         return A.Name(span=self._s(meta), id=str(c[0]))
 
+    def _tok(self, tok: Token) -> Span:
+        return _tok_span(self.f, tok)
+
     def _const(self, tok: Token, value):
-        return A.Const(span=_tok_span(self.f, tok), value=value, text=str(tok))
+        return A.Const(span=self._tok(tok), value=value, text=str(tok))
+
+    def _unquote(self, tok: Token) -> str:
+        return _unquote(str(tok), self._tok(tok))
 
     def int_lit(self, meta, c):
         digits = str(c[0]).replace("_", "")
@@ -503,7 +509,7 @@ class _ToAst(Transformer):
         return self._const(c[0], float(str(c[0])))
 
     def str_lit(self, meta, c):
-        return self._const(c[0], _unquote(str(c[0])))
+        return self._const(c[0], self._unquote(c[0]))
 
     def true_lit(self, meta, c):
         return A.Const(span=self._s(meta), value=True, text="true")
@@ -544,11 +550,32 @@ class _ShiftedAst(_ToAst):
     def _s(self, meta) -> Span:
         return Span(self.f, self.line, meta.column + self.off, self.line, meta.end_column + self.off)
 
-    def _const(self, tok, value):
-        return A.Const(span=Span(self.f, self.line, tok.column + self.off, self.line,
-                                 tok.end_column + self.off), value=value, text=str(tok))
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.f, self.line, tok.column + self.off, self.line, tok.end_column + self.off)
 
 
-def _unquote(s: str) -> str:
-    body = s[1:-1]
-    return body.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in body else body
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
+
+
+def _unquote(text: str, span: Span) -> str:
+    r"""A string literal's value. Only the escapes of _ESCAPES exist: any other backslash is an
+    error, so "timm\xception" or "C:\Users" never turn silently into other characters."""
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+    out, i = [], 0
+    while i < len(body):
+        if body[i] != "\\":
+            out.append(body[i])
+            i += 1
+            continue
+        ch = body[i + 1]  # the grammar puts a character after every backslash
+        if ch not in _ESCAPES:
+            col = span.col + 1 + i
+            raise ArchError(f"unknown escape '\\{ch}' in a string",
+                            Span(span.file, span.line, col, span.line, col + 2),
+                            hint='the escapes are \\\\ \\" \\n \\t; write a backslash as \\\\ '
+                                 '(or a path with /)')
+        out.append(_ESCAPES[ch])
+        i += 2
+    return "".join(out)
