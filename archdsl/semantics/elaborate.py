@@ -17,6 +17,7 @@ from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
+from archdsl.semantics.labels import MAX_LABEL_CHARS, check_label
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
@@ -68,6 +69,7 @@ class Elaborator:
         self.counters: dict[str, int] = {}
         self.stack: list[Frame] = []
         self.used: set[str] = set()
+        self.containers: set[str] = set()   # proper prefixes of node paths: modules that hold others
         self.steps = 0
 
     # ---- entry ---------------------------------------------------------------------------
@@ -789,8 +791,26 @@ class Elaborator:
         if len(self.graph) >= MAX_NODES:
             raise ArchError(f"the graph has more than {MAX_NODES} nodes", span,
                             hint="check repeat counts and loops")
+        self.check_nesting(node, span)
         self.used.add(node.id)
         self.graph.add(node)
+
+    def check_nesting(self, node: Node, span):
+        """A node's path may not pass through another node's (`fc.weight` under a linear `fc`
+        is that linear's own weight) nor be a path other nodes are under."""
+        hint = "labels are module paths: give this node a name of its own"
+        if node.id in self.containers:
+            inner = next(p for p in self.graph.nodes() if p.id.startswith(node.id + "."))
+            raise ArchError(f"'{node.id}' is already the path of a group of modules", span,
+                            notes=[(f"'{inner.id}' is inside it", inner.span)], hint=hint)
+        parts = node.id.split(".")
+        prefixes = [".".join(parts[:k]) for k in range(1, len(parts))]
+        for prefix in prefixes:
+            if prefix in self.graph:
+                outer = self.graph.node(prefix)
+                raise ArchError(f"'{node.id}' would be inside the {outer.op} node '{prefix}'", span,
+                                notes=[(f"'{prefix}' is created here", outer.span)], hint=hint)
+        self.containers.update(prefixes)
 
     # ---- helpers -------------------------------------------------------------------------------------
 
@@ -805,7 +825,9 @@ class Elaborator:
                     raise ArchError("a label template must give an integer or a string", p.span,
                                     found=describe(v))
                 out.append(str(v))
-        return "".join(out)
+                if sum(map(len, out)) > MAX_LABEL_CHARS:  # before joining a 1 MB string per node
+                    break
+        return check_label("".join(out), label.span)
 
     def truth(self, v, span) -> bool:
         if isinstance(v, (Tensor, Outputs)):

@@ -250,8 +250,8 @@ class TopologyElaborator(Elaborator):
         repeat = self.int_value(options.get("times", 1), p.span, "a phase's `times`")
         if repeat < 1:
             raise ArchError("a phase runs at least once per round (`times` ≥ 1)", p.span)
-        saved = self.graph, self.used, self.frame.scope
-        self.graph, self.used = Graph(f"{self.ir.name}.{p.name}"), set()
+        saved = self.graph, self.used, self.containers, self.frame.scope
+        self.graph, self.used, self.containers = Graph(f"{self.ir.name}.{p.name}"), set(), set()
         self.frame.scope = Scope("", self.ir.name)
         self.logs: dict[str, str] = {}
         self.actions: list[Action] = []
@@ -285,7 +285,7 @@ class TopologyElaborator(Elaborator):
                 phase = self.ir.phases[p.name]
                 phase.freeze, phase.freeze_steps = self._freeze(options, phase.update, p.span)
         finally:
-            self.graph, self.used, self.frame.scope = saved
+            self.graph, self.used, self.containers, self.frame.scope = saved
 
     def _check_trains_something(self, p: A.PhaseStmt, update: list, params: tuple):
         """A phase whose optimizer step would change nothing is a mistake (an empty `update`, or
