@@ -81,5 +81,22 @@ def _quote(span: Span) -> list[str]:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """The candidate that is the same name in another spelling (`ReLU` → `relu`, `SEModule` →
+    `SE`, `BatchNorm2d` → `batch_norm`), else the closest one by difflib."""
+    pool = sorted(set(candidates))
+    key = _spelling(name)
+    same = [c for c in pool if _spelling(c) == key] if key else []
+    close = same or difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+_SUFFIXES = ("module", "block", "layer", "1d", "2d", "3d")
+
+
+def _spelling(name: str) -> str:
+    """A name without case, underscores and the class-name suffixes of PyTorch and timm."""
+    key = name.lower().replace("_", "")
+    for suffix in _SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[:-len(suffix)]
+    return key

@@ -208,7 +208,10 @@ class Elaborator:
                 raise ArchError("`out` needs a tensor", s.value.span, found=describe(value),
                                 hint="index a multi-output value: `out parts[0]`")
             if any(n == s.name for n, _, _ in self.frame.outputs):
-                raise ArchError(f"output '{s.name}' declared twice", s.span)
+                first = next(sp for n, _, sp in self.frame.outputs if n == s.name)
+                what = "a second unnamed `out`" if s.name is None else f"output '{s.name}' declared twice"
+                raise ArchError(what, s.span, notes=[("the first is here", first)],
+                                hint="a block has one unnamed output, or names each: `out y = …`")
             self.frame.outputs.append((s.name, value, s.span))
         elif isinstance(s, A.If):
             for cond, body in s.branches:
@@ -315,7 +318,8 @@ class Elaborator:
         fixed = len(dims) - len(rest)
         if shape and isinstance(shape[0], tuple) or (len(shape) != fixed if not rest else len(shape) < fixed):
             want = f"{fixed} dims" if not rest else f"at least {fixed} dims"
-            raise ArchError(f"input '{s.name}' expects {want}, got shape {_shape_text(shape)}", s.span)
+            raise ArchError(f"input '{s.name}' expects {want}, got shape {_shape_text(shape)}", s.span,
+                            notes=self.call_site())
         if rest:  # `...` absorbs the dims that the others do not name
             k = rest[0]
             shape = shape[:k] + shape[len(shape) - (len(dims) - k - 1):]
@@ -325,13 +329,21 @@ class Elaborator:
                 bound = env.vars.get(d.name)
                 if isinstance(bound, int) and not isinstance(bound, bool) and bound != actual:
                     raise ArchError(f"input '{s.name}' dim '{d.name}' must be {bound}, got {actual}",
-                                    d.span, expected=str(bound), found=str(actual))
+                                    d.span, expected=str(bound), found=str(actual), notes=self.call_site())
                 env.vars[d.name] = actual
             else:
                 want = self.int_value(self.eval(d.value, env), d.span, "a dim")
                 if want != actual:
                     raise ArchError(f"input '{s.name}' expects shape {_pattern(s)}, got "
-                                    f"{list(shape)}", d.span, expected=str(want), found=str(actual))
+                                    f"{list(shape)}", d.span, expected=str(want), found=str(actual),
+                                    notes=self.call_site())
+
+    def call_site(self) -> list:
+        """A note at the place the current block instance was created (when there is one)."""
+        frame = self.frame
+        if frame.inputs is None or frame.call is None:
+            return []
+        return [(f"'{frame.decl.name}' is given this input here", frame.call)]
 
     def exec_init(self, s: A.InitStmt, env: Env):
         value = self.eval(s.value, env)
@@ -708,7 +720,8 @@ class Elaborator:
         except ShapeError as err:
             notes = [(f"input {k} '{t.node}' has shape {_shape_text(t.shape)}",
                       self.graph.node(t.node).span) for k, t in enumerate(inputs)]
-            message = err.message if err.message.startswith(f"{op.name} ") else f"{ref.name}: {err.message}"
+            named = any(err.message.startswith(n + sep) for n in (op.name, ref.name) for sep in " :")
+            message = err.message if named else f"{ref.name}: {err.message}"
             raise ArchError(message, span, hint=err.hint, notes=notes) from None
         if any(n > MAX_DIM for n in _dims(out)):
             raise ArchError(f"'{ref.name}' gives shape {_shape_text(out)}: a dim is larger than "
@@ -726,9 +739,10 @@ class Elaborator:
         op = ref.op
         kw_spans = kw_spans or {}
         if len(args) > len(op.positional):
-            raise ArchError(f"'{ref.name}' takes at most {len(op.positional)} positional "
-                            f"argument(s) ({', '.join(op.positional) or 'none'}), got {len(args)}",
-                            _nth(arg_spans, len(op.positional)) or span, hint="name the others: `stride=2`")
+            most = f"at most {len(op.positional)} positional argument(s) ({', '.join(op.positional)})" \
+                if op.positional else "no positional arguments"
+            raise ArchError(f"'{ref.name}' takes {most}, got {len(args)}",
+                            _nth(arg_spans, len(op.positional)) or span, hint=_name_them(op))
         values = dict(zip(op.positional, args))
         at = {k: _nth(arg_spans, i) for i, k in enumerate(op.positional[:len(args)])}
         for k, v in kwargs.items():
@@ -866,6 +880,13 @@ def fill_value(v, span: Span) -> float:
 def _size(v) -> int:
     """Work to process a value, for the step budget: its length if it is a sequence."""
     return len(v) if isinstance(v, (list, tuple, str)) else 1
+
+
+def _name_them(op: Op) -> str:
+    named = [k for k in op.Attrs.model_fields if k not in op.positional]
+    if not named:
+        return f"'{op.name}' takes no arguments"
+    return f"name the others: {', '.join(f'`{k}=…`' for k in named[:4])}"
 
 
 def _dims(shape) -> list[int]:

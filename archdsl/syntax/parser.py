@@ -28,6 +28,8 @@ _CLOSERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _ARROW = next(t.name for t in _parser.terminals if t.pattern.type == "str" and t.pattern.value == "->")
 _KEYWORDS = {t.name for t in _parser.terminals if t.pattern.type == "str" and t.pattern.value.isalpha()}
 MAX_INT_DIGITS = 1000   # integer literals; arithmetic is bounded separately by the elaborator
+MAX_NESTING = 200       # brackets and operators nested in one expression
+_NESTING_OPS = {"?", "-", "+", "*", "/", "//", "%", "**", ".", "not"}
 
 
 def parse(text: str, filename: str = "<string>") -> A.Module:
@@ -35,6 +37,7 @@ def parse(text: str, filename: str = "<string>") -> A.Module:
     with _lock:
         register_source(filename, text)
         _comments.clear()
+        _check_nesting(text, filename)
         tree = _run(lambda: _parser.parse(text, start="start"), text, filename)
         comments = [A.Comment(line=t.line, col=t.column, text=str(t).rstrip()) for t in _comments]
         module = _transform(tree, filename)
@@ -45,6 +48,7 @@ def parse_expr(text: str, filename: str = "<expr>") -> A.Expr:
     """Parse one expression (used for `--set k=v` values)."""
     with _lock:
         register_source(filename, text)
+        _check_nesting(text, filename)
         tree = _run(lambda: _parser.parse(text, start="test"), text, filename)
         return _transform(tree, filename)
 
@@ -59,6 +63,29 @@ def _run(thunk, text: str, filename: str):
                         hint="split it into named intermediate values") from None
 
 
+def _check_nesting(text: str, filename: str) -> None:
+    """Refuse an expression nested more than MAX_NESTING deep before parsing it: the parser and
+    the tree it builds take time quadratic in the depth (20,000 parentheses: 20 s). Brackets
+    nest; so do operators, each adding a level to its operand (`- - - x`, `a ? b : c ? …`,
+    `1 + 1 + …`) until a ',' or, outside brackets, a new line ends the operand."""
+    levels, line = [0], 1
+    for tok in _tokens(text):
+        if tok.line != line and len(levels) == 1:
+            levels[0] = 0
+        line = tok.line
+        if tok.type in _CLOSERS:
+            levels.append(0)
+        elif tok.type in _CLOSERS.values() and len(levels) > 1:
+            levels.pop()
+        elif tok.type == "COMMA":
+            levels[-1] = 0
+        elif str(tok) in _NESTING_OPS:
+            levels[-1] += 1
+        if len(levels) + sum(levels) > MAX_NESTING:
+            raise ArchError(f"expression nested more than {MAX_NESTING} deep", _tok_span(filename, tok),
+                            hint="split it into named intermediate values")
+
+
 def _transform(tree, filename):
     try:
         return _ToAst(filename).transform(tree)
@@ -68,6 +95,9 @@ def _transform(tree, filename):
             orig = orig.orig_exc
         if isinstance(orig, ArchError):
             raise orig from None
+        if isinstance(orig, RecursionError):
+            raise ArchError("expression nested too deeply", _deepest(tree, filename),
+                            hint="split it into named intermediate values") from None
         raise
     except RecursionError:
         raise ArchError("expression nested too deeply", _deepest(tree, filename),
@@ -123,7 +153,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> ArchError:
                              notes=[("this '->' has nothing after it", _tok_span(filename, prev))],
                              hint="write what the tensor flows into: `x -> relu`")
         return ArchError(f"unexpected {found}", span, expected=expected_text, found=found,
-                         hint=_hint_for(tok, prev, expected))
+                         hint=_hint_for(tok, prev, expected), notes=_open_bracket(text, tok, expected, filename))
     if isinstance(e, UnexpectedEOF):
         return _unexpected_end(text, filename, expected_text)
     return ArchError("syntax error", span)
@@ -159,6 +189,15 @@ def _unclosed(text: str) -> Token | None:
         elif stack and tok.type == _CLOSERS[stack[-1].type]:
             stack.pop()
     return stack[-1] if stack else None
+
+
+def _open_bracket(text: str, tok: Token, expected, filename: str) -> list:
+    """A note at the bracket still open where the parser wanted its closer (an unclosed `(` is
+    found only at the next line's first token)."""
+    opener = _unclosed(text[:tok.start_pos])
+    if opener is None or _CLOSERS[opener.type] not in expected or opener.line == tok.line:
+        return []
+    return [(f"this {_describe(opener.type)} is not closed", _tok_span(filename, opener))]
 
 
 def _previous_token(text: str, tok: Token) -> Token | None:
