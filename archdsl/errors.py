@@ -63,6 +63,16 @@ class ArchError(Exception):
         return "\n".join(lines)
 
 
+class ArchWarning(UserWarning):
+    """Something a spec says that is allowed but likely unintended (`repeat(0)`)."""
+
+
+def warn(message: str, span: Span | None, hint: str | None = None) -> None:
+    import warnings
+    text = ArchError(message, span, hint=hint).render().replace("error: ", "", 1)
+    warnings.warn(ArchWarning(text), stacklevel=2)
+
+
 def _quote(span: Span) -> list[str]:
     out = [f"  --> {span}"]
     text = _SOURCES.get(span.file)

@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from archdsl.errors import ArchError, Span, did_you_mean
+from archdsl.errors import ArchError, Span, did_you_mean, warn
 from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
+from archdsl.semantics.budget import Budget
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
 from archdsl.semantics.labels import MAX_LABEL_CHARS, check_label
@@ -24,10 +25,6 @@ from archdsl.syntax import ast as A
 from archdsl.syntax.fmt import fmt_expr
 
 INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
-MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
-MAX_NODES = 200_000     # IR nodes in one graph
-MAX_REPEAT = 100_000
-MAX_STEPS = 5_000_000   # expressions evaluated, loop iterations and list items processed
 MAX_DIM = 2 ** 31 - 1   # one tensor dim: larger ones are typos (10 ** 30) that torch cannot build
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
@@ -70,7 +67,8 @@ class Elaborator:
         self.stack: list[Frame] = []
         self.used: set[str] = set()
         self.containers: set[str] = set()   # proper prefixes of node paths: modules that hold others
-        self.steps = 0
+        self.budget = Budget()
+        self.variants: dict[str, Any] = {}   # stdlib variants named in the spec, each loaded once
 
     # ---- entry ---------------------------------------------------------------------------
 
@@ -100,9 +98,9 @@ class Elaborator:
     def instantiate(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
                     scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
         decl = block.decl
-        if len(self.stack) >= MAX_DEPTH:
+        if len(self.stack) >= self.budget.limits.depth:
             chain = " → ".join(f.decl.name for f in self.stack[-4:])
-            raise ArchError(f"block '{decl.name}' is nested more than {MAX_DEPTH} deep "
+            raise ArchError(f"block '{decl.name}' is nested more than {self.budget.limits.depth} deep "
                             f"(… {chain} → {decl.name})", span,
                             hint="a block that instantiates itself needs a condition that stops it")
         env = Env(block.module, None, block.module.prelude)
@@ -166,6 +164,8 @@ class Elaborator:
                 raise ArchError(f"missing argument '{p.name}' for {decl.kind} '{decl.name}'", span,
                                 notes=[("declared here", p.span)],
                                 hint=f"pass it: `{decl.name}({p.name}=…)`")
+            if p.type is not None and p.type.args:  # list[int]: every element is checked
+                self.budget.charge_values(at.get(p.name) or span, f"checking '{p.name}'", value)
             if p.type is not None and not type_matches(value, p.type):
                 where = at.get(p.name) or span
                 raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
@@ -224,10 +224,13 @@ class Elaborator:
             if not isinstance(items, (list, tuple)):
                 raise ArchError("`for` needs a list", s.iter.span, found=describe(items),
                                 hint="iterate over `range(n)` or a list")
+            forecast = self.budget.loop(len(items), f"this loop over {len(items):,} items", s.iter.span)
             for item in items:
                 self.tick(s.span)
+                nodes, steps = len(self.graph), self.budget.steps
                 env.vars[s.var] = item
                 self.exec_body(s.body, env)
+                forecast.iteration(nodes, len(self.graph), steps)
         elif isinstance(s, A.TensorDecl):
             self.exec_tensor_decl(s, env)
         elif isinstance(s, A.InitStmt):
@@ -384,19 +387,17 @@ class Elaborator:
 
     def tick(self, span: Span | None, work: int = 1):
         """Count evaluation work, so that no spec (nested loops, say) can run for ever."""
-        self.steps += work
-        if self.steps > MAX_STEPS:
-            raise ArchError(f"the spec takes more than {MAX_STEPS} steps to elaborate", span,
-                            hint="check loop bounds and list sizes")
+        self.budget.charge(span, work)
 
     def eval_Name(self, e: A.Name, env: Env):
         try:
             return env.lookup(e.id)
         except KeyError:
             pass
-        variant = stdlib_variant(e.id)  # every stdlib variant name is visible everywhere
-        if variant is not None:
-            return variant
+        if e.id not in self.variants:  # every stdlib variant name is visible everywhere
+            self.variants[e.id] = stdlib_variant(e.id)
+        if self.variants[e.id] is not None:
+            return self.variants[e.id]
         raise ArchError(f"unknown name '{e.id}'", e.span,
                         hint=did_you_mean(e.id, env.visible_names())) from None
 
@@ -419,11 +420,15 @@ class Elaborator:
             raise ArchError("a list comprehension needs a list", e.iter.span, found=describe(items))
         inner = env.child()
         out = []
+        forecast = self.budget.loop(len(items), f"this list comprehension over {len(items):,} items",
+                                    e.iter.span)
         for item in items:
             self.tick(e.span)
+            nodes, steps = len(self.graph), self.budget.steps
             inner.vars[e.var] = item
             if e.cond is None or self.truth(self.eval(e.cond, inner), e.cond.span):
                 out.append(self.eval(e.item, inner))
+            forecast.iteration(nodes, len(self.graph), steps)
         return out
 
     def eval_Attr(self, e: A.Attr, env: Env):
@@ -513,7 +518,8 @@ class Elaborator:
         if e.op == "+" and isinstance(left, (list, str, tuple)) and isinstance(right, (list, str, tuple)):
             if len(left) + len(right) > MAX_ITEMS:
                 raise ArchError("sequence too large", e.span, hint=f"lists hold at most {MAX_ITEMS} items")
-        self.tick(e.span, _size(left) + _size(right))
+        work = _result_size(e.op, left, right)
+        self.budget.charge(e.span, work, f"'{e.op}' builds {work:,} items" if work > 1000 else None)
         try:
             result = _ARITH[e.op](left, right)
         except ZeroDivisionError:
@@ -535,6 +541,7 @@ class Elaborator:
             if op in ("in", "not in") and not isinstance(right, (list, tuple, str)):
                 raise ArchError(f"'{op}' needs a list, tuple or string on its right", expr.span,
                                 found=describe(right))
+            self.budget.charge_values(e.span, f"'{op}'", left, right)
             try:
                 ok = _COMPARE[op](left, right)
             except TypeError:
@@ -578,7 +585,7 @@ class Elaborator:
         if isinstance(fn, Builtin):
             if any(isinstance(v, (Tensor, Outputs)) for v in (*args, *kwargs.values())):
                 raise ArchError(f"builtin '{fn.name}' works on numbers and lists, not tensors", span)
-            self.tick(span, sum(_size(v) for v in (*args, *kwargs.values())))
+            self.budget.charge_values(span, f"'{fn.name}'", *args, *kwargs.values())
             try:
                 result = fn.fn(*args, **kwargs)
             except BuiltinError as err:
@@ -615,8 +622,12 @@ class Elaborator:
 
     def eval_Repeat(self, e: A.Repeat, env: Env):
         n = self.int_value(self.eval(e.count, env), e.count.span, "a repeat count")
-        if not 0 <= n <= MAX_REPEAT:
-            raise ArchError(f"repeat count {n} must be between 0 and {MAX_REPEAT}", e.count.span)
+        if not 0 <= n <= self.budget.limits.repeat:
+            raise ArchError(f"repeat count {n} must be between 0 and {self.budget.limits.repeat}",
+                            e.count.span)
+        if n == 0:
+            warn("repeat(0) applies its body no times: its input passes through unchanged",
+                 e.count.span, hint="that is deliberate for an empty stage; otherwise check the count")
         return RepeatVal(e, n, env.snapshot())
 
     # ---- application: a callable applied to tensors --------------------------------------------
@@ -680,7 +691,9 @@ class Elaborator:
         e = rep.expr
         stages = [A.Stage(span=e.body.head.span, value=e.body.head)] + list(e.body.stages)
         value: Any = inputs
+        forecast = self.budget.loop(rep.count, f"repeat({rep.count})", rep.expr.count.span)
         for j in range(rep.count):
+            nodes, steps = len(self.graph), self.budget.steps
             env = rep.env.child()
             if e.index:
                 env.vars[e.index] = j
@@ -701,6 +714,7 @@ class Elaborator:
                         value = self.apply(fn, self.as_inputs(value, st.span), name, st.span)
             finally:
                 self.frame.scope = outer
+            forecast.iteration(nodes, len(self.graph), steps)
         return value[0] if isinstance(value, list) and len(value) == 1 else value
 
     # ---- nodes ------------------------------------------------------------------------------------
@@ -752,6 +766,7 @@ class Elaborator:
             values[k] = v
             at[k] = kw_spans.get(k)
         fields = op.Attrs.model_fields
+        self.budget.charge_values(span, f"the arguments of '{ref.name}'", *values.values())
         for k in values:
             if k not in fields:
                 raise ArchError(f"'{ref.name}' has no argument '{k}'", at.get(k) or span,
@@ -802,9 +817,7 @@ class Elaborator:
     def add_node(self, node: Node, span):
         if node.id in self.graph and node.op in ("input", "param", "buffer"):
             raise ArchError(f"duplicate name '{node.id}'", span)
-        if len(self.graph) >= MAX_NODES:
-            raise ArchError(f"the graph has more than {MAX_NODES} nodes", span,
-                            hint="check repeat counts and loops")
+        self.budget.check_nodes(len(self.graph), span)
         self.check_nesting(node, span)
         self.used.add(node.id)
         self.graph.add(node)
@@ -880,6 +893,15 @@ def fill_value(v, span: Span) -> float:
 def _size(v) -> int:
     """Work to process a value, for the step budget: its length if it is a sequence."""
     return len(v) if isinstance(v, (list, tuple, str)) else 1
+
+
+def _result_size(op: str, left, right) -> int:
+    """Work of a binary operation on plain values: the length of what it builds."""
+    if op == "*" and isinstance(left, int) and isinstance(right, (list, tuple, str)):
+        left, right = right, left
+    if op == "*" and isinstance(left, (list, tuple, str)) and isinstance(right, int):
+        return max(1, len(left) * right)
+    return _size(left) + _size(right)
 
 
 def _name_them(op: Op) -> str:

@@ -36,8 +36,8 @@ def parse(text: str, filename: str = "<string>") -> A.Module:
     """Parse a whole .arch file."""
     with _lock:
         register_source(filename, text)
-        _comments.clear()
         _check_nesting(text, filename)
+        _comments.clear()  # after the scan: lexing it ran the comment callback too
         tree = _run(lambda: _parser.parse(text, start="start"), text, filename)
         comments = [A.Comment(line=t.line, col=t.column, text=str(t).rstrip()) for t in _comments]
         module = _transform(tree, filename)
