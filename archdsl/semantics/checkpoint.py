@@ -5,8 +5,8 @@
       "features.{s}.{b}.layer_scale" -> "stages.{(s - 1) // 2}.blocks.{b}.gamma" as [-1] if s % 2 == 1
     }
 
-A source pattern's `{name}` placeholders each match text inside one dotted key component
-(a run of digits binds an int). The first rule whose pattern matches the whole key and whose
+A source pattern's `{name}` placeholders each match text inside one dotted key component, up
+to the first character of the literal after it (a run of digits binds an int). The first rule whose pattern matches the whole key and whose
 condition holds renames it; the target's `{expr}` parts are evaluated with the placeholders and
 the file's top-level names in scope; `as [dims]` reshapes the tensor; a target `none` drops the
 key (a buffer the spec recomputes). Keys no rule matches keep their name. The result must name exactly the model's keys with the model's shapes.
