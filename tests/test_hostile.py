@@ -69,6 +69,8 @@ CASES = [
          "C = 10", "an input size must be between 1 and 2,147,483,647, got an integer of 31 digits"),
     Case("huge-op-output", net("  out x -> linear(10 ** 30)"), 3, 12, "linear(",
          "'linear' gives shape [1, 1000000000000000000000000000000]: a dim is larger than 2,147,483,647"),
+    Case("op-argument-beyond-int64", net("  out x -> conv(8, 3, stride=2 ** 4000)"), 3, 23, "stride=",
+         "'conv' argument 'stride' does not fit a 64-bit integer", hint="int64"),
     Case("zero-param-size", net("  param w: [0]\n  out x"), 3, 13, "0]",
          "a param's size must be between 1 and 2,147,483,647, got 0"),
     # ---- labels: fx KeyError / SyntaxError before -------------------------------------------------

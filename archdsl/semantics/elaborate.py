@@ -775,6 +775,9 @@ class Elaborator:
             if isinstance(v, (Tensor, OpRef, BlockRef, Partial, Outputs, RepeatVal)):
                 raise ArchError(f"'{ref.name}' argument '{k}' must be a plain value", at.get(k) or span,
                                 found=describe(v))
+            if any(isinstance(n, int) and not -2 ** 63 <= n < 2 ** 63 for n in _flat_items(v)):
+                raise ArchError(f"'{ref.name}' argument '{k}' does not fit a 64-bit integer",
+                                at.get(k) or span, hint="torch takes sizes, strides and dims as int64")
             wrong = _coerced_kind(v, fields[k].annotation)
             if wrong:  # pydantic's lax mode would quietly turn "64" or true into 64 or 1
                 raise ArchError(f"'{ref.name}' argument '{k}' cannot be {wrong}", at.get(k) or span,
@@ -902,6 +905,13 @@ def _result_size(op: str, left, right) -> int:
     if op == "*" and isinstance(left, (list, tuple, str)) and isinstance(right, int):
         return max(1, len(left) * right)
     return _size(left) + _size(right)
+
+
+def _flat_items(v) -> list:
+    """A value, or the items of a (nested) list or tuple of values."""
+    if not isinstance(v, (list, tuple)):
+        return [v]
+    return [x for item in v for x in _flat_items(item)]
 
 
 def _name_them(op: Op) -> str:
