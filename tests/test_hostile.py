@@ -64,11 +64,11 @@ CASES = [
          "bad arguments to 'uniform': the bounds need a <= b, got a = 1, b = 0"),
     # ---- dims given as spec defaults: negative params and FLOPs in check before ------------------
     Case("negative-default-dim", "network N() {\n  in x: [B, C = -4]\n  out x -> linear(4)\n}\n", 2, 13,
-         "C = -4", "an input size must be between 1 and 2,147,483,647, got -4"),
+         "C = -4", "an input size must be between 0 and 2,147,483,647, got -4"),
     Case("huge-default-dim", "network N() {\n  in x: [B, C = 10 ** 30]\n  out x -> linear(4)\n}\n", 2, 13,
-         "C = 10", "an input size must be between 1 and 2,147,483,647, got an integer of 31 digits"),
-    Case("huge-op-output", net("  out x -> linear(10 ** 30)"), 3, 12, "linear(",
-         "'linear' gives shape [1, 1000000000000000000000000000000]: a dim is larger than 2,147,483,647"),
+         "C = 10", "an input size must be between 0 and 2,147,483,647, got an integer of 31 digits"),
+    Case("huge-op-output", net("  out x -> linear(2 ** 40)"), 3, 12, "linear(",
+         "'linear' gives shape [1, 1099511627776]: a dim is larger than 2,147,483,647"),
     Case("op-argument-beyond-int64", net("  out x -> conv(8, 3, stride=2 ** 4000)"), 3, 23, "stride=",
          "'conv' argument 'stride' does not fit a 64-bit integer", hint="int64"),
     Case("zero-param-size", net("  param w: [0]\n  out x"), 3, 13, "0]",
@@ -265,7 +265,7 @@ def test_compile_refuses_a_module_that_cannot_fit(monkeypatch):
 
 
 def test_given_input_shapes_are_bounded_like_defaults():
-    with pytest.raises(ArchError, match="input 'x' size must be between 1 and 2,147,483,647, got -4"):
+    with pytest.raises(ArchError, match="input 'x' size must be between 0 and 2,147,483,647, got -4"):
         archdsl.check_spec(source=net("  out x"), input_shape=(1, -4))
 
 

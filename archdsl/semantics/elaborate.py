@@ -278,7 +278,7 @@ class Elaborator:
     def top_input(self, s: A.InStmt, env: Env) -> Tensor:
         k = len(self.graph.inputs)
         if self.input_shapes is not None and k < len(self.input_shapes):
-            shape = tuple(self.size_value(n, s.span, f"input '{s.name}' size")
+            shape = tuple(self.size_value(n, s.span, f"input '{s.name}' size", least=0)
                           for n in self.input_shapes[k])
             if len(shape) != len(s.dims):
                 raise ArchError(f"input '{s.name}' has {len(s.dims)} dims but the given shape "
@@ -301,16 +301,16 @@ class Elaborator:
     def default_dim(self, d: A.Dim, i: int, s: A.InStmt, env: Env) -> int:
         if d.name is not None:
             if d.value is not None:
-                return self.size_value(self.eval(d.value, env), d.span, "an input size")
+                return self.size_value(self.eval(d.value, env), d.span, "an input size", least=0)
             try:
-                return self.size_value(env.lookup(d.name), d.span, "an input size")
+                return self.size_value(env.lookup(d.name), d.span, "an input size", least=0)
             except KeyError:
                 if i == 0:
                     return 1  # the batch
                 raise ArchError(f"input '{s.name}' has no size for dim '{d.name}'", d.span,
                                 hint=f"give a default (`{d.name} = 224`) or pass the input shape "
                                      f"(`--input 1x3x224x224`)") from None
-        return self.size_value(self.eval(d.value, env), d.span, "an input size")
+        return self.size_value(self.eval(d.value, env), d.span, "an input size", least=0)
 
     def match_shape(self, s: A.InStmt, t: Tensor, env: Env):
         shape = t.shape
@@ -865,11 +865,12 @@ class Elaborator:
                             hint="conditions are decided from shapes: `if x.shape[1] == 64`")
         return bool(v)
 
-    def size_value(self, v, span, what: str) -> int:
-        """A tensor dim written in the spec: positive, and small enough for torch to build."""
+    def size_value(self, v, span, what: str, least: int = 1) -> int:
+        """A tensor dim written in the spec, small enough for torch to build; an input's may be 0
+        (an empty batch of crops: DINO with n_local=0)."""
         n = self.int_value(v, span, what)
-        if not 1 <= n <= MAX_DIM:
-            raise ArchError(f"{what} must be between 1 and {MAX_DIM:,}, got {_brief_int(n)}", span)
+        if not least <= n <= MAX_DIM:
+            raise ArchError(f"{what} must be between {least} and {MAX_DIM:,}, got {_brief_int(n)}", span)
         return n
 
     def int_value(self, v, span, what: str) -> int:
