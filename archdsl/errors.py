@@ -93,6 +93,8 @@ def _quote(span: Span) -> list[str]:
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate that is the same name in another spelling (`ReLU` → `relu`, `SEModule` →
     `SE`, `BatchNorm2d` → `batch_norm`), else the closest one by difflib."""
+    if len(name) > 128:  # no name is that long; difflib's cost grows with the product of lengths
+        return None
     pool = sorted(set(candidates))
     key = _spelling(name)
     same = [c for c in pool if _spelling(c) == key] if key else []
