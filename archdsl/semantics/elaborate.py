@@ -269,7 +269,7 @@ class Elaborator:
         else:
             if frame.next_input >= len(frame.inputs):
                 raise ArchError(f"'{frame.decl.name}' needs input '{s.name}' but was given only "
-                                f"{len(frame.inputs)} tensor(s)", s.span)
+                                f"{len(frame.inputs)} tensor(s)", s.span, notes=self.call_site())
             tensor = frame.inputs[frame.next_input]
             self.match_shape(s, tensor, env)
         frame.next_input += 1
