@@ -1,4 +1,5 @@
 """archdsl: a declarative, graph-based compiler for neural-network architectures."""
+from archdsl._version import __version__  # noqa: F401
 from archdsl.api import (CatalogEntry, SpecText, VariantInfo, catalog, check_spec, load_graph, load_spec,
                          load_topology, load_weights, spec_kind)
 from archdsl.errors import ArchError, ArchWarning
@@ -6,4 +7,3 @@ from archdsl.semantics.budget import limits
 
 __all__ = ["ArchError", "ArchWarning", "CatalogEntry", "SpecText", "VariantInfo", "catalog", "check_spec",
            "limits", "load_graph", "load_spec", "load_topology", "load_weights", "spec_kind"]
-__version__ = "0.1.0"

@@ -26,7 +26,7 @@ _HERE = Path(__file__).resolve().parent
 
 @lru_cache(maxsize=1)
 def _salt() -> bytes:
-    from archdsl import __version__
+    from archdsl._version import __version__
     h = hashlib.sha256(__version__.encode())
     for name in ("grammar.lark", "parser.py", "ast.py"):
         h.update((_HERE / name).read_bytes())
