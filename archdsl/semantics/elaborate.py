@@ -18,7 +18,7 @@ from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
-                                      Partial, RepeatVal, Tensor, describe)
+                                      Partial, RepeatVal, Tensor, describe, spec_text)
 from archdsl.syntax import ast as A
 from archdsl.syntax.fmt import fmt_expr
 
@@ -56,6 +56,7 @@ class Frame:
     next_input: int = 0
     outputs: list[tuple[str | None, Tensor, Span]] = field(default_factory=list)
     call: Span | None = None             # where this instance was created
+    given: dict[str, Span | None] = field(default_factory=dict)  # arguments the caller gave, where
 
 
 class Elaborator:
@@ -80,9 +81,14 @@ class Elaborator:
         if not isinstance(block, BlockRef):
             raise ArchError(f"{describe(block)} is not a network", span,
                             hint="a variant must call a `network` or `block`")
-        kwargs.update(overrides)
-        for k in overrides:  # given from outside the spec: they have no place in it
+        order = [p.name for p in block.decl.params]
+        arg_spans = list(arg_spans)
+        for k, v in overrides.items():  # given from outside the spec: they have no place in it
             kw_spans.pop(k, None)
+            if k in order and order.index(k) < len(args):  # replaces what the variant gave by position
+                args[order.index(k)], arg_spans[order.index(k)] = v, None
+            else:
+                kwargs[k] = v
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):
@@ -103,8 +109,8 @@ class Elaborator:
                             f"(… {chain} → {decl.name})", span,
                             hint="a block that instantiates itself needs a condition that stops it")
         env = Env(block.module, None, block.module.prelude)
-        self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
-        frame = Frame(decl, scope, inputs, call=span)
+        given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
+        frame = Frame(decl, scope, inputs, call=span, given=given)
         if scope.prefix:
             self.graph.blocks[scope.prefix] = BlockInstance(scope.prefix, decl.name, span)
         self.stack.append(frame)
@@ -127,9 +133,10 @@ class Elaborator:
         return Outputs(tuple(names), tuple(t for _, t, _ in frame.outputs))
 
     def bind_params(self, decl: A.BlockDef, args: list, kwargs: dict, env: Env, span,
-                    arg_spans=(), kw_spans: dict | None = None):
+                    arg_spans=(), kw_spans: dict | None = None) -> dict[str, Span | None]:
         """Bind a call's arguments; errors point at the argument (`arg_spans`: one per positional
-        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides)."""
+        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides).
+        Returns where each given argument was written."""
         params = {p.name: p for p in decl.params}
         kw_spans = kw_spans or {}
         declared = [(f"'{decl.name}' is declared here", decl.span)]
@@ -140,13 +147,17 @@ class Elaborator:
                             hint=f"its parameters: {', '.join(params) or '(none)'}")
         given = dict(zip((p.name for p in decl.params), args))
         at = {p.name: _nth(arg_spans, i) for i, p in enumerate(decl.params[:len(args)])}
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:  # name every missing one at once: a block passed as `block=` needs them all
+            where = kw_spans.get(unknown[0]) or span
+            missing = ", ".join(f"'{k}'" for k in unknown)
+            hint = did_you_mean(unknown[0], params) if len(unknown) == 1 else None
+            raise ArchError(f"'{decl.name}' has no parameter{'s' if len(unknown) > 1 else ''} {missing}",
+                            where, notes=declared,
+                            hint=hint or f"it is called with: {', '.join(kwargs)}; its parameters: "
+                                         f"{', '.join(params) or '(none)'}")
         for k, v in kwargs.items():
             where = kw_spans.get(k) or span
-            if k not in params:
-                raise ArchError(f"'{decl.name}' has no parameter '{k}'", where,
-                                notes=declared if where is None else (),
-                                hint=did_you_mean(k, params) or
-                                f"its parameters: {', '.join(params) or '(none)'}")
             if k in given:
                 raise ArchError(f"argument '{k}' given twice to '{decl.name}'", where,
                                 hint="it is also given by position")
@@ -166,9 +177,12 @@ class Elaborator:
             if p.type is not None and not type_matches(value, p.type):
                 where = at.get(p.name) or span
                 raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
-                                where or p.span, expected=type_text(p.type), found=describe(value),
-                                notes=[("declared here", p.span)] if where is not None else ())
+                                where or p.span, expected=type_text(p.type), found=_found(value, p.type),
+                                notes=[("declared here", p.span)] if where is not None else (),
+                                hint=did_you_mean(value, p.type.choices)
+                                if p.type.choices and isinstance(value, str) else None)
             env.vars[p.name] = value
+        return {k: at.get(k) for k in given}
 
     @property
     def frame(self) -> Frame:
@@ -184,9 +198,17 @@ class Elaborator:
         message = self.eval(s.message, env) if s.message is not None else None
         if message is not None and not isinstance(message, str):
             raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
+        frame = self.frame
+        culprits = [n for n in _names_in(s.cond) if n in frame.given]
+        values = ", ".join(f"{n} = {spec_text(env.lookup(n))}" for n in culprits)
+        hint = f"the spec requires `{fmt_expr(s.cond)}`" + (f" ({values})" if values else "")
         calls = [(f"in {f.decl.name}, created here", f.call) for f in reversed(self.stack) if f.call]
-        raise ArchError(message or "assertion failed", s.cond.span,
-                        hint=f"the spec requires `{fmt_expr(s.cond)}`", notes=calls[:3])
+        at = [frame.given[n] for n in culprits]
+        if at and all(at):  # every argument it tests was written by the caller: point there
+            notes = [(f"required by '{frame.decl.name}' here", s.cond.span)]
+            notes += [(f"'{n}' given here", a) for n, a in zip(culprits[1:], at[1:])]
+            raise ArchError(message or "assertion failed", at[0], hint=hint, notes=notes)
+        raise ArchError(message or "assertion failed", s.cond.span, hint=hint, notes=calls[:3])
 
     def exec_body(self, stmts: list[A.Stmt], env: Env):
         for s in stmts:
@@ -815,6 +837,22 @@ class Elaborator:
         return v
 
 
+def _names_in(e) -> list[str]:
+    """The names an expression reads, in order, each once."""
+    out: list[str] = []
+    def visit(x):
+        if isinstance(x, A.Name):
+            out.append(x.id) if x.id not in out else None
+        elif isinstance(x, A.Node):
+            for f in type(x).model_fields:
+                visit(getattr(x, f))
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                visit(y)
+    visit(e)
+    return out
+
+
 def _size(v) -> int:
     """Work to process a value, for the step budget: its length if it is a sequence."""
     return len(v) if isinstance(v, (list, tuple, str)) else 1
@@ -887,12 +925,21 @@ def type_matches(v, t: A.TypeExpr) -> bool:
         return False
     if not isinstance(v, kinds):
         return False
+    if t.choices:
+        return v in t.choices
     if t.name in ("list", "tuple") and t.args:
         return all(type_matches(x, t.args[0]) for x in v)
     return True
 
 
+def _found(value, t: A.TypeExpr) -> str:
+    """What a wrong argument was: the string itself when the type lists choices."""
+    return f'"{value}"' if t.choices and isinstance(value, str) else describe(value)
+
+
 def type_text(t: A.TypeExpr) -> str:
+    if t.choices:
+        return "one of " + ", ".join(f'"{c}"' for c in t.choices) + (" or none" if t.optional else "")
     args = f"[{', '.join(type_text(a) for a in t.args)}]" if t.args else ""
     return f"{t.name}{args}" + (" or none" if t.optional else "")
 

@@ -185,6 +185,8 @@ def _param(p: A.Param) -> str:
 
 
 def _type(t: A.TypeExpr) -> str:
+    if t.choices:
+        return " | ".join(_str(c) for c in t.choices) + ("?" if t.optional else "")
     args = f"[{', '.join(_type(a) for a in t.args)}]" if t.args else ""
     return t.name + args + ("?" if t.optional else "")
 
