@@ -140,6 +140,6 @@ class ArchLexer(RegexLexer):
             (r"\*\*|//|==|!=|<=|>=|[-+*/%<>=?]", Operator),
             (r"\[", Punctuation, ("list", "item")),
             (r"\(", Punctuation, "paren"),
-            (r"[\]){}.,:]", Punctuation),
+            (r"[\]){}.,:|]", Punctuation),   # `|` separates a choice type's strings
         ],
     }

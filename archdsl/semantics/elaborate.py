@@ -199,8 +199,10 @@ class Elaborator:
         if message is not None and not isinstance(message, str):
             raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
         frame = self.frame
-        culprits = [n for n in _names_in(s.cond) if n in frame.given]
-        values = ", ".join(f"{n} = {spec_text(env.lookup(n))}" for n in culprits)
+        names = _names_in(s.cond)
+        culprits = [n for n in names if n in frame.given]
+        values = ", ".join(f"{n} = {spec_text(v)}" for n, v in ((n, _value_of(env, n)) for n in names)
+                           if v is not None)
         hint = f"the spec requires `{fmt_expr(s.cond)}`" + (f" ({values})" if values else "")
         calls = [(f"in {f.decl.name}, created here", f.call) for f in reversed(self.stack) if f.call]
         at = [frame.given[n] for n in culprits]
@@ -851,6 +853,15 @@ def _names_in(e) -> list[str]:
                 visit(y)
     visit(e)
     return out
+
+
+def _value_of(env: Env, name: str):
+    """A name's value when it is data (a number, string, list, block): None for ops and builtins."""
+    try:
+        v = env.lookup(name)
+    except KeyError:
+        return None
+    return None if isinstance(v, (OpRef, Builtin, Namespace, Tensor)) else v
 
 
 def _size(v) -> int:
