@@ -816,5 +816,44 @@ def _integer_inputs_hint(classes: int):
                                      f"no larger than the spec's class count") from None
 
 
+@main.command("args")
+@click.argument("spec", metavar="SPEC")
+@click.option("--variant", "-v", metavar="NAME", help="Which variant (or network) of the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the arguments as JSON.")
+def args_cmd(spec, variant, as_json):
+    """Print a network's or topology's arguments: type, default, what the variant sets, docs.
+
+    Example: archdsl args convnext_tiny
+    """
+    with _errors():
+        args = _spec(spec)
+        sig = archdsl.spec_args(args["spec"], variant, source=args.get("source"))
+    if as_json:
+        _emit_json(sig.to_dict())
+        return
+    click.echo(_signature_text(sig))
+
+
+def _signature_text(sig) -> str:
+    import textwrap
+    where = f"{sig.file}:{sig.line}"
+    head = f"{sig.kind} {sig.name} ({where})" + (f", as variant {sig.variant}" if sig.variant else "")
+    out = [head]
+    if sig.doc:
+        out += textwrap.wrap(sig.doc, 96, initial_indent="  ", subsequent_indent="  ")
+    out.append("")
+    for a in sig.arguments:
+        line = f"  {a.name}" + (f": {a.type}" if a.type else "")
+        shown = a.value if a.value is not None else a.default
+        line += f" = {shown}" if shown is not None else ""
+        if a.value is not None:
+            line += f"    ({sig.variant}; " + (f"default {a.default})" if a.default else "required)")
+        elif a.default is None:
+            line += "    (required)"
+        out.append(line)
+        out += textwrap.wrap(a.doc, 96, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="archdsl")

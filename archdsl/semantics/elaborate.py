@@ -73,22 +73,7 @@ class Elaborator:
     # ---- entry ---------------------------------------------------------------------------
 
     def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
-        if isinstance(callee, Partial):
-            block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
-            arg_spans, kw_spans = callee.positional_spans(), dict(callee.kw_spans)
-        else:
-            block, args, kwargs, arg_spans, kw_spans = callee, [], {}, (), {}
-        if not isinstance(block, BlockRef):
-            raise ArchError(f"{describe(block)} is not a network", span,
-                            hint="a variant must call a `network` or `block`")
-        order = [p.name for p in block.decl.params]
-        arg_spans = list(arg_spans)
-        for k, v in overrides.items():  # given from outside the spec: they have no place in it
-            kw_spans.pop(k, None)
-            if k in order and order.index(k) < len(args):  # replaces what the variant gave by position
-                args[order.index(k)], arg_spans[order.index(k)] = v, None
-            else:
-                kwargs[k] = v
+        block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):
@@ -837,6 +822,27 @@ class Elaborator:
         if isinstance(v, bool) or not isinstance(v, int):
             raise ArchError(f"{what} must be an integer", span, found=describe(v))
         return v
+
+
+def top_call(callee, overrides: dict[str, Any], span: Span | None):
+    """A variant's call with the caller's overrides: (block, args, kwargs, arg_spans, kw_spans).
+    An override replaces the variant's argument, whether the variant gave it by name or position."""
+    if isinstance(callee, Partial):
+        block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
+        arg_spans, kw_spans = list(callee.positional_spans()), dict(callee.kw_spans)
+    else:
+        block, args, kwargs, arg_spans, kw_spans = callee, [], {}, [], {}
+    if not isinstance(block, BlockRef):
+        raise ArchError(f"{describe(block)} is not a network", span,
+                        hint="a variant must call a `network`, `topology` or `block`")
+    order = [p.name for p in block.decl.params]
+    for k, v in overrides.items():  # given from outside the spec: they have no place in it
+        kw_spans.pop(k, None)
+        if k in order and order.index(k) < len(args):
+            args[order.index(k)], arg_spans[order.index(k)] = v, None
+        else:
+            kwargs[k] = v
+    return block, args, kwargs, arg_spans, kw_spans
 
 
 def _names_in(e) -> list[str]:

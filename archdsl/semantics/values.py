@@ -156,6 +156,11 @@ def spec_text(v) -> str:
     if isinstance(v, (list, tuple)):
         inner = ", ".join(spec_text(x) for x in v)
         return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    if isinstance(v, (BlockRef, OpRef)):
+        return v.name
+    if isinstance(v, Partial):
+        args = [spec_text(a) for a in v.args] + [f"{k}={spec_text(a)}" for k, a in v.kwargs]
+        return f"{v.name}({', '.join(args)})"
     return describe(v)
 
 

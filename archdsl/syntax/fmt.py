@@ -19,6 +19,10 @@ def fmt_expr(e: A.Expr) -> str:
     return _expr(e)
 
 
+def fmt_type(t: A.TypeExpr) -> str:
+    return _type(t)
+
+
 class _Printer:
     def __init__(self, comments: list[A.Comment]):
         self.pending = sorted(comments, key=lambda c: (c.line, c.col))
