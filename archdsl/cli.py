@@ -774,14 +774,18 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
     Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
     --input 8x3x64x64 --input 8x3x64x64
     """
-    from archdsl.topology.train import synthetic_pool, train
+    from archdsl.topology.train import check_batch, synthetic_pool, train
     with _errors():
         args = _spec(spec)
         if _kind(args, variant) != "topology":
-            raise archdsl.ArchError(f"'{spec}' is a network; `archdsl train` runs topologies",
-                                    hint="see `archdsl list` for the stdlib's topologies")
+            raise archdsl.ArchError(
+                f"'{spec}' is a network; `archdsl train` runs topologies",
+                hint=f"train a classifier with the supervised topology: `archdsl train "
+                     f"bag_of_tricks_resnet50 --synthetic --set backbone={spec} --set num_classes=10 "
+                     f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
         with _Progress(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
+        check_batch(topo)  # before the progress bar: a batch too small for the loss
         data = synthetic_pool(topo, classes=classes, seed=seed)
         if as_json:
             with _integer_inputs_hint(classes):
