@@ -785,7 +785,7 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
                      f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
         with _Progress(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
-        check_batch(topo)  # before the progress bar: a batch too small for the loss
+        check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
         data = synthetic_pool(topo, classes=classes, seed=seed)
         if as_json:
             with _integer_inputs_hint(classes):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,7 +186,8 @@ class Elaborator:
             raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
         frame = self.frame
         names = _names_in(s.cond)
-        culprits = [n for n in names if n in frame.given]
+        # the argument the message names first is the one to point at ("num_heads must divide dim")
+        culprits = sorted((n for n in names if n in frame.given), key=lambda n: _mentioned_at(n, message))
         values = ", ".join(f"{n} = {spec_text(v)}" for n, v in ((n, _value_of(env, n)) for n in names)
                            if v is not None)
         hint = f"the spec requires `{fmt_expr(s.cond)}`" + (f" ({values})" if values else "")
@@ -859,6 +861,11 @@ def _names_in(e) -> list[str]:
                 visit(y)
     visit(e)
     return out
+
+
+def _mentioned_at(name: str, message: str | None) -> int:
+    found = re.search(rf"\b{re.escape(name)}\b", message or "")
+    return found.start() if found else len(message or "")
 
 
 def _value_of(env: Env, name: str):

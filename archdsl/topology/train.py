@@ -15,6 +15,7 @@ import torch
 
 from archdsl.errors import ArchError
 from archdsl.ops import REGISTRY
+from archdsl.topology.ir import TopologyIR
 from archdsl.topology.module import TopologyModule
 
 
@@ -44,11 +45,11 @@ def synthetic_pool(topo: TopologyModule, pool: int = 64, classes: int = 10,
     return out
 
 
-def check_batch(topo: TopologyModule) -> None:
+def check_batch(ir: TopologyIR) -> None:
     """Refuse a batch too small to train on: a loss whose only negatives are the rest of the batch
     is exactly 0 on one sample, and batch norm cannot normalise one value per channel."""
-    graphs = [("", p.graph) for p in topo.ir.phases.values()]
-    graphs += [(f"{n.name}.", g) for n in topo.ir.nets.values() if not n.frozen for g in n.graphs.values()]
+    graphs = [("", p.graph) for p in ir.phases.values()]
+    graphs += [(f"{n.name}.", g) for n in ir.nets.values() if not n.frozen for g in n.graphs.values()]
     for prefix, graph in graphs:
         for node in graph.nodes():
             op = REGISTRY.get(node.op)
@@ -64,7 +65,7 @@ def train(topo: TopologyModule, steps: int, *, lr: float = 1e-3, optimizer: str 
           data: list[torch.Tensor] | None = None, seed: int = 0,
           on_step: Callable[[StepLog], None] | None = None) -> list[StepLog]:
     """Run `steps` rounds of the topology's phases on `data` (default: a synthetic pool)."""
-    check_batch(topo)
+    check_batch(topo.ir)
     torch.manual_seed(seed)
     data = data if data is not None else synthetic_pool(topo, seed=seed)
     batch = input_specs(topo)[0][1][0]
