@@ -75,6 +75,7 @@ class Elaborator:
 
     def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
         block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
+        span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):

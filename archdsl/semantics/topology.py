@@ -108,6 +108,7 @@ class TopologyElaborator(Elaborator):
     def topology(self, callee, overrides: dict[str, Any], span: Span | None,
                  variant: str | None = None) -> TopologyIR:
         block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
+        span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
         decl = block.decl
         env = Env(block.module, None, block.module.prelude)
         given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans)
