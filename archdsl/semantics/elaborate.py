@@ -162,7 +162,7 @@ class Elaborator:
                                 notes=[("declared here", p.span)],
                                 hint=f"pass it: `{decl.name}({p.name}=…)`")
             if p.type is not None and not type_matches(value, p.type):
-                where = at.get(p.name) or span
+                where = at[p.name] if p.name in at else span  # an override has no place: its declaration
                 raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
                                 where or p.span, expected=type_text(p.type), found=_found(value, p.type),
                                 notes=[("declared here", p.span)] if where is not None else (),
