@@ -219,3 +219,24 @@ def test_train_points_a_network_at_the_supervised_topology():
     assert result.exit_code == 1
     assert "is a network" in result.output and "train bag_of_tricks_resnet50" in result.output
     assert "--set backbone=resnet18" in result.output
+
+
+def _families_with(arg: str) -> list[str]:
+    out = []
+    for e in archdsl.catalog():
+        if e.kind == "network" and e.variants:
+            if arg in {a.name for a in archdsl.spec_args(e.variants[0].name).arguments}:
+                out.append(e.variants[0].name)
+    return out
+
+
+@pytest.mark.parametrize("variant", _families_with("in_chans"))
+def test_in_chans_is_the_default_input_and_only_the_layers_reading_it_change(variant):
+    rgb = archdsl.check_spec(variant)
+    gray = archdsl.check_spec(variant, in_chans=1)
+    (name, shape), = gray.input_shapes.items()
+    assert shape == [1, 1, *rgb.input_shapes[name][2:]]
+    graph = archdsl.load_graph(variant)
+    before = {n.path: n.params for n in rgb.nodes}
+    changed = [n.path for n in gray.nodes if n.params != before[n.path]]
+    assert changed and all(graph.node(p).inputs == [name] for p in changed)
