@@ -15,9 +15,9 @@ from archdsl.semantics.signature import Signature, signature
 from archdsl.semantics.topology import TopologyElaborator
 from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
-                                      open_module, open_variant, resolve, variant_index)
+                                      is_path, open_module, open_variant, resolve, variant_index)
 from archdsl.semantics.loader import Loader, stdlib_dir
-from archdsl.semantics.values import BlockRef, Env, ModuleEnv
+from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
@@ -90,7 +90,7 @@ def spec_args(spec: str | Path | None = None, variant: str | None = None, *,
     """The arguments of the spec's network or topology: type, default, the value its variant
     gives, and the docs written as comments (above the declaration, and beside or above each
     parameter). `spec` may also name a stdlib family (`convnext`, `ConvNeXt`)."""
-    if source is None and variant is None and not _is_path(spec) and spec not in variant_index():
+    if source is None and variant is None and not is_path(spec) and spec not in variant_index():
         spec, variant = _family(spec)
     _, callee, var_name, _, _ = _resolve(spec, variant, source, {})
     return signature(callee, var_name if isinstance(callee, Partial) else None)
