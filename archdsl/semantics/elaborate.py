@@ -186,20 +186,25 @@ class Elaborator:
         message = self.eval(s.message, env) if s.message is not None else None
         if message is not None and not isinstance(message, str):
             raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
-        frame = self.frame
         names = _names_in(s.cond)
-        # the argument the message names first is the one to point at ("num_heads must divide dim")
-        culprits = sorted((n for n in names if n in frame.given), key=lambda n: _mentioned_at(n, message))
         values = ", ".join(f"{n} = {spec_text(v)}" for n, v in ((n, _value_of(env, n)) for n in names)
                            if v is not None)
         hint = f"the spec requires `{fmt_expr(s.cond)}`" + (f" ({values})" if values else "")
-        calls = [(f"in {f.decl.name}, created here", f.call) for f in reversed(self.stack) if f.call]
+        span, notes = self.assert_site(s, names, message)
+        raise ArchError(message or "assertion failed", span, hint=hint, notes=notes)
+
+    def assert_site(self, s: A.AssertStmt, names: list[str], message: str | None):
+        """Where a failed assert points: at the caller's argument when every argument it reads was
+        written by the caller (the one the message names first: "num_heads must divide dim"), else
+        at the condition, with the call sites that led there."""
+        frame = self.frame
+        culprits = sorted((n for n in names if n in frame.given), key=lambda n: _mentioned_at(n, message))
         at = [frame.given[n] for n in culprits]
-        if at and all(at):  # every argument it tests was written by the caller: point there
+        if at and all(at):
             notes = [(f"required by '{frame.decl.name}' here", s.cond.span)]
-            notes += [(f"'{n}' given here", a) for n, a in zip(culprits[1:], at[1:])]
-            raise ArchError(message or "assertion failed", at[0], hint=hint, notes=notes)
-        raise ArchError(message or "assertion failed", s.cond.span, hint=hint, notes=calls[:3])
+            return at[0], notes + [(f"'{n}' given here", a) for n, a in zip(culprits[1:], at[1:])]
+        return s.cond.span, [(f"in {f.decl.name}, created here", f.call)
+                             for f in reversed(self.stack) if f.call][:3]
 
     def exec_body(self, stmts: list[A.Stmt], env: Env):
         for s in stmts:
@@ -869,7 +874,8 @@ def _names_in(e) -> list[str]:
     out: list[str] = []
     def visit(x):
         if isinstance(x, A.Name):
-            out.append(x.id) if x.id not in out else None
+            if x.id not in out:
+                out.append(x.id)
         elif isinstance(x, A.Node):
             for f in type(x).model_fields:
                 visit(getattr(x, f))
@@ -975,7 +981,7 @@ def type_matches(v, t: A.TypeExpr) -> bool:
 
 def _found(value, t: A.TypeExpr) -> str:
     """What a wrong argument was: the string itself when the type lists choices."""
-    return f'"{value}"' if t.choices and isinstance(value, str) else describe(value)
+    return spec_text(value) if t.choices and isinstance(value, str) else describe(value)
 
 
 def type_text(t: A.TypeExpr) -> str:
