@@ -11,12 +11,13 @@ from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
 from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.signature import Signature, signature
 from archdsl.semantics.topology import TopologyElaborator
 from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
-                                      open_module, open_variant, resolve, variant_index)
+                                      is_path, open_module, open_variant, resolve, variant_index)
 from archdsl.semantics.loader import Loader, stdlib_dir
-from archdsl.semantics.values import BlockRef, Env, ModuleEnv
+from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
@@ -82,6 +83,26 @@ def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
     """'network' or 'topology': what the spec (its chosen variant) declares."""
     _, callee, _, _, _ = _resolve(spec, variant, source, {})
     return "topology" if _is_topology(callee) else "network"
+
+
+def spec_args(spec: str | Path | None = None, variant: str | None = None, *,
+              source: str | None = None) -> Signature:
+    """The arguments of the spec's network or topology: type, default, the value its variant
+    gives, and the docs written as comments (above the declaration, and beside or above each
+    parameter). `spec` may also name a stdlib family (`convnext`, `ConvNeXt`)."""
+    if source is None and variant is None and not is_path(spec) and spec not in variant_index():
+        spec, variant = _family(spec)
+    _, callee, var_name, _, _ = _resolve(spec, variant, source, {})
+    return signature(callee, var_name if isinstance(callee, Partial) else None)
+
+
+def _family(name: str) -> tuple[str, str | None]:
+    """A stdlib family by its network's name or its file's (`ConvNeXt`, `convnext`): (path,
+    network); anything else is left for open_module to report."""
+    for e in catalog():
+        if name.lower() in (e.name.lower(), Path(e.file).stem):
+            return str(stdlib_dir() / e.file), e.name
+    return name, None
 
 
 def _resolve(spec, variant, source, overrides):

@@ -791,14 +791,18 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
     Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
     --input 8x3x64x64 --input 8x3x64x64
     """
-    from archdsl.topology.train import synthetic_pool, train
+    from archdsl.topology.train import check_batch, synthetic_pool, train
     with _errors():
         args = _spec(spec)
         if _kind(args, variant) != "topology":
-            raise archdsl.ArchError(f"'{spec}' is a network; `archdsl train` runs topologies",
-                                    hint="see `archdsl list` for the stdlib's topologies")
+            raise archdsl.ArchError(
+                f"'{spec}' is a network; `archdsl train` runs topologies",
+                hint=f"train a classifier with the supervised topology: `archdsl train "
+                     f"bag_of_tricks_resnet50 --synthetic --set backbone={spec} --set num_classes=10 "
+                     f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
         with _Progress(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
+        check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
         data = synthetic_pool(topo, classes=classes, seed=seed)
         if as_json:
             with _integer_inputs_hint(classes):
@@ -831,6 +835,45 @@ def _integer_inputs_hint(classes: int):
         raise archdsl.ArchError(f"a training step failed: {e}",
                                 hint=f"integer inputs are drawn from range({classes}); pass --classes N "
                                      f"no larger than the spec's class count") from None
+
+
+@main.command("args")
+@click.argument("spec", metavar="SPEC")
+@click.option("--variant", "-v", metavar="NAME", help="Which variant (or network) of the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the arguments as JSON.")
+def args_cmd(spec, variant, as_json):
+    """Print a network's or topology's arguments: type, default, what the variant sets, docs.
+
+    Example: archdsl args convnext_tiny
+    """
+    with _errors():
+        args = _spec(spec)
+        sig = archdsl.spec_args(args["spec"], variant, source=args.get("source"))
+    if as_json:
+        _emit_json(sig.to_dict())
+        return
+    click.echo(_signature_text(sig))
+
+
+def _signature_text(sig) -> str:
+    import textwrap
+    where = f"{sig.file}:{sig.line}"
+    head = f"{sig.kind} {sig.name} ({where})" + (f", as variant {sig.variant}" if sig.variant else "")
+    out = [head]
+    if sig.doc:
+        out += textwrap.wrap(sig.doc, 96, initial_indent="  ", subsequent_indent="  ")
+    out.append("")
+    for a in sig.arguments:
+        line = f"  {a.name}" + (f": {a.type}" if a.type else "")
+        shown = a.value if a.value is not None else a.default
+        line += f" = {shown}" if shown is not None else ""
+        if a.value is not None:
+            line += f"    ({sig.variant}; " + (f"default {a.default})" if a.default else "required)")
+        elif a.default is None:
+            line += "    (required)"
+        out.append(line)
+        out += textwrap.wrap(a.doc, 96, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,11 @@ def register_source(filename: str, text: str) -> None:
     _SOURCES[filename] = text
 
 
+def source_text(filename: str) -> str | None:
+    """The text of a file that was parsed (None if it never was)."""
+    return _SOURCES.get(filename)
+
+
 @dataclass(frozen=True)
 class Span:
     file: str

@@ -99,8 +99,15 @@ CASES = [
     Case("assert-with-message",
          BLK.replace("  in x: [B, C, H, W]\n", "  in x: [B, C, H, W]\n  assert planes % 4 == 0, \"planes must be a multiple of 4, got \" + str(planes)\n")
          + net("  out x -> Blk(6)"),
-         3, 10, "planes", ["planes must be a multiple of 4, got 6", "note: in Blk, created here", "8 |   out x -> Blk(6)"],
-         hint="requires `planes % 4 == 0`"),
+         8, 16, "6", ["planes must be a multiple of 4, got 6", "note: required by 'Blk' here",
+                      "3 |   assert planes % 4 == 0"],
+         hint="requires `planes % 4 == 0` (planes = 6)"),
+    # the argument is the spec's own default, not the caller's: the assert itself is shown
+    Case("assert-on-a-default",
+         BLK.replace("  in x: [B, C, H, W]\n", "  in x: [B, C, H, W]\n  assert stride == 2, \"stride 2 only\"\n")
+         + net("  out x -> Blk(8)"),
+         3, 10, "stride", ["stride 2 only", "note: in Blk, created here", "8 |   out x -> Blk(8)"],
+         hint="requires `stride == 2` (stride = 1)"),
     Case("assert-without-message", net("  assert H == 64\n  out x"),
          3, 10, "H", ["assertion failed"], hint="requires `H == 64`"),
     Case("assert-message-not-a-string", net("  assert false, 3\n  out x"),

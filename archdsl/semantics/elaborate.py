@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
 from archdsl.ir.names import ROOT_ATTRS, check_name, name_problem, path_problem, shown
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
-                                      Partial, RepeatVal, Tensor, describe)
+                                      Partial, RepeatVal, Tensor, describe, spec_text)
 from archdsl.syntax import ast as A
 from archdsl.syntax.fmt import fmt_expr
 
@@ -55,6 +56,7 @@ class Frame:
     next_input: int = 0
     outputs: list[tuple[str | None, Tensor, Span]] = field(default_factory=list)
     call: Span | None = None             # where this instance was created
+    given: dict[str, Span | None] = field(default_factory=dict)  # arguments the caller gave, where
 
 
 class Elaborator:
@@ -73,17 +75,8 @@ class Elaborator:
     # ---- entry ---------------------------------------------------------------------------
 
     def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
-        if isinstance(callee, Partial):
-            block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
-            arg_spans, kw_spans = callee.positional_spans(), dict(callee.kw_spans)
-        else:
-            block, args, kwargs, arg_spans, kw_spans = callee, [], {}, (), {}
-        if not isinstance(block, BlockRef):
-            raise ArchError(f"{describe(block)} is not a network", span,
-                            hint="a variant must call a `network` or `block`")
-        kwargs.update(overrides)
-        for k in overrides:  # given from outside the spec: they have no place in it
-            kw_spans.pop(k, None)
+        block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
+        span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):
@@ -104,8 +97,8 @@ class Elaborator:
                             f"(… {chain} → {decl.name})", span,
                             hint="a block that instantiates itself needs a condition that stops it")
         env = Env(block.module, None, block.module.prelude)
-        self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
-        frame = Frame(decl, scope, inputs, call=span)
+        given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
+        frame = Frame(decl, scope, inputs, call=span, given=given)
         if scope.prefix:
             self.graph.blocks[scope.prefix] = BlockInstance(scope.prefix, decl.name, span)
         self.stack.append(frame)
@@ -128,9 +121,10 @@ class Elaborator:
         return Outputs(tuple(names), tuple(t for _, t, _ in frame.outputs))
 
     def bind_params(self, decl: A.BlockDef, args: list, kwargs: dict, env: Env, span,
-                    arg_spans=(), kw_spans: dict | None = None):
+                    arg_spans=(), kw_spans: dict | None = None) -> dict[str, Span | None]:
         """Bind a call's arguments; errors point at the argument (`arg_spans`: one per positional
-        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides)."""
+        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides).
+        Returns where each given argument was written."""
         params = {p.name: p for p in decl.params}
         kw_spans = kw_spans or {}
         declared = [(f"'{decl.name}' is declared here", decl.span)]
@@ -141,13 +135,17 @@ class Elaborator:
                             hint=f"its parameters: {', '.join(params) or '(none)'}")
         given = dict(zip((p.name for p in decl.params), args))
         at = {p.name: _nth(arg_spans, i) for i, p in enumerate(decl.params[:len(args)])}
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:  # name every missing one at once: a block passed as `block=` needs them all
+            where = kw_spans.get(unknown[0]) or span
+            missing = ", ".join(f"'{k}'" for k in unknown)
+            hint = did_you_mean(unknown[0], params) if len(unknown) == 1 else None
+            raise ArchError(f"'{decl.name}' has no parameter{'s' if len(unknown) > 1 else ''} {missing}",
+                            where, notes=declared,
+                            hint=hint or f"it is called with: {', '.join(kwargs)}; its parameters: "
+                                         f"{', '.join(params) or '(none)'}")
         for k, v in kwargs.items():
             where = kw_spans.get(k) or span
-            if k not in params:
-                raise ArchError(f"'{decl.name}' has no parameter '{k}'", where,
-                                notes=declared if where is None else (),
-                                hint=did_you_mean(k, params) or
-                                f"its parameters: {', '.join(params) or '(none)'}")
             if k in given:
                 raise ArchError(f"argument '{k}' given twice to '{decl.name}'", where,
                                 hint="it is also given by position")
@@ -167,11 +165,14 @@ class Elaborator:
             if p.type is not None and p.type.args:  # list[int]: every element is checked
                 self.budget.charge_values(at.get(p.name) or span, f"checking '{p.name}'", value)
             if p.type is not None and not type_matches(value, p.type):
-                where = at.get(p.name) or span
+                where = at[p.name] if p.name in at else span  # an override has no place: its declaration
                 raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
-                                where or p.span, expected=type_text(p.type), found=describe(value),
-                                notes=[("declared here", p.span)] if where is not None else ())
+                                where or p.span, expected=type_text(p.type), found=_found(value, p.type),
+                                notes=[("declared here", p.span)] if where is not None else (),
+                                hint=did_you_mean(value, p.type.choices)
+                                if p.type.choices and isinstance(value, str) else None)
             env.vars[p.name] = value
+        return {k: at.get(k) for k in given}
 
     @property
     def frame(self) -> Frame:
@@ -187,9 +188,25 @@ class Elaborator:
         message = self.eval(s.message, env) if s.message is not None else None
         if message is not None and not isinstance(message, str):
             raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
-        calls = [(f"in {f.decl.name}, created here", f.call) for f in reversed(self.stack) if f.call]
-        raise ArchError(message or "assertion failed", s.cond.span,
-                        hint=f"the spec requires `{fmt_expr(s.cond)}`", notes=calls[:3])
+        names = _names_in(s.cond)
+        values = ", ".join(f"{n} = {spec_text(v)}" for n, v in ((n, _value_of(env, n)) for n in names)
+                           if v is not None)
+        hint = f"the spec requires `{fmt_expr(s.cond)}`" + (f" ({values})" if values else "")
+        span, notes = self.assert_site(s, names, message)
+        raise ArchError(message or "assertion failed", span, hint=hint, notes=notes)
+
+    def assert_site(self, s: A.AssertStmt, names: list[str], message: str | None):
+        """Where a failed assert points: at the caller's argument when every argument it reads was
+        written by the caller (the one the message names first: "num_heads must divide dim"), else
+        at the condition, with the call sites that led there."""
+        frame = self.frame
+        culprits = sorted((n for n in names if n in frame.given), key=lambda n: _mentioned_at(n, message))
+        at = [frame.given[n] for n in culprits]
+        if at and all(at):
+            notes = [(f"required by '{frame.decl.name}' here", s.cond.span)]
+            return at[0], notes + [(f"'{n}' given here", a) for n, a in zip(culprits[1:], at[1:])]
+        return s.cond.span, [(f"in {f.decl.name}, created here", f.call)
+                             for f in reversed(self.stack) if f.call][:3]
 
     def exec_body(self, stmts: list[A.Stmt], env: Env):
         for s in stmts:
@@ -907,6 +924,58 @@ def fill_value(v, span: Span) -> float:
                         hint="parameters and buffers are float32 tensors") from None
 
 
+def top_call(callee, overrides: dict[str, Any], span: Span | None):
+    """A variant's call with the caller's overrides: (block, args, kwargs, arg_spans, kw_spans).
+    An override replaces the variant's argument, whether the variant gave it by name or position."""
+    if isinstance(callee, Partial):
+        block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
+        arg_spans, kw_spans = list(callee.positional_spans()), dict(callee.kw_spans)
+    else:
+        block, args, kwargs, arg_spans, kw_spans = callee, [], {}, [], {}
+    if not isinstance(block, BlockRef):
+        raise ArchError(f"{describe(block)} is not a network", span,
+                        hint="a variant must call a `network`, `topology` or `block`")
+    order = [p.name for p in block.decl.params]
+    for k, v in overrides.items():  # given from outside the spec: they have no place in it
+        kw_spans.pop(k, None)
+        if k in order and order.index(k) < len(args):
+            args[order.index(k)], arg_spans[order.index(k)] = v, None
+        else:
+            kwargs[k] = v
+    return block, args, kwargs, arg_spans, kw_spans
+
+
+def _names_in(e) -> list[str]:
+    """The names an expression reads, in order, each once."""
+    out: list[str] = []
+    def visit(x):
+        if isinstance(x, A.Name):
+            if x.id not in out:
+                out.append(x.id)
+        elif isinstance(x, A.Node):
+            for f in type(x).model_fields:
+                visit(getattr(x, f))
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                visit(y)
+    visit(e)
+    return out
+
+
+def _mentioned_at(name: str, message: str | None) -> int:
+    found = re.search(rf"\b{re.escape(name)}\b", message or "")
+    return found.start() if found else len(message or "")
+
+
+def _value_of(env: Env, name: str):
+    """A name's value when it is data (a number, string, list, block): None for ops and builtins."""
+    try:
+        v = env.lookup(name)
+    except KeyError:
+        return None
+    return None if isinstance(v, (OpRef, Builtin, Namespace, Tensor)) else v
+
+
 def _size(v) -> int:
     """Work to process a value, for the step budget: its length if it is a sequence."""
     return len(v) if isinstance(v, (list, tuple, str)) else 1
@@ -1009,12 +1078,21 @@ def type_matches(v, t: A.TypeExpr) -> bool:
         return False
     if not isinstance(v, kinds):
         return False
+    if t.choices:
+        return v in t.choices
     if t.name in ("list", "tuple") and t.args:
         return all(type_matches(x, t.args[0]) for x in v)
     return True
 
 
+def _found(value, t: A.TypeExpr) -> str:
+    """What a wrong argument was: the string itself when the type lists choices."""
+    return spec_text(value) if t.choices and isinstance(value, str) else describe(value)
+
+
 def type_text(t: A.TypeExpr) -> str:
+    if t.choices:
+        return "one of " + ", ".join(f'"{c}"' for c in t.choices) + (" or none" if t.optional else "")
     args = f"[{', '.join(type_text(a) for a in t.args)}]" if t.args else ""
     return f"{t.name}{args}" + (" or none" if t.optional else "")
 

@@ -13,7 +13,7 @@ from typing import Any
 from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Graph, Node
-from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value
+from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
 from archdsl.ir.names import check_name
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
@@ -107,12 +107,11 @@ TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn, "grad_penalty": grad_
 class TopologyElaborator(Elaborator):
     def topology(self, callee, overrides: dict[str, Any], span: Span | None,
                  variant: str | None = None) -> TopologyIR:
-        block, args, kwargs = (callee.callee, list(callee.args), dict(callee.kwargs)) \
-            if isinstance(callee, Partial) else (callee, [], {})
-        kwargs.update(overrides)
+        block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
+        span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
         decl = block.decl
         env = Env(block.module, None, block.module.prelude)
-        self.bind_params(decl, args, kwargs, env, span)
+        given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans)
         self.ir = TopologyIR(decl.name, variant, {}, {}, {})
         self.ir.args = {p.name: env.vars[p.name] for p in decl.params if p.name in env.vars}
         shapes, name = self.input_shapes, self.graph.name
@@ -120,7 +119,7 @@ class TopologyElaborator(Elaborator):
         self.ir.rebuild = lambda input_shapes=shapes, **more: TopologyElaborator(name, input_shapes).topology(
             callee, {**overrides, **more}, span, variant)
         self.in_stmts: list[A.InStmt] = []
-        frame = Frame(decl, Scope("", decl.name), None)
+        frame = Frame(decl, Scope("", decl.name), None, given=given)
         self.stack.append(frame)
         try:
             phases = []
@@ -152,11 +151,11 @@ class TopologyElaborator(Elaborator):
             self.exec_state(s, env)
         elif isinstance(s, A.TensorDecl) and s.kind == "param":
             self.exec_topology_param(s, env)
-        elif isinstance(s, (A.Assign, A.Unpack, A.If, A.For)):
+        elif isinstance(s, (A.Assign, A.Unpack, A.If, A.For, A.AssertStmt)):
             self.exec(s, env)
         else:
             raise ArchError(f"`{_keyword(s)}` belongs inside a `phase`", s.span,
-                            hint="a topology body holds `in`, `net`, `state`, values and phases")
+                            hint="a topology body holds `in`, `net`, `state`, values, asserts and phases")
 
     def exec_net(self, s: A.NetStmt, env: Env):
         if s.name in self.ir.nets:

@@ -328,6 +328,11 @@ class _ToAst(Transformer):
         args = [a for a in rest if isinstance(a, A.TypeExpr)]
         return A.TypeExpr(span=self._s(meta), name=str(name), args=args, optional=optional)
 
+    def choice_type(self, meta, c):
+        optional = bool(c and c[-1] is not None and c[-1].type == "OPTIONAL")
+        choices = [self._unquote(t) for t in c if t is not None and t.type == "STRING"]
+        return A.TypeExpr(span=self._s(meta), name="str", choices=choices, optional=optional)
+
     def variant_def(self, meta, c):
         return A.Variant(span=self._s(meta), name=str(c[0]), value=c[1], references=c[2] or [])
 
