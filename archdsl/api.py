@@ -11,12 +11,13 @@ from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
 from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.signature import Signature, signature
 from archdsl.semantics.topology import TopologyElaborator
 from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
-                                      open_module, open_variant, resolve, variant_index)
+                                      is_path, open_module, open_variant, resolve, variant_index)
 from archdsl.semantics.loader import Loader, stdlib_dir
-from archdsl.semantics.values import BlockRef, Env, ModuleEnv
+from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
@@ -84,6 +85,26 @@ def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
     return "topology" if _is_topology(callee) else "network"
 
 
+def spec_args(spec: str | Path | None = None, variant: str | None = None, *,
+              source: str | None = None) -> Signature:
+    """The arguments of the spec's network or topology: type, default, the value its variant
+    gives, and the docs written as comments (above the declaration, and beside or above each
+    parameter). `spec` may also name a stdlib family (`convnext`, `ConvNeXt`)."""
+    if source is None and variant is None and not is_path(spec) and spec not in variant_index():
+        spec, variant = _family(spec)
+    _, callee, var_name, _, _ = _resolve(spec, variant, source, {})
+    return signature(callee, var_name if isinstance(callee, Partial) else None)
+
+
+def _family(name: str) -> tuple[str, str | None]:
+    """A stdlib family by its network's name or its file's (`ConvNeXt`, `convnext`): (path,
+    network); anything else is left for open_module to report."""
+    for e in catalog():
+        if name.lower() in (e.name.lower(), Path(e.file).stem):
+            return str(stdlib_dir() / e.file), e.name
+    return name, None
+
+
 def _resolve(spec, variant, source, overrides):
     r = resolve(spec, variant, source)
     values = {k: _override_value(v, r.module) for k, v in overrides.items()}
@@ -111,23 +132,30 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, deploy: bool = False, device=None, **overrides: Any):
+              source: str | None = None, deploy: bool = False, device=None,
+              max_bytes: int | str | None = None, **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
     topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
     folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode.
     `device` (default: torch's default device) is where the weights are created; "meta" allocates
-    none (shapes only, e.g. to inspect a model too large for memory)."""
+    none (shapes only, e.g. to inspect a model too large for memory). A module whose parameters
+    and buffers need more than `max_bytes` (default: $ARCHDSL_MAX_BYTES, else the memory
+    available) is refused with an ArchError before anything is allocated (not checked on "meta")."""
     from archdsl.lower.build import build
+    from archdsl.lower.size_guard import check_fits
     device = _device(device)
+    limit = 0 if device.type == "meta" else max_bytes   # 0: no limit
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
         import torch
 
         from archdsl.topology.module import TopologyModule
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
+        check_fits((d.first_graph for d in ir.nets.values() if d.graphs), limit)
         with torch.device(device):
             return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    check_fits([graph], limit)
     module = build(graph, seed=seed, device=device)
     module.arch_graph = graph
     if deploy:

@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,13 +21,13 @@ import click
 
 import archdsl
 from archdsl.api import check_tree
-from archdsl.errors import ArchError
+from archdsl.errors import ArchError, ArchWarning
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 # Keyword names the API functions take themselves; a network parameter with one of these
 # names cannot be passed through `**overrides`.
-_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed"}
+_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed", "max_bytes"}
 _DTYPES = ["float32", "float16", "bfloat16", "float64"]
 _PROGRESS_DELAY_S = 1.0
 
@@ -318,6 +319,8 @@ def _totals_text(report, dtype: str, extra: list[tuple[str, str, str]] = ()) -> 
     rows = [
         ("params", f"{t.params:,}", _si(t.params), "parameter elements"),
         ("buffers", f"{t.buffers:,}", _si(t.buffers), "buffer elements (e.g. batch-norm running stats)"),
+        ("weights", f"{t.param_bytes + t.buffer_bytes:,}", _bytes(t.param_bytes + t.buffer_bytes),
+         f"bytes of the params and buffers, {dtype}"),
         ("FLOPs", f"{t.flops:,}", _si(t.flops), "2 per multiply-add, the ops FlopCounterMode counts"),
         ("MACs", f"{t.macs:,}", _si(t.macs), "FLOPs / 2: what most papers call FLOPs"),
         ("other FLOPs", f"{t.other_flops:,}", _si(t.other_flops),
@@ -354,7 +357,18 @@ location); 2 wrong use of the command line; 3 an internal error (a bug in archds
                                                 "max_content_width": 100})
 @click.version_option(archdsl.__version__, "--version", prog_name="archdsl")
 def main() -> None:
-    pass
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A spec's warnings read like its errors: `warning: …` with the source quoted."""
+    if issubclass(category, ArchWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _network_data(graph, dtype: str, depth: int | None, nodes: bool = True) -> tuple[Any, dict]:
@@ -468,12 +482,16 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--device", default=None, metavar="DEVICE",
               help="Where the weights are created: cpu (default), cuda, cuda:1, … or meta "
                    "(allocates nothing: the module's structure only).")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, device):
+@click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
+              help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
+                   "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, device,
+                max_bytes):
     with _errors():
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, device=device, **overrides)
+                                       deploy=deploy, device=device, max_bytes=max_bytes, **overrides)
             seconds = time.perf_counter() - start
         if output:
             from archdsl.export import export
@@ -777,14 +795,18 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
     Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
     --input 8x3x64x64 --input 8x3x64x64
     """
-    from archdsl.topology.train import synthetic_pool, train
+    from archdsl.topology.train import check_batch, synthetic_pool, train
     with _errors():
         args = _spec(spec)
         if _kind(args, variant) != "topology":
-            raise archdsl.ArchError(f"'{spec}' is a network; `archdsl train` runs topologies",
-                                    hint="see `archdsl list` for the stdlib's topologies")
+            raise archdsl.ArchError(
+                f"'{spec}' is a network; `archdsl train` runs topologies",
+                hint=f"train a classifier with the supervised topology: `archdsl train "
+                     f"bag_of_tricks_resnet50 --synthetic --set backbone={spec} --set num_classes=10 "
+                     f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
         with _Progress(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
+        check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
         data = synthetic_pool(topo, classes=classes, seed=seed)
         if as_json:
             with _integer_inputs_hint(classes):
@@ -817,6 +839,45 @@ def _integer_inputs_hint(classes: int):
         raise archdsl.ArchError(f"a training step failed: {e}",
                                 hint=f"integer inputs are drawn from range({classes}); pass --classes N "
                                      f"no larger than the spec's class count") from None
+
+
+@main.command("args")
+@click.argument("spec", metavar="SPEC")
+@click.option("--variant", "-v", metavar="NAME", help="Which variant (or network) of the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the arguments as JSON.")
+def args_cmd(spec, variant, as_json):
+    """Print a network's or topology's arguments: type, default, what the variant sets, docs.
+
+    Example: archdsl args convnext_tiny
+    """
+    with _errors():
+        args = _spec(spec)
+        sig = archdsl.spec_args(args["spec"], variant, source=args.get("source"))
+    if as_json:
+        _emit_json(sig.to_dict())
+        return
+    click.echo(_signature_text(sig))
+
+
+def _signature_text(sig) -> str:
+    import textwrap
+    where = f"{sig.file}:{sig.line}"
+    head = f"{sig.kind} {sig.name} ({where})" + (f", as variant {sig.variant}" if sig.variant else "")
+    out = [head]
+    if sig.doc:
+        out += textwrap.wrap(sig.doc, 96, initial_indent="  ", subsequent_indent="  ")
+    out.append("")
+    for a in sig.arguments:
+        line = f"  {a.name}" + (f": {a.type}" if a.type else "")
+        shown = a.value if a.value is not None else a.default
+        line += f" = {shown}" if shown is not None else ""
+        if a.value is not None:
+            line += f"    ({sig.variant}; " + (f"default {a.default})" if a.default else "required)")
+        elif a.default is None:
+            line += "    (required)"
+        out.append(line)
+        out += textwrap.wrap(a.doc, 96, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":  # pragma: no cover

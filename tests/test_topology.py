@@ -28,7 +28,7 @@ def topo(text: str, seed: int = 0, **kw):
     return archdsl.load_spec(source=TINY + text, seed=seed, **kw)
 
 
-MOCO = "from ssl.moco import MoCo\nvariant t = MoCo(backbone=Tiny, dim=16, hidden=32, K=32, m=0.9, img=16)\n"
+MOCO = "from ssl.moco import MoCo\nvariant t = MoCo(version=1, backbone=Tiny, dim=16, hidden=32, K=32, m=0.9, img=16)\n"
 
 
 def views(b=8, seed=0, pool=None):

@@ -61,9 +61,9 @@ OPS = (
 BUILTINS = (
     'abs', 'bool', 'ceil', 'constant', 'enumerate', 'exp', 'float', 'floor', 'int',
     'kaiming_normal', 'kaiming_uniform', 'len', 'list', 'log2', 'log_e', 'make_divisible',
-    'max', 'min', 'normal', 'ones', 'orthogonal', 'prod', 'range', 'reversed', 'round',
-    'sorted', 'sqrt', 'str', 'sum', 'trunc_normal', 'tuple', 'uniform', 'xavier_normal',
-    'xavier_uniform', 'zeros', 'zip',
+    'max', 'min', 'normal', 'ones', 'orthogonal', 'per_stage', 'prod', 'range', 'reversed',
+    'round', 'sorted', 'sqrt', 'str', 'sum', 'trunc_normal', 'tuple', 'uniform',
+    'xavier_normal', 'xavier_uniform', 'zeros', 'zip',
 )
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
@@ -140,6 +140,6 @@ class ArchLexer(RegexLexer):
             (r"\*\*|//|==|!=|<=|>=|[-+*/%<>=?]", Operator),
             (r"\[", Punctuation, ("list", "item")),
             (r"\(", Punctuation, "paren"),
-            (r"[\]){}.,:]", Punctuation),
+            (r"[\]){}.,:|]", Punctuation),   # `|` separates a choice type's strings
         ],
     }

@@ -115,6 +115,7 @@ class NTXent(_Loss):
     other_flops: 6·N·D (normalise) + 4·(2N)² (scale, mask, softmax)."""
     name = "nt_xent"
     fn_name = "nt_xent"
+    min_batch = 2
     Attrs = TempAttrs
     positional = ("temperature",)
     n_inputs = 2
@@ -264,6 +265,7 @@ class ClipLoss(_Loss):
     flops: 2 · N² · D; other_flops: 6 · N · D (normalise) + 8 · N² (scale, two softmax CEs)."""
     name = "clip_loss"
     fn_name = "clip_loss"
+    min_batch = 2
     n_inputs = 3
 
     def infer(self, a, ins):

@@ -38,6 +38,12 @@ class BatchNorm(Op):
     def other_flops(self, a, ins, out):
         return 2 * numel(out)
 
+    def train_problem(self, a, ins):
+        per_channel = numel(ins[0]) // ins[0][1]
+        if per_channel < 2:  # torch refuses it: no variance to normalise by
+            return f"batch norm sees {per_channel} value per channel (batch × spatial size) in training"
+        return None
+
     def build(self, a, ins):
         from torch import nn
         cls = nn.BatchNorm2d if len(ins[0]) == 4 else nn.BatchNorm1d

@@ -56,7 +56,7 @@ class InstanceMemo:
 
     @staticmethod
     def mark(elab) -> tuple:
-        return len(elab.graph), len(elab.graph.blocks), len(elab.graph.inits), elab.steps, \
+        return len(elab.graph), len(elab.graph.blocks), len(elab.graph.inits), elab.budget.steps, \
             tuple(sorted(elab.counters.items()))
 
     def record(self, key, mark, elab, prefix: str, inputs, result) -> None:
@@ -71,7 +71,7 @@ class InstanceMemo:
         # reading a counter increments it: an instance that left them unchanged did not use them
         used = counters != tuple(sorted(elab.counters.items()))
         self.done[key] = _Instance(prefix, tuple(t.node for t in inputs), nodes, blocks, graph.inits[i0:],
-                                   result, counters if used else None, dict(elab.counters), elab.steps - s0)
+                                   result, counters if used else None, dict(elab.counters), elab.budget.steps - s0)
 
     def replay(self, key, elab, prefix: str, inputs, span):
         """The result of instantiating at `prefix`, copied from the first instance, or None."""

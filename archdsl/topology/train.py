@@ -13,6 +13,9 @@ from typing import Callable
 
 import torch
 
+from archdsl.errors import ArchError
+from archdsl.ops import REGISTRY
+from archdsl.topology.ir import TopologyIR
 from archdsl.topology.module import TopologyModule
 
 
@@ -42,10 +45,27 @@ def synthetic_pool(topo: TopologyModule, pool: int = 64, classes: int = 10,
     return out
 
 
+def check_batch(ir: TopologyIR) -> None:
+    """Refuse a batch too small to train on: a loss whose only negatives are the rest of the batch
+    is exactly 0 on one sample, and batch norm cannot normalise one value per channel."""
+    graphs = [("", p.graph) for p in ir.phases.values()]
+    graphs += [(f"{n.name}.", g) for n in ir.nets.values() if not n.frozen for g in n.graphs.values()]
+    for prefix, graph in graphs:
+        for node in graph.nodes():
+            op = REGISTRY.get(node.op)
+            problem = op and node.inputs and op.train_problem(
+                node.attrs, [graph.node(i).shape for i in node.inputs])
+            if problem:
+                raise ArchError(f"{problem} (at '{prefix}{node.id}')", node.span,
+                                hint="give a larger batch as the first dim of every input "
+                                     "(`--input 8x3x64x64`, once per input)")
+
+
 def train(topo: TopologyModule, steps: int, *, lr: float = 1e-3, optimizer: str = "adam",
           data: list[torch.Tensor] | None = None, seed: int = 0,
           on_step: Callable[[StepLog], None] | None = None) -> list[StepLog]:
     """Run `steps` rounds of the topology's phases on `data` (default: a synthetic pool)."""
+    check_batch(topo.ir)
     torch.manual_seed(seed)
     data = data if data is not None else synthetic_pool(topo, seed=seed)
     batch = input_specs(topo)[0][1][0]
