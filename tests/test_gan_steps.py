@@ -28,3 +28,28 @@ def test_dcgan_d_step_updates_batch_norm_once_per_batch():
     stats = {k: v for k, v in D.state_dict().items() if "running" in k or "num_batches" in k}
     assert stats and all(torch.equal(v, before.state_dict()[k]) for k, v in stats.items())
     assert all(v.item() == 2 for k, v in stats.items() if "num_batches" in k)
+
+
+DEAD = """
+network Lin() {
+  in x: [B, 4]
+  out x -> fc: linear(4) -> bn: bn
+}
+topology T() {
+  in x: [B = 4, 4]
+  net f = Lin()
+  phase train(update=[f]) {
+    unused = x -> f -> relu   # computed, never used: neither built nor counted
+    loss = mean(x -> f, dims=[0, 1])
+  }
+}
+"""
+
+
+def test_a_phase_value_nothing_uses_is_not_built():
+    ir = archdsl.load_topology(source=DEAD)
+    graph = ir.phases["train"].graph
+    assert [n.op for n in graph.nodes() if n.op in ("net", "relu")] == ["net"]
+    topo = archdsl.load_spec(source=DEAD, seed=0)
+    topo(torch.randn(4, 4), phase="train")
+    assert topo.nets.f.bn.num_batches_tracked.item() == 1   # one call of f, not two
