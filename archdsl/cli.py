@@ -475,6 +475,10 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, outputs, seed,
                 dynamic):
     with _errors():
+        if outputs:  # a wrong file name fails before the build
+            from archdsl.export import check_path
+            for output in outputs:
+                check_path(output)
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,

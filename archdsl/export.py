@@ -98,6 +98,11 @@ class _Options:
     dtype: str | None
 
 
+def check_path(path: str | Path) -> Path:
+    """`path` as a Path, or an ArchError when its suffix or folder cannot be written."""
+    return _checked_path(Path(path))
+
+
 def _checked_path(path: Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in _WRITERS:
@@ -223,7 +228,7 @@ def _allowed_axes(model: nn.Module, shapes: list[tuple], dtypes, mode: str,
     base = _fingerprint(graph)
     if _why_fixed(graph, base, shapes, axes) is None:
         return axes
-    allowed = []
+    allowed, fixed = [], {}
     for axis in axes:
         reason = _why_fixed(graph, base, shapes, [axis])
         if reason is None:
@@ -231,8 +236,12 @@ def _allowed_axes(model: nn.Module, shapes: list[tuple], dtypes, mode: str,
         elif mode == "batch":
             raise ArchError(f"cannot export with a dynamic batch size: {reason}",
                             hint="export with dynamic=\"none\" (a fixed batch size)")
-        else:
-            notes.append(f"{axis.name} fixed at {axis.size}: {reason}")
+        else:  # one note per input: "height, width fixed at 224x224: …"
+            fixed.setdefault(-1 if axis.name == "batch" else axis.places[0][0], []).append(
+                (axis, reason))
+    for group in fixed.values():
+        names = ", ".join(a.name for a, _ in group)
+        notes.append(f"{names} fixed at {'x'.join(str(a.size) for a, _ in group)}: {group[0][1]}")
     if len(allowed) > 1 and _why_fixed(graph, base, shapes, allowed) is not None:
         notes.append("only the batch is dynamic: the sizes that may vary one at a time "
                      "do not vary together")
