@@ -30,7 +30,7 @@ from torch import nn
 from archdsl.errors import ArchError
 from archdsl.ir.graph import Graph
 
-__all__ = ["export", "export_all", "Exported", "ExportNote", "SUPPORTED_SUFFIXES"]
+__all__ = ["export", "export_all", "check_path", "Exported", "ExportNote", "SUPPORTED_SUFFIXES"]
 
 SUPPORTED_SUFFIXES = (".py", ".pt2", ".onnx", ".safetensors")
 _ONNX_SINGLE_FILE_LIMIT = 1 << 30   # weights above this go to an external `.onnx.data` file
@@ -80,7 +80,7 @@ def export_all(model_or_graph: Any, paths: list[str | Path], example_input: Any 
     returns what was written, with the dynamic axes and notes of each file."""
     if dynamic not in DYNAMIC_MODES:
         raise ArchError(f"unknown dynamic mode '{dynamic}'", hint=f"one of {', '.join(DYNAMIC_MODES)}")
-    paths = [_checked_path(Path(p)) for p in paths]
+    paths = [check_path(p) for p in paths]
     needs_model = any(p.suffix.lower() != ".py" for p in paths)
     obj = _model_of(model_or_graph, seed) if needs_model else model_or_graph
     options = _Options(example_input, class_name, dynamic, dtype)
@@ -100,10 +100,7 @@ class _Options:
 
 def check_path(path: str | Path) -> Path:
     """`path` as a Path, or an ArchError when its suffix or folder cannot be written."""
-    return _checked_path(Path(path))
-
-
-def _checked_path(path: Path) -> Path:
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _WRITERS:
         raise ArchError(f"cannot export to '{path.name}': unknown file type '{suffix or '(none)'}'",

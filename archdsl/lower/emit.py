@@ -29,6 +29,13 @@ How it reads:
   take `out` or the node's name; tuples only indexed by constants are unpacked
   (`split_0, split_1 = torch.split(...)`).
 
+- The spec's `init` rules become the root class's `init_weights()` (its __init__ ends with it),
+  one loop per run of rules: over the modules of one type, the keys with one suffix, or the keys
+  listed, whichever selects exactly the tensors the rules select in the compiled model; so a
+  fresh instance starts with `load_spec`'s statistics.
+- `python file.py` runs a self-test: inputs of the declared shapes and dtypes, output shapes
+  checked.
+
 `emit_python` checks its output once: it runs the file and instantiates the class on the meta
 device, comparing the state_dict keys, shapes and order with the compiled model's.
 """
