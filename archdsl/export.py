@@ -79,7 +79,8 @@ def export_all(model_or_graph: Any, paths: list[str | Path], example_input: Any 
     """`export` to every path of `paths` from one model (a graph is built once, with `seed`);
     returns what was written, with the dynamic axes and notes of each file."""
     if dynamic not in DYNAMIC_MODES:
-        raise ArchError(f"unknown dynamic mode '{dynamic}'", hint=f"one of {', '.join(DYNAMIC_MODES)}")
+        raise ArchError(f"unknown dynamic mode '{dynamic}'",
+                        hint=f"one of {', '.join(DYNAMIC_MODES)}")
     paths = [check_path(p) for p in paths]
     needs_model = any(p.suffix.lower() != ".py" for p in paths)
     obj = _model_of(model_or_graph, seed) if needs_model else model_or_graph
@@ -146,7 +147,8 @@ class _Axis:
 _SPATIAL = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 
 
-def _candidate_axes(shapes: list[tuple], dtypes: list[torch.dtype], names: list[str]) -> list[_Axis]:
+def _candidate_axes(shapes: list[tuple], dtypes: list[torch.dtype],
+                    names: list[str]) -> list[_Axis]:
     """The batch (dim 0 of every input, when all agree), then per input the spatial dims of a
     [B, C, …] float input and the length of a [B, L] integer input (token ids)."""
     batched = [i for i, s in enumerate(shapes) if s]
@@ -171,9 +173,10 @@ def _fingerprint(graph: Graph) -> tuple:
     from archdsl.lower.build import build
     with torch.device("meta"):
         model = build(graph)
+    plain = (int, float, str, bool, tuple, list)
     settings = [(name, type(m).__qualname__, m.extra_repr(),
                  sorted((k, repr(v)) for k, v in vars(m).items()
-                        if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, list))))
+                        if not k.startswith("_") and isinstance(v, plain)))
                 for name, m in model.named_modules()]
     weights = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     return model.code, settings, weights

@@ -672,3 +672,23 @@ def test_written_files_pass_their_own_self_test(tmp_path):
         "(1, 64, 1000)", "(1, 1000)"]
     source = (tmp_path / "transformer_base.py").read_text()
     assert "torch.randint(0, 2, (1, 64), dtype=torch.int64)" in source
+
+
+def test_init_rules_on_spectral_norm_weights_refresh_its_estimate():
+    """An init rule that rewrites a spectral-normalised weight (BigGAN's orthogonal init) leaves
+    u, v stale: the written init_weights re-estimates them, as load_spec does, so a fresh
+    instance's eval-mode weight has spectral norm 1."""
+    model = archdsl.load_spec(source="""
+network SN() {
+  in x: [B = 2, 3, H = 8, W = 8]
+  init "sn_conv:parametrizations.weight.original" = orthogonal(gain=3.0)
+  out x -> c: sn_conv(8, 3) -> mean(dims=[2, 3])
+}""", seed=0)
+    source = emit_python(model)
+    assert "p._power_method(matrix, 15)" in source
+    torch.manual_seed(0)
+    fresh = exec_source(source, fresh=True).eval()
+    for m in (model.eval(), fresh):
+        with torch.no_grad():
+            sigma = torch.linalg.matrix_norm(m.c.weight.flatten(1), ord=2)
+        assert abs(sigma.item() - 1.0) < 1e-3

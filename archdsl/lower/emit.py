@@ -765,7 +765,7 @@ def _init_call(spec, tensor: Expr) -> Expr:
 
 
 def _rule_call(spec, tensor: str, groups: str) -> list[str]:
-    """The source lines of one init rule on `tensor`; `groups` is the source of its conv's groups."""
+    """The source lines of one init rule on `tensor` (`groups`: the source of its conv's groups)."""
     if spec.kind == "kaiming_normal" and spec.get("grouped"):
         gain = f"nn.init.calculate_gain({_str(spec.get('nonlinearity'))})"
         return [f"fan_out = {tensor}.shape[0] // {groups} * {tensor}[0][0].numel()  # per group",
@@ -1523,9 +1523,8 @@ class _Writer:
             body += self._by_type(spec, list(keys)) or self._by_suffix(spec, list(keys), tensors) \
                 or self._by_key(spec, list(keys))
         if any(b.startswith("for name, t in tensors") or "tensors[" in b for b in body):
-            body = ["tensors = dict(self.named_parameters())",
-                    "tensors.update((k, b) for k, b in self.named_buffers() if b.is_floating_point())",
-                    *body]
+            floats = "(k, b) for k, b in self.named_buffers() if b.is_floating_point()"
+            body = ["tensors = dict(self.named_parameters())", f"tensors.update({floats})", *body]
         spectral = [k[: -len(_SN_ORIGINAL)].rstrip(".") for _, keys in runs for k in keys
                     if k.endswith(_SN_ORIGINAL)]
         if spectral:
@@ -1534,7 +1533,8 @@ class _Writer:
                      "    weight = self.get_submodule(name).parametrizations.weight",
                      "    for p in weight:",
                      '        if hasattr(p, "_power_method"):',
-                     "            p._power_method(p._reshape_weight_to_matrix(weight.original), 15)"]
+                     "            matrix = p._reshape_weight_to_matrix(weight.original)",
+                     "            p._power_method(matrix, 15)"]
         return ["    @torch.no_grad()", "    def init_weights(self):",
                 '        """The spec\'s initialisation: its `init` rules in order (a later rule '
                 'wins)."""', *(f"        {b}" for b in body)]
