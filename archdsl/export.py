@@ -204,8 +204,14 @@ def _why_fixed(graph: Graph, base: tuple, shapes: list[tuple], axes: list[_Axis]
         name = next((a[0] for a, b in zip(settings, base[1]) if a != b), "")
         return f"module '{name}' is set up for this size" if name else "its modules depend on it"
     if code != base[0]:
-        return "the generated code holds sizes computed from it (e.g. a reshape or a resize)"
+        line = next((a for a, b in zip(_statements(base[0]), _statements(code)) if a != b), "")
+        line = line if len(line) <= 80 else line[:77] + "..."
+        return f"the generated code holds a size computed from it (`{line}`)"
     return None
+
+
+def _statements(code: str) -> list[str]:
+    return [t.strip() for line in code.splitlines() for t in line.split(";") if t.strip()]
 
 
 def _allowed_axes(model: nn.Module, shapes: list[tuple], dtypes, mode: str,

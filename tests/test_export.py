@@ -392,6 +392,12 @@ def test_a_spec_that_fixes_the_batch_exports_with_a_note(tmp_path):
     assert "cannot reshape [3, 4, 4, 4] (192 elements) to [2, 4, 16]" in str(notes[0].message)
     x = random_input((2, 4, 4, 4))
     assert_same(fixed(x), program(x))
+    flat = archdsl.load_spec(source=FIXED_BATCH.replace("[2, 4, 16]", "[B, 4, H * W]"))
+    written = export_all(flat, [tmp_path / "flat.pt2"])[0]
+    assert written.dynamic == [] and written.notes == [  # reshape writes out every size
+        f"{axes}: the generated code holds a size computed from it "
+        "(`reshape = x.reshape(2, 4, 16)`)" for axes in ("batch fixed at 2",
+                                                       "height, width fixed at 4x4")]
     with pytest.raises(ArchError, match="cannot export with a dynamic batch size"):
         export(fixed, tmp_path / "fixed.pt2", dynamic="batch")
     with pytest.raises(ArchError, match="unknown dynamic mode"):
