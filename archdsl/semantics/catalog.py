@@ -20,7 +20,7 @@ from archdsl.ir.names import shown
 from archdsl.semantics.loader import Loader, parse_file, stdlib_dir
 from archdsl.semantics.values import BlockRef, ModuleEnv, Partial
 from archdsl.syntax import ast as A
-from archdsl.syntax.cache import cache_dir
+from archdsl.syntax.cache_dir import cache_dir
 
 
 @dataclass
