@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
     graph.spec_module = _block(callee).module  # where its `checkpoint` mappings live
+    # the same network at another input size (exports check which sizes may vary with it)
+    graph.resize = partial(load_graph, spec, variant, source=source, **overrides)
     return graph
 
 

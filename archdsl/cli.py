@@ -476,24 +476,33 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--deploy", is_flag=True,
               help="Build the inference form: BatchNorm folded into convs, RepVGG/ACNet/DiracNet "
                    "branches fused into one conv (eval mode).")
-@click.option("--output", "-o", "output", metavar="FILE", default=None,
+@click.option("--output", "-o", "outputs", metavar="FILE", multiple=True,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
-                   ".onnx, or .safetensors (the initialised weights).")
+                   ".onnx, or .safetensors (the initialised weights, in --dtype). Repeatable: "
+                   "every file is written from the one model built.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights: the same seed gives the same weights and files.")
+@click.option("--dynamic", type=click.Choice(["auto", "batch", "none"]), default="auto",
+              show_default=True,
+              help="Which input sizes of .pt2 / .onnx may vary: the batch and spatial sizes where "
+                   "the network allows (auto), the batch only, or none.")
 @click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
               help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
                    "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, max_bytes):
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, outputs, seed,
+                dynamic, max_bytes):
     with _errors():
+        if outputs:  # a wrong file name fails before the build
+            from archdsl.export import check_path
+            for output in outputs:
+                check_path(output)
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, max_bytes=max_bytes, **overrides)
+                                       deploy=deploy, seed=seed, max_bytes=max_bytes, **overrides)
             seconds = time.perf_counter() - start
-        if output:
-            from archdsl.export import export
-            with _Progress(f"writing {output}"):
-                export(module, output)
-            click.echo(f"wrote {output}", err=as_json)
+        if outputs:
+            _write_exports(module, outputs, dtype, dynamic, as_json)
         info = {
             "class": type(module).__name__,
             "build_seconds": round(seconds, 4),
@@ -523,6 +532,18 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy,
         if info["params"] != report.totals.params:
             click.echo(f"warning: the built module has {info['params']:,} parameters but the "
                        f"cost report counts {report.totals.params:,} (a bug in archdsl)", err=True)
+
+
+def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> None:
+    """Write every -o file from the one model; say what was written and what is dynamic."""
+    from archdsl.export import export_all
+    with _Progress(f"writing {', '.join(outputs)}"):
+        written = export_all(module, list(outputs), dtype=dtype, dynamic=dynamic)
+    for w in written:
+        how = f" (dynamic: {', '.join(w.dynamic)})" if w.dynamic else ""
+        click.echo(f"wrote {w.path}{how}", err=as_json)
+        for note in w.notes:
+            click.echo(f"note: {w.path.name}: {note}", err=True)
 
 
 def torch_parameters(module):

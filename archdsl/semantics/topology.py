@@ -282,6 +282,7 @@ class TopologyElaborator(Elaborator):
             for a in self.actions:
                 for t in a.tensors:
                     graph.outputs[f"keep.{t}"] = t
+            _drop_dead(graph)
             self.ir.phases[p.name] = Phase(p.name, graph, [u.name for u in update], loss.node,
                                            dict(self.logs), list(self.actions), repeat, p.span)
             self.ir.phases[p.name].params = trained_params
@@ -493,3 +494,14 @@ def _weights(graph: Graph) -> list[tuple[str, tuple]]:
             op = REGISTRY[n.op]
             out += [(f"{n.id}.{k}", tuple(v)) for k, v in {**op.params(n.attrs, ins), **op.buffers(n.attrs, ins)}.items()]
     return out
+
+
+def _drop_dead(graph: Graph) -> None:
+    """Remove what no output of a phase (loss, logs, after-step tensors) depends on: such a value
+    is neither built nor counted, and a dead network call does not move its BN statistics."""
+    import networkx as nx
+    live = set(graph.outputs.values())
+    for node in list(live):
+        live |= nx.ancestors(graph.g, node)
+    graph.g.remove_nodes_from([n.id for n in graph.nodes()
+                               if n.id not in live and n.op not in ("input", "state")])
