@@ -204,15 +204,20 @@ class DinoAttrs(Attrs):
 @register
 class DinoLoss(_Loss):
     """DINO cross-entropy. inputs: student [V·B, K] (all crops, global first), teacher
-    [G·B, K] (global crops), center [1, K] → scalar. Same-view pairs are skipped.
+    [G·B, K] (global crops), center [1, K], and optionally the teacher temperature as a scalar
+    tensor [] (a scheduled state: DINO's warm-up), which then replaces `teacher_temp` → scalar.
+    Same-view pairs are skipped.
     other_flops: 4 · (V + G) · B · K (sharpen, centre, softmaxes) + 3 · B · K per pair."""
     name = "dino_loss"
     fn_name = "dino_loss"
     Attrs = DinoAttrs
-    n_inputs = 3
+    n_inputs = None
 
     def infer(self, a, ins):
-        s, t, c = ins
+        if len(ins) not in (3, 4) or (len(ins) == 4 and tuple(ins[3]) not in ((), (1,))):
+            raise ShapeError("dino_loss takes student, teacher, center and optionally a scalar teacher "
+                             f"temperature, got {[list(i) for i in ins]}")
+        s, t, c = ins[:3]
         _matrix(self.name, s, "[V·B, K]")
         _matrix(self.name, t, "[G·B, K]")
         if t[1] != s[1] or tuple(c) != (1, s[1]) or a.n_global <= 0 or t[0] % a.n_global:
@@ -225,11 +230,15 @@ class DinoLoss(_Loss):
         return ()
 
     def other_flops(self, a, ins, out):
-        s, t, _ = ins
+        s, t = ins[:2]
         b = t[0] // a.n_global
         views = s[0] // b
         pairs = a.n_global * views - min(a.n_global, views)
         return 4 * (s[0] + t[0]) * s[1] + 3 * b * s[1] * pairs
+
+    def emit(self, a, ins, fx, args):
+        temp = {"temp": args[3]} if len(args) == 4 else {}
+        return fx.call(_losses().dino_loss, *args[:3], **dict(a), **temp)
 
 
 class MaeAttrs(Attrs):

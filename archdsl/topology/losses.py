@@ -68,10 +68,13 @@ def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
 
 
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, n_global: int,
-              student_temp: float, teacher_temp: float) -> torch.Tensor:
+              student_temp: float, teacher_temp: float, temp: torch.Tensor | None = None) -> torch.Tensor:
     """DINO's cross-entropy between sharpened, centred teacher outputs (global crops only, no
     gradient) and student outputs over all crops, skipping same-view pairs.
-    student: [V·B, K] (views stacked, globals first); teacher: [G·B, K]."""
+    student: [V·B, K] (views stacked, globals first); teacher: [G·B, K]; `temp`, when given,
+    is the teacher temperature of this step (a scalar tensor), replacing `teacher_temp`."""
+    if temp is not None:
+        teacher_temp = temp.detach().reshape(())
     views = student.shape[0] // (teacher.shape[0] // n_global)
     if views < 2:
         raise ValueError("DINO needs at least two views: a single view gives no cross-view pairs")

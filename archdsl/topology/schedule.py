@@ -13,6 +13,17 @@ so lr(warmup) = base and lr(total) = lr(after total) = final (0 by default).
 constant: lr = base at every step (with the same optional linear warm-up).
 noam (Vaswani et al. 2017, §5.3, eq. 3): lr = d_model^−0.5 · min(n^−0.5, n · warmup^−1.5) with
     n = step + 1; the peak `base` = (d_model · warmup)^−0.5 is reached at n = warmup.
+
+The recipes' schedules (`cosine_schedule`, `warmup_schedule`) follow the official codes' own
+conventions, named by `warmup_style` (u = the step counted in units of `every` steps):
+    "linspace"  start + (base − start) · u / (warmup − 1)   DINO/SwAV `cosine_scheduler`
+                                                           (np.linspace: base at u = warmup − 1)
+    "linear"    start + (base − start) · u / warmup         MAE `lr_sched`, SimCLR, BYOL
+    "next"      base · (u + 1) / warmup                     Bag of Tricks, open_clip `cosine_lr`
+then for u ≥ warmup the cosine of (u − warmup) / (total − warmup) down to `final`. `every`
+holds the value for that many steps: `every = steps_per_epoch` is a per-epoch schedule (MoCo's
+and SimSiam's `adjust_learning_rate`, DINO's teacher-temperature warm-up), with `warmup` and
+`total` then counted in epochs.
 """
 from __future__ import annotations
 
@@ -27,14 +38,19 @@ class LRSchedule:
     warmup: int = 0
     total: int = 1
     final: float = 0.0
+    start: float = 0.0
+    warmup_style: str = "next"
+    every: int = 1
 
     def at(self, step: int) -> float:
-        step = max(int(step), 0)
+        step = max(int(step), 0) // self.every
         if self.kind == "noam":
             n = step + 1
             return self.base * min((n / self.warmup) ** -0.5, n / self.warmup)
         if step < self.warmup:
-            return self.base * (step + 1) / self.warmup
+            done = {"next": (step + 1) / self.warmup, "linear": step / self.warmup,
+                    "linspace": step / max(self.warmup - 1, 1)}[self.warmup_style]
+            return self.start + (self.base - self.start) * done
         if self.kind == "constant":
             return self.base
         t = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
@@ -44,22 +60,24 @@ class LRSchedule:
         return self.at(step) / self.base
 
 
-def _check(base, warmup, total, final) -> None:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 0:
-        raise ValueError(f"the peak learning rate must be a positive number, got {base!r}")
+def _check(base, warmup, total, final, floor: float = 0.0) -> None:
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= floor:
+        raise ValueError(f"the peak value must be a number above {floor}, got {base!r}")
     for name, v in (("warmup", warmup), ("total", total)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} is a number of steps (an int ≥ 0), got {v!r}")
     if total < 1 or warmup > total:
         raise ValueError(f"need 0 ≤ warmup ≤ total and total ≥ 1, got warmup={warmup}, total={total}")
-    if isinstance(final, bool) or not isinstance(final, (int, float)) or not 0 <= final <= base:
-        raise ValueError(f"final must be in [0, base], got {final!r}")
+    if isinstance(final, bool) or not isinstance(final, (int, float)) or final < 0:
+        raise ValueError(f"final must be a number ≥ 0, got {final!r}")
 
 
 def cosine_lr(base: float, warmup: int = 0, total: int = 1, final: float = 0.0) -> LRSchedule:
     """`lr = cosine_lr(0.1, warmup=5 * 5005, total=120 * 5005)`: linear warm-up over `warmup`
     steps to `base`, then half a cosine down to `final` at step `total`."""
     _check(base, warmup, total, final)
+    if final > base:
+        raise ValueError(f"final must be in [0, base], got {final!r}")
     return LRSchedule(float(base), "cosine", warmup, total, float(final))
 
 
@@ -79,4 +97,36 @@ def noam_lr(d_model: int, warmup: int = 4000) -> LRSchedule:
     return LRSchedule((d_model * warmup) ** -0.5, "noam", warmup, warmup, 0.0)
 
 
-SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr}
+WARMUP_STYLES = ("linspace", "linear", "next")
+
+
+def _recipe_check(warmup_style: str, every: int, start) -> None:
+    if warmup_style not in WARMUP_STYLES:
+        raise ValueError(f"warmup_style is one of {', '.join(WARMUP_STYLES)}, got {warmup_style!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every is a number of steps (an int ≥ 1), got {every!r}")
+    if isinstance(start, bool) or not isinstance(start, (int, float)):
+        raise ValueError(f"start must be a number, got {start!r}")
+
+
+def cosine_schedule(base: float, final: float = 0.0, total: int = 1, warmup: int = 0, start: float = 0.0,
+                    warmup_style: str = "linspace", every: int = 1) -> LRSchedule:
+    """`cosine_schedule(0.0005 * batch / 256, 1e-6, total=epochs * ipe, warmup=10 * ipe)`: a
+    learning rate, weight decay (0.04 → 0.4: final may exceed base) or any value stepped per
+    iteration — warm-up from `start`, then half a cosine from `base` to `final` at `total`."""
+    _check(base, warmup, total, final, floor=-math.inf)
+    _recipe_check(warmup_style, every, start)
+    return LRSchedule(float(base), "cosine", warmup, total, float(final), float(start), warmup_style, every)
+
+
+def warmup_schedule(base: float, warmup: int = 0, start: float = 0.0, warmup_style: str = "linspace",
+                    every: int = 1) -> LRSchedule:
+    """`warmup_schedule(0.07, warmup=30, start=0.04, every=ipe)`: from `start` to `base` over
+    `warmup` units, then `base` (DINO's teacher temperature, warmed per epoch)."""
+    _check(base, warmup, max(warmup, 1), 0.0, floor=-math.inf)
+    _recipe_check(warmup_style, every, start)
+    return LRSchedule(float(base), "constant", warmup, max(warmup, 1), 0.0, float(start), warmup_style, every)
+
+
+SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr,
+             "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule}

@@ -69,7 +69,10 @@ ACTIONS: dict[str, UpdateSpec] = {
 def init_state(init, shape, dtype):
     """A state tensor from its initialiser: a number, or one of STATE_INITS."""
     import torch
+    from archdsl.topology.schedule import LRSchedule
     dt = getattr(torch, dtype)
+    if isinstance(init, LRSchedule):
+        return torch.full(shape, init.at(0), dtype=dt)
     if not isinstance(init, str):
         return torch.full(shape, init, dtype=dt)
     if init == "zeros":
