@@ -33,7 +33,7 @@ SPECS = {
     "swav": ("from ssl.swav import SwAV\nvariant t = SwAV(backbone=Flat, dim=8, hidden=0, n_prototypes=16, "
              "n_local=2, global_size=8, local_size=8, freeze_iters=1)\n"),
     "dino": ("from ssl.dino import DINO\nvariant t = DINO(backbone=Flat, out_dim=16, n_local=2, "
-             "global_size=8, local_size=8, m=0.9)\n"),
+             "global_size=8, local_size=8, m=0.9, freeze_last_layer=0)\n"),
 }
 WORLD, LOCAL, STEPS = 2, 4, 3
 

@@ -20,11 +20,12 @@ are in no group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from archdsl.topology.schedule import LRSchedule
+
+if TYPE_CHECKING:  # torch is imported where the optimizers are built: checking a spec needs none
+    import torch
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def param_groups(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Parameter]
 
 
 def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Parameter]]) -> torch.optim.Optimizer:
+    import torch
     groups = param_groups(spec, named)
     if not groups:
         raise ValueError("the phase trains no parameter")
@@ -158,10 +160,15 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
     return opt
 
 
-@torch.no_grad()
 def _clip_each(optimizer: torch.optim.Optimizer, clip: float) -> None:
     """DINO's utils.clip_gradients: each parameter's gradient scaled to norm ≤ clip on its own."""
-    for g in optimizer.param_groups:
+    import torch
+    with torch.no_grad():
+        _clip_groups(optimizer.param_groups, clip)
+
+
+def _clip_groups(groups, clip: float) -> None:
+    for g in groups:
         for p in g["params"]:
             if p.grad is not None:
                 coef = clip / (p.grad.norm(2) + 1e-6)

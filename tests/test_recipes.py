@@ -1,0 +1,263 @@
+"""Training recipes as data (archdsl/topology/recipe.py, schedule.py): each stdlib topology's
+optimizer, parameter groups and schedules, run side by side with a port of its method's official
+training step on the same weights, inputs and random draws (tiny networks, float64), comparing
+losses, gradients, parameters after each step, EMA twins, state and schedule values."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import archdsl
+from recipe_checks import close, close_all, recipe_step, updated_by
+
+POOLED = """
+network Pooled(num_classes: int = 0) {
+  in x: [B, 3, H = 16, W = 16]
+  out x -> conv1: conv(8, 3, stride=2) -> relu -> mean(dims=[2, 3])
+}
+"""
+
+
+class RefPooled(nn.Module):
+    """The tiny backbone of POOLED, written in torch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 2, 1)
+
+    def forward(self, x):
+        return F.relu(self.conv1(x)).mean(dim=(2, 3))
+
+
+# ---------------------------------------------------------------- DINO
+# facebookresearch/dino: vision_transformer.py (DINOHead), main_dino.py (DINOLoss, MultiCropWrapper
+# via utils, train_one_epoch), utils.py (cosine_scheduler, get_params_groups, clip_gradients,
+# cancel_gradients_last_layer). Ported below, one process, float64.
+
+def dino_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0):
+    """utils.py cosine_scheduler."""
+    warmup_schedule = np.array([])
+    warmup_iters = warmup_epochs * niter_per_ep
+    if warmup_epochs > 0:
+        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    schedule = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / len(iters)))
+    return np.concatenate((warmup_schedule, schedule))
+
+
+class RefDINOHead(nn.Module):
+    """vision_transformer.py DINOHead (use_bn=False, nlayers=3)."""
+
+    def __init__(self, in_dim, out_dim, norm_last_layer=True, hidden_dim=2048, bottleneck_dim=256):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
+                                 nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
+        self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+        if norm_last_layer:
+            self.last_layer.weight_g.requires_grad = False
+
+    def forward(self, x):
+        x = self.mlp(x)
+        x = nn.functional.normalize(x, dim=-1, p=2)
+        return self.last_layer(x)
+
+
+class RefMultiCropWrapper(nn.Module):
+    """utils.py MultiCropWrapper: one backbone pass per run of same-size crops, then the head."""
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x):
+        idx_crops = torch.cumsum(torch.unique_consecutive(
+            torch.tensor([inp.shape[-1] for inp in x]), return_counts=True)[1], 0)
+        start_idx, output = 0, torch.empty(0).to(x[0])
+        for end_idx in idx_crops:
+            output = torch.cat((output, self.backbone(torch.cat(x[start_idx:end_idx]))))
+            start_idx = end_idx
+        return self.head(output)
+
+
+class RefDINOLoss(nn.Module):
+    """main_dino.py DINOLoss (world size 1)."""
+
+    def __init__(self, out_dim, ncrops, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs,
+                 nepochs, student_temp=0.1, center_momentum=0.9):
+        super().__init__()
+        self.student_temp, self.center_momentum, self.ncrops = student_temp, center_momentum, ncrops
+        self.register_buffer("center", torch.zeros(1, out_dim, dtype=torch.float64))
+        self.teacher_temp_schedule = np.concatenate((
+            np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs),
+            np.ones(nepochs - warmup_teacher_temp_epochs) * teacher_temp))
+
+    def forward(self, student_output, teacher_output, epoch):
+        student_out = (student_output / self.student_temp).chunk(self.ncrops)
+        temp = self.teacher_temp_schedule[epoch]
+        teacher_out = F.softmax((teacher_output - self.center) / temp, dim=-1).detach().chunk(2)
+        total_loss, n_loss_terms = 0, 0
+        for iq, q in enumerate(teacher_out):
+            for v in range(len(student_out)):
+                if v == iq:
+                    continue
+                total_loss += torch.sum(-q * F.log_softmax(student_out[v], dim=-1), dim=-1).mean()
+                n_loss_terms += 1
+        total_loss /= n_loss_terms
+        self.update_center(teacher_output)
+        return total_loss
+
+    @torch.no_grad()
+    def update_center(self, teacher_output):
+        batch_center = torch.sum(teacher_output, dim=0, keepdim=True) / len(teacher_output)
+        self.center = self.center * self.center_momentum + batch_center * (1 - self.center_momentum)
+
+
+def dino_get_params_groups(model):
+    """utils.py get_params_groups."""
+    regularized, not_regularized = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.endswith(".bias") or len(param.shape) == 1:
+            not_regularized.append(param)
+        else:
+            regularized.append(param)
+    return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.}]
+
+
+def dino_clip_gradients(model, clip):
+    """utils.py clip_gradients: per parameter."""
+    for _, p in model.named_parameters():
+        if p.grad is not None:
+            clip_coef = clip / (p.grad.data.norm(2) + 1e-6)
+            if clip_coef < 1:
+                p.grad.data.mul_(clip_coef)
+
+
+def dino_cancel_gradients_last_layer(epoch, model, freeze_last_layer):
+    if epoch >= freeze_last_layer:
+        return
+    for n, p in model.named_parameters():
+        if "last_layer" in n:
+            p.grad = None
+
+
+DINO_ARGS = dict(out_dim=16, hidden=32, bottleneck=8, n_local=2, global_size=16, local_size=8, epochs=3,
+                 steps_per_epoch=2, batch_size=512, warmup_epochs=1, warmup_teacher_temp=0.04,
+                 teacher_temp=0.07, warmup_teacher_temp_epochs=3, freeze_last_layer=1, clip_grad=0.05,
+                 m=0.9)
+
+
+def dino_topology(**overrides):
+    args = {**DINO_ARGS, **overrides}
+    text = ", ".join(f"{k}={v}" for k, v in args.items())
+    return archdsl.load_spec(source=POOLED + f"from ssl.dino import DINO\nvariant t = DINO(backbone=Pooled, {text})\n",
+                             seed=0)
+
+
+def ours_to_dino_keys(name: str) -> str:
+    """The spec's DinoNet keys → DINOHead / MultiCropWrapper keys (mlp.layer{i} → mlp.{2i})."""
+    name = name.replace("last_layer", "head.last_layer")
+    for i in range(3):
+        name = name.replace(f"mlp.layer{i}.", f"head.mlp.{2 * i}.")
+    return name
+
+
+def test_dino_head_is_weight_normalised_with_g_fixed_at_1_and_trunc_normal_init():
+    t = dino_topology(hidden=256)
+    net = t.nets["student"]
+    assert torch.equal(net.last_layer.weight_g, torch.ones(16, 1)) and not net.last_layer.weight_g.requires_grad
+    for i in range(3):
+        w, b = getattr(net.mlp, f"layer{i}").weight, getattr(net.mlp, f"layer{i}").bias
+        assert torch.equal(b, torch.zeros_like(b))
+        assert w.abs().max() <= 2.0 and abs(w.std().item() - 0.02) < 0.003  # trunc_normal_(std=.02)
+    assert "student.last_layer.weight_g" not in dict(t.named_parameters_of("train"))
+    assert dino_topology(norm_last_layer="false").nets["student"].last_layer.weight_g.requires_grad
+    # on the same weights, the head's output is DINOHead's (the plain linear before differed by 0.41)
+    ref = RefMultiCropWrapper(RefPooled(), RefDINOHead(8, 16, True, 256, 8))
+    ref.load_state_dict({ours_to_dino_keys(k): v for k, v in net.state_dict().items()})
+    x = torch.randn(4, 3, 16, 16)
+    close(net(x), ref([x]), "DINO head output")
+
+
+def test_dino_default_recipe_is_main_dino_py():
+    t = archdsl.load_topology("dino")
+    assert t.args["n_local"] == 8 and t.args["batch_size"] == 1024
+    spec = t.phases["train"].optimizer
+    assert spec.kind == "adamw" and spec.no_decay and spec.clip_grad == 3.0
+    ref_lr = dino_cosine_scheduler(0.0005 * 1024 / 256, 1e-6, 100, 1251, warmup_epochs=10)
+    ref_wd = dino_cosine_scheduler(0.04, 0.4, 100, 1251)
+    for k in (0, 1, 5000, 12509, 12510, 60000, 125099):
+        assert spec.lr.at(k) == pytest.approx(ref_lr[k], rel=1e-12, abs=1e-15)
+        assert spec.weight_decay.at(k) == pytest.approx(ref_wd[k], rel=1e-12)
+    assert t.phases["train"].freeze_steps == 1251
+
+
+def test_dino_steps_equal_the_official_training_loop():
+    """Five iterations over three epochs of two: lr warm-up, wd and momentum schedules, teacher
+    temperature warm-up (0.04 → 0.07 over 3 epochs), the last layer frozen for epoch 0,
+    per-parameter clipping, AdamW groups without decay on biases, EMA teacher, centre."""
+    a = DINO_ARGS
+    t = dino_topology().double()
+    optimizers, schedule = t.configure_optimizers()
+    student = RefMultiCropWrapper(RefPooled(), RefDINOHead(8, 16, True, a["hidden"], a["bottleneck"])).double()
+    student.load_state_dict({ours_to_dino_keys(k): v for k, v in t.nets["student"].state_dict().items()})
+    teacher = RefMultiCropWrapper(RefPooled(), RefDINOHead(8, 16, True, a["hidden"], a["bottleneck"])).double()
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    dino_loss = RefDINOLoss(16, 2 + a["n_local"], a["warmup_teacher_temp"], a["teacher_temp"],
+                            a["warmup_teacher_temp_epochs"], a["epochs"], 0.1, 0.9)
+    optimizer = torch.optim.AdamW(dino_get_params_groups(student))
+    ipe, epochs = a["steps_per_epoch"], a["epochs"]
+    lr_schedule = dino_cosine_scheduler(0.0005 * a["batch_size"] / 256, 1e-6, epochs, ipe, warmup_epochs=1)
+    wd_schedule = dino_cosine_scheduler(0.04, 0.4, epochs, ipe)
+    momentum_schedule = dino_cosine_scheduler(a["m"], 1, epochs, ipe)
+    assert len(updated_by(optimizers["train"])) == sum(1 for p in student.parameters() if p.requires_grad)
+
+    g = torch.Generator().manual_seed(0)
+    for it in range(5):
+        epoch = it // ipe
+        images = [torch.randn(3, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2)] + \
+                 [torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(2)]
+        values = schedule.values()
+        assert values["train.lr"] == pytest.approx(lr_schedule[it], rel=1e-12, abs=1e-15)
+        assert values["train.weight_decay"] == pytest.approx(wd_schedule[it], rel=1e-12)
+        assert values["momentum.teacher"] == pytest.approx(momentum_schedule[it], rel=1e-12)
+        assert values["state.temp"] == pytest.approx(dino_loss.teacher_temp_schedule[epoch], rel=1e-12)
+        loss, ours_grads = recipe_step(t, optimizers, schedule, torch.stack(images[:2]), torch.stack(images[2:]))
+
+        for i, param_group in enumerate(optimizer.param_groups):
+            param_group["lr"] = lr_schedule[it]
+            if i == 0:
+                param_group["weight_decay"] = wd_schedule[it]
+        teacher_output = teacher(images[:2])
+        student_output = student(images)
+        ref_loss = dino_loss(student_output, teacher_output, epoch)
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {ours_to_dino_keys(k[8:]): v for k, v in ours_grads.items()}
+        raw = {k: p.grad.clone() for k, p in student.named_parameters() if p.grad is not None}
+        dino_clip_gradients(student, a["clip_grad"])
+        dino_cancel_gradients_last_layer(epoch, student, a["freeze_last_layer"])
+        kept = {k for k, p in student.named_parameters() if p.grad is not None}
+        optimizer.step()
+        with torch.no_grad():
+            m = momentum_schedule[it]
+            for param_q, param_k in zip(student.parameters(), teacher.parameters()):
+                param_k.data.mul_(m).add_((1 - m) * param_q.detach().data)
+
+        close(loss, ref_loss, f"step {it} loss")
+        assert set(ref_grads) == kept, f"step {it}: trained tensors differ"
+        close_all(ref_grads, {k: raw[k] for k in kept}, f"step {it} grad")
+        close_all({ours_to_dino_keys(k): v for k, v in t.nets["student"].state_dict().items()},
+                  student.state_dict(), f"step {it} student")
+        close_all({ours_to_dino_keys(k): v for k, v in t.nets["teacher"].state_dict().items()},
+                  teacher.state_dict(), f"step {it} teacher")
+        close(t.state.center, dino_loss.center, f"step {it} center")
