@@ -267,12 +267,20 @@ class MaeLoss(_Loss):
         return (8 if a.norm_pix else 3) * numel(ins[0]) + 2 * numel(ins[2])
 
 
+class ClipAttrs(Attrs):
+    max_scale: float | None = None
+
+
 @register
 class ClipLoss(_Loss):
-    """CLIP symmetric loss. inputs: image [N, D], text [N, D], logit_scale [] → scalar.
+    """CLIP symmetric loss. inputs: image [N, D], text [N, D], logit_scale [] → scalar: the mean of
+    the two cross-entropies over exp(logit_scale) · cosine similarities. `max_scale` clamps the
+    log-scale in the forward (its gradient is then 0 above it); the official training instead
+    clamps the stored parameter after each step (`after clamp(logit_scale, min=0, max=log_e(100))`).
     flops: 2 · N² · D; other_flops: 6 · N · D (normalise) + 8 · N² (scale, two softmax CEs)."""
     name = "clip_loss"
     fn_name = "clip_loss"
+    Attrs = ClipAttrs
     n_inputs = 3
 
     def infer(self, a, ins):
@@ -290,9 +298,6 @@ class ClipLoss(_Loss):
     def other_flops(self, a, ins, out):
         n, d = ins[0]
         return 6 * n * d + 8 * n * n
-
-    def _kwargs(self, a):
-        return {}
 
 
 class GanAttrs(Attrs):

@@ -295,6 +295,12 @@ class TopologyElaborator(Elaborator):
                 phase.freeze, phase.freeze_steps = self._freeze(options, phase.update, p.span)
         finally:
             self.graph, self.used, self.frame.scope = saved
+            self.logs = None
+
+    def exec(self, s: A.Stmt, env: Env):
+        if isinstance(s, (A.LogStmt, A.AfterStmt)) and getattr(self, "logs", None) is not None:
+            return self.exec_phase_stmt(s, env)   # `log` / `after` inside a phase's `if` or `for`
+        return super().exec(s, env)
 
     def exec_phase_stmt(self, s: A.Stmt, env: Env):
         if isinstance(s, A.LogStmt):

@@ -102,11 +102,12 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_
 
 
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-              max_scale: float = math.log(100.0)) -> torch.Tensor:
+              max_scale: float | None = None) -> torch.Tensor:
     """CLIP's symmetric loss: (CE(img→txt) + CE(txt→img)) / 2 over cosine similarities scaled
-    by exp(logit_scale), the log-scale clamped at log(100)."""
+    by exp(logit_scale) (open_clip's ClipLoss). The official training clamps the stored
+    log-scale after each step (`after clamp(...)`); `max_scale` clamps it here instead."""
     image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
-    scale = logit_scale.clamp(max=max_scale).exp()
+    scale = (logit_scale if max_scale is None else logit_scale.clamp(max=max_scale)).exp()
     logits = scale * image @ text.t()
     labels = torch.arange(image.shape[0], device=image.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
