@@ -261,3 +261,145 @@ def test_dino_steps_equal_the_official_training_loop():
         close_all({ours_to_dino_keys(k): v for k, v in t.nets["teacher"].state_dict().items()},
                   teacher.state_dict(), f"step {it} teacher")
         close(t.state.center, dino_loss.center, f"step {it} center")
+
+
+# ---------------------------------------------------------------- MoCo v2
+# facebookresearch/moco: moco/builder.py (MoCo: momentum update at the start of the forward,
+# shuffle BN, logits, dequeue-and-enqueue), main_moco.py (SGD, adjust_learning_rate). One process:
+# concat_all_gather is the identity and _batch_shuffle_ddp's permutation covers the local batch.
+
+BN_POOLED = """
+network BNPooled(num_classes: int = 0) {
+  in x: [B, 3, H = 16, W = 16]
+  out x -> conv1: conv(8, 3, stride=2, bias=false) -> bn1: bn -> relu -> mean(dims=[2, 3])
+}
+"""
+
+
+class RefBNPooled(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn1(self.conv1(x))).mean(dim=(2, 3)))
+
+
+class RefMoCo(nn.Module):
+    """moco/builder.py MoCo with mlp=True, world size 1."""
+
+    def __init__(self, base_encoder, dim=128, K=65536, m=0.999, T=0.07):
+        super().__init__()
+        self.K, self.m, self.T = K, m, T
+        self.encoder_q, self.encoder_k = base_encoder(num_classes=dim), base_encoder(num_classes=dim)
+        dim_mlp = self.encoder_q.fc.weight.shape[1]
+        self.encoder_q.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), self.encoder_q.fc)
+        self.encoder_k.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), self.encoder_k.fc)
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.data.copy_(param_q.data)
+            param_k.requires_grad = False
+        self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self):
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.data = param_k.data * self.m + param_q.data * (1. - self.m)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys):
+        batch_size = keys.shape[0]
+        ptr = int(self.queue_ptr)
+        assert self.K % batch_size == 0
+        self.queue[:, ptr:ptr + batch_size] = keys.T
+        self.queue_ptr[0] = (ptr + batch_size) % self.K
+
+    def forward(self, im_q, im_k, before_keys=None):
+        q = F.normalize(self.encoder_q(im_q), dim=1)
+        with torch.no_grad():
+            self._momentum_update_key_encoder()
+            if before_keys is not None:
+                before_keys()
+            idx_shuffle = torch.randperm(im_k.shape[0])      # _batch_shuffle_ddp
+            idx_unshuffle = torch.argsort(idx_shuffle)
+            k = F.normalize(self.encoder_k(im_k[idx_shuffle]), dim=1)
+            k = k[idx_unshuffle]                              # _batch_unshuffle_ddp
+        l_pos = torch.einsum("nc,nc->n", [q, k]).unsqueeze(-1)
+        l_neg = torch.einsum("nc,ck->nk", [q, self.queue.clone().detach()])
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
+        labels = torch.zeros(logits.shape[0], dtype=torch.long)
+        self._dequeue_and_enqueue(k)
+        return logits, labels
+
+
+def moco_adjust_learning_rate(optimizer, epoch, lr, epochs, cos, schedule=(120, 160)):
+    """main_moco.py adjust_learning_rate."""
+    if cos:
+        lr *= 0.5 * (1. + math.cos(math.pi * epoch / epochs))
+    else:
+        for milestone in schedule:
+            lr *= 0.1 if epoch >= milestone else 1.
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
+    return lr
+
+
+def moco_keys(name: str) -> str:
+    """The spec's Encoder keys → the reference encoder's (backbone.* → *, head.layer{i} → fc.{2i})."""
+    name = name.replace("backbone.", "")
+    return name.replace("head.layer0.", "fc.0.").replace("head.layer1.", "fc.2.")
+
+
+@pytest.mark.parametrize("cos", [True, False], ids=["v2-cos", "v1-steps"])
+def test_moco_steps_equal_the_official_builder_and_main_moco(cos):
+    """Five SGD steps over three epochs of two: shuffle BN with the same permutation, key encoder,
+    queue and pointer, lr per epoch (cosine, or ×0.1 at milestones 1 and 2 in the v1 test)."""
+    recipe = f"cos={'true' if cos else 'false'}, epochs=3, steps_per_epoch=2, base_lr=0.5"
+    t = archdsl.load_spec(source=BN_POOLED + "from ssl.moco import MoCo\nvariant t = MoCo(backbone=BNPooled, "
+                          f"dim=4, hidden=0, K=12, m=0.9, T=0.2, img=16, {recipe})\n", seed=0).double()
+    if not cos:   # milestones as the topology's (epochs 120 and 160) scaled to three epochs
+        from archdsl.topology.schedule import step_schedule
+        spec = t.ir.phases["train"].optimizer
+        object.__setattr__(spec, "lr", step_schedule(0.5, milestones=[1, 2], every=2))
+    optimizers, schedule = t.configure_optimizers()
+    assert t.nets["query"].head.layer0.weight.shape == (8, 8)    # hidden = the backbone's width
+    torch.manual_seed(1)
+    model = RefMoCo(RefBNPooled, dim=4, K=12, m=0.9, T=0.2).double()
+    model.encoder_q.load_state_dict({moco_keys(k): v for k, v in t.nets["query"].state_dict().items()})
+    model.encoder_k.load_state_dict(model.encoder_q.state_dict())
+    model.queue.copy_(t.state.queue)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.encoder_q.parameters(), 0.5, momentum=0.9, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(0)
+    for it in range(5):
+        epoch = it // 2
+        im_q, im_k = (torch.randn(4, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+        ours_k = {moco_keys(k): v.clone() for k, v in t.nets["key"].state_dict().items()
+                  if "running" not in k and "num_batches" not in k}
+        torch.manual_seed(100 + it)
+        loss, grads = recipe_step(t, optimizers, schedule, im_q, im_k)
+
+        lr = moco_adjust_learning_rate(optimizer, epoch, 0.5, 3, cos, schedule=(1, 2))
+        assert schedule.values(it)["train.lr"] == pytest.approx(lr, rel=1e-12)
+
+        def key_encoder_equals_ours():  # ours was updated by the previous after_step; the reference's now
+            close_all(ours_k, {k: v for k, v in model.encoder_k.state_dict().items()
+                               if "running" not in k and "num_batches" not in k}, f"step {it} key encoder")
+
+        torch.manual_seed(100 + it)
+        output, target = model(im_q, im_k, before_keys=key_encoder_equals_ours)
+        ref_loss = criterion(output, target)
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {f"query.{k}": p.grad for k, p in model.encoder_q.named_parameters()}
+        optimizer.step()
+
+        close(loss, ref_loss, f"step {it} loss")
+        close_all({moco_keys(k): v for k, v in grads.items()}, ref_grads, f"step {it} grad")
+        close_all({moco_keys(k): v for k, v in t.nets["query"].state_dict().items()},
+                  model.encoder_q.state_dict(), f"step {it} query encoder")
+        close(t.state.queue, model.queue, f"step {it} queue")
+        assert int(t.state.queue_ptr) == int(model.queue_ptr)
+        if it > 0:   # BN running statistics of the key encoder, updated by its shuffled forward
+            close(t.nets["key"].backbone.bn1.running_mean, model.encoder_k.bn1.running_mean, "running mean")

@@ -41,6 +41,8 @@ class LRSchedule:
     start: float = 0.0
     warmup_style: str = "next"
     every: int = 1
+    milestones: tuple = ()      # kind "step": × gamma at each milestone reached
+    gamma: float = 0.1
 
     def at(self, step: int) -> float:
         step = max(int(step), 0) // self.every
@@ -53,6 +55,8 @@ class LRSchedule:
             return self.start + (self.base - self.start) * done
         if self.kind == "constant":
             return self.base
+        if self.kind == "step":
+            return self.base * self.gamma ** sum(step >= m for m in self.milestones)
         t = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
         return self.final + (self.base - self.final) * (1 + math.cos(math.pi * t)) / 2
 
@@ -128,5 +132,18 @@ def warmup_schedule(base: float, warmup: int = 0, start: float = 0.0, warmup_sty
     return LRSchedule(float(base), "constant", warmup, max(warmup, 1), 0.0, float(start), warmup_style, every)
 
 
+def step_schedule(base: float, milestones=(), gamma: float = 0.1, every: int = 1) -> LRSchedule:
+    """`step_schedule(0.03, milestones=[120, 160], gamma=0.1, every=ipe)`: `base` multiplied by
+    `gamma` at each milestone reached (MoCo v1's `--schedule 120 160`)."""
+    _check(base, 0, 1, 0.0)
+    _recipe_check("linear", every, 0.0)
+    if not isinstance(milestones, (list, tuple)) or any(isinstance(m, bool) or not isinstance(m, int) or m < 0
+                                                        for m in milestones):
+        raise ValueError(f"milestones is a list of steps (ints ≥ 0), got {milestones!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
+        raise ValueError(f"gamma must be a positive number, got {gamma!r}")
+    return LRSchedule(float(base), "step", 0, 1, 0.0, 0.0, "linear", every, tuple(milestones), float(gamma))
+
+
 SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr,
-             "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule}
+             "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule, "step_schedule": step_schedule}
