@@ -403,3 +403,88 @@ def test_moco_steps_equal_the_official_builder_and_main_moco(cos):
         assert int(t.state.queue_ptr) == int(model.queue_ptr)
         if it > 0:   # BN running statistics of the key encoder, updated by its shuffled forward
             close(t.nets["key"].backbone.bn1.running_mean, model.encoder_k.bn1.running_mean, "running mean")
+
+
+# ---------------------------------------------------------------- SimSiam
+# facebookresearch/simsiam: simsiam/builder.py (SimSiam), main_simsiam.py (loss, SGD groups with
+# fix_lr, adjust_learning_rate).
+
+class RefSimSiam(nn.Module):
+    """simsiam/builder.py SimSiam."""
+
+    def __init__(self, base_encoder, dim=2048, pred_dim=512):
+        super().__init__()
+        self.encoder = base_encoder(num_classes=dim)
+        prev_dim = self.encoder.fc.weight.shape[1]
+        self.encoder.fc = nn.Sequential(nn.Linear(prev_dim, prev_dim, bias=False), nn.BatchNorm1d(prev_dim),
+                                        nn.ReLU(inplace=True), nn.Linear(prev_dim, prev_dim, bias=False),
+                                        nn.BatchNorm1d(prev_dim), nn.ReLU(inplace=True), self.encoder.fc,
+                                        nn.BatchNorm1d(dim, affine=False))
+        self.encoder.fc[6].bias.requires_grad = False
+        self.predictor = nn.Sequential(nn.Linear(dim, pred_dim, bias=False), nn.BatchNorm1d(pred_dim),
+                                       nn.ReLU(inplace=True), nn.Linear(pred_dim, dim))
+
+    def forward(self, x1, x2):
+        z1, z2 = self.encoder(x1), self.encoder(x2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        return p1, p2, z1.detach(), z2.detach()
+
+
+def simsiam_adjust_learning_rate(optimizer, init_lr, epoch, epochs):
+    cur_lr = init_lr * 0.5 * (1. + math.cos(math.pi * epoch / epochs))
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = init_lr if param_group.get("fix_lr") else cur_lr
+
+
+SIMSIAM_KEYS = {"head.layer0.": "fc.0.", "head.bn0.": "fc.1.", "head.layer1.": "fc.3.", "head.bn1.": "fc.4.",
+                "head.layer2.": "fc.6.", "head.bn2.": "fc.7."}
+
+
+def simsiam_keys(name: str) -> str:
+    net, _, rest = name.partition(".")
+    if net == "predictor":
+        for ours, ref in (("head.layer0.", "0."), ("head.bn0.", "1."), ("head.layer1.", "3.")):
+            rest = rest.replace(ours, ref)
+        return f"predictor.{rest}"
+    rest = rest.replace("backbone.", "")
+    for ours, ref in SIMSIAM_KEYS.items():
+        rest = rest.replace(ours, ref)
+    return f"encoder.{rest}"
+
+
+def test_simsiam_steps_equal_the_official_builder_and_main_simsiam():
+    """Five SGD steps over three epochs of two; the predictor's lr fixed at the initial value."""
+    t = archdsl.load_spec(source=BN_POOLED + "from ssl.simsiam import SimSiam\nvariant t = SimSiam(backbone=BNPooled, "
+                          "dim=6, pred_hidden=3, img=16, batch_size=512, base_lr=0.05, epochs=3, steps_per_epoch=2)\n",
+                          seed=0).double()
+    optimizers, schedule = t.configure_optimizers()
+    assert t.nets["encoder"].head.layer0.weight.shape == (8, 8)    # hidden = the backbone's width
+    model = RefSimSiam(RefBNPooled, dim=6, pred_dim=3).double()
+    ours = {simsiam_keys(f"{n}.{k}"): v for n in ("encoder", "predictor") for k, v in t.nets[n].state_dict().items()}
+    missing = model.load_state_dict(ours, strict=False)
+    assert missing.missing_keys == ["encoder.fc.6.bias"] and not missing.unexpected_keys
+    with torch.no_grad():  # the frozen bias the spec leaves out: the BN after it cancels it in the
+        model.encoder.fc[6].bias.zero_()   # outputs; set to 0, the running mean agrees as well
+    init_lr = 0.05 * 512 / 256
+    optimizer = torch.optim.SGD([{"params": model.encoder.parameters(), "fix_lr": False},
+                                 {"params": model.predictor.parameters(), "fix_lr": True}],
+                                init_lr, momentum=0.9, weight_decay=1e-4)
+    criterion = nn.CosineSimilarity(dim=1)
+    g = torch.Generator().manual_seed(0)
+    for it in range(5):
+        x1, x2 = (torch.randn(4, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+        loss, grads = recipe_step(t, optimizers, schedule, x1, x2)
+        simsiam_adjust_learning_rate(optimizer, init_lr, it // 2, 3)
+        ours_lrs = {n: g["lr"] for g in optimizers["train"].param_groups for n in g["names"]}
+        assert ours_lrs["predictor.head.layer1.bias"] == init_lr
+        assert ours_lrs["encoder.head.layer0.weight"] == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12)
+        p1, p2, z1, z2 = model(x1, x2)
+        ref_loss = -(criterion(p1, z2).mean() + criterion(p2, z1).mean()) * 0.5
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+        optimizer.step()
+        close(loss, ref_loss, f"step {it} loss")
+        close_all({simsiam_keys(k): v for k, v in grads.items()}, ref_grads, f"step {it} grad")
+        ours = {simsiam_keys(f"{n}.{k}"): v for n in ("encoder", "predictor") for k, v in t.nets[n].state_dict().items()}
+        close_all(ours, {k: v for k, v in model.state_dict().items() if k != "encoder.fc.6.bias"}, f"step {it} weights")
