@@ -488,3 +488,112 @@ def test_simsiam_steps_equal_the_official_builder_and_main_simsiam():
         close_all({simsiam_keys(k): v for k, v in grads.items()}, ref_grads, f"step {it} grad")
         ours = {simsiam_keys(f"{n}.{k}"): v for n in ("encoder", "predictor") for k, v in t.nets[n].state_dict().items()}
         close_all(ours, {k: v for k, v in model.state_dict().items() if k != "encoder.fc.6.bias"}, f"step {it} weights")
+
+
+# ---------------------------------------------------------------- BYOL
+# deepmind/byol (JAX): byol/utils/networks.py (MLP), byol/byol_experiment.py (_forward, _loss_fn,
+# _update_fn: optimizer step, then the target EMA from the new online parameters),
+# byol/utils/helpers.py (regression_loss), byol/utils/schedules.py (learning_schedule, target_ema),
+# byol/utils/optimizers.py (lars = add_weight_decay → scale_by_lars → scale(−lr), biases and
+# batch-norm parameters filtered out of both). Transcribed to torch, one device.
+
+class RefByolMLP(nn.Module):
+    """networks.py MLP: hk.Linear → hk.BatchNorm(decay 0.9, eps 1e-5) → relu → hk.Linear(with_bias=False)."""
+
+    def __init__(self, in_dim, hidden, out):
+        super().__init__()
+        self.layer0, self.bn0 = nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden, eps=1e-5, momentum=0.1)
+        self.layer1 = nn.Linear(hidden, out, bias=False)
+
+    def forward(self, x):
+        return self.layer1(F.relu(self.bn0(self.layer0(x))))
+
+
+class RefByolOnline(nn.Module):
+    def __init__(self, hidden, dim):
+        super().__init__()
+        self.backbone = RefBNPooled(1)
+        del self.backbone.fc
+        self.head = RefByolMLP(8, hidden, dim)
+
+    def forward(self, x):
+        b = self.backbone
+        return self.head(F.relu(b.bn1(b.conv1(x))).mean(dim=(2, 3)))
+
+
+def byol_learning_schedule(global_step, batch_size, base_learning_rate, total_steps, warmup_steps):
+    scaled_lr = base_learning_rate * batch_size / 256.
+    learning_rate = global_step / int(warmup_steps) * scaled_lr if warmup_steps > 0 else scaled_lr
+    return learning_rate if global_step < warmup_steps else \
+        scaled_lr * 0.5 * (1 + math.cos(math.pi * min(global_step - warmup_steps, total_steps - warmup_steps)
+                                        / (total_steps - warmup_steps)))
+
+
+def byol_target_ema(global_step, base_ema, max_steps):
+    return 1. - (1. - base_ema) * 0.5 * (1 + math.cos(math.pi * min(global_step, max_steps) / max_steps))
+
+
+def byol_regression_loss(x, y):
+    normed_x = x / torch.sqrt(torch.clamp((x ** 2).sum(-1, keepdim=True), min=1e-12))
+    normed_y = y / torch.sqrt(torch.clamp((y ** 2).sum(-1, keepdim=True), min=1e-12))
+    return torch.sum((normed_x - normed_y) ** 2, dim=-1)
+
+
+@torch.no_grad()
+def byol_lars_update(named, mu, lr, weight_decay, eta=1e-3, momentum=0.9):
+    """optimizers.py lars: the filter keeps biases and batch-norm parameters out of both steps."""
+    for name, p in named:
+        adapt = not (name.endswith(".bias") or ".bn" in name)
+        u = p.grad + weight_decay * p if adapt else p.grad.clone()
+        if adapt:
+            pn, un = torch.linalg.norm(p), torch.linalg.norm(u)
+            u = u * torch.where(pn > 0., torch.where(un > 0, eta * pn / un, 1.0), 1.0)
+        mu[name] = momentum * mu.get(name, torch.zeros_like(p)) + u
+        p -= lr * mu[name]
+
+
+def test_byol_steps_equal_the_official_experiment():
+    """Five LARS steps: warm-up over 2 steps then cosine over 6, BYOL's LARS with the bias/BN
+    filter, the cosine target EMA from the new online weights, the symmetric regression loss."""
+    t = archdsl.load_spec(source=BN_POOLED + "from ssl.byol import BYOL\nvariant t = BYOL(backbone=BNPooled, dim=4, "
+                          "hidden=6, tau=0.9, img=16, batch_size=256, base_lr=2.0, weight_decay=0.1, epochs=3, "
+                          "warmup_epochs=1, dataset_size=512)\n", seed=0).double()
+    optimizers, schedule = t.configure_optimizers()
+    online, predictor = RefByolOnline(6, 4).double(), RefByolMLP(4, 6, 4).double()
+    online.load_state_dict(t.nets["online"].state_dict())
+    predictor.load_state_dict({k.removeprefix("head."): v for k, v in t.nets["predictor"].state_dict().items()})
+    target = RefByolOnline(6, 4).double()
+    target.load_state_dict(online.state_dict())
+    mu = {}
+    named = [(f"online.{k}", p) for k, p in online.named_parameters()] + \
+            [(f"predictor.head.{k}", p) for k, p in predictor.named_parameters()]
+    no_decay = {n for g in optimizers["train"].param_groups if not g["decay"] for n in g["names"]}
+    assert no_decay == {n for n, _ in named if n.endswith(".bias") or ".bn" in n}
+    g = torch.Generator().manual_seed(0)
+    for step in range(5):
+        view1, view2 = (torch.randn(4, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+        lr = byol_learning_schedule(step, 256, 2.0, 6, 2)
+        tau = byol_target_ema(step, 0.9, 6)
+        assert schedule.values()["train.lr"] == pytest.approx(lr, rel=1e-12)
+        assert schedule.values()["momentum.target"] == pytest.approx(tau, rel=1e-12)
+        loss, grads = recipe_step(t, optimizers, schedule, view1, view2)
+
+        p1, p2 = predictor(online(view1)), predictor(online(view2))
+        with torch.no_grad():
+            z1, z2 = target(view1), target(view2)
+        ref_loss = (byol_regression_loss(p1, z2) + byol_regression_loss(p2, z1)).mean()
+        for _, p in named:
+            p.grad = None
+        ref_loss.backward()
+        ref_grads = {n: p.grad.clone() for n, p in named}
+        byol_lars_update(named, mu, lr, 0.1)
+        with torch.no_grad():
+            for x, y in zip(target.parameters(), online.parameters()):
+                x.copy_(x + (1 - tau) * (y - x))
+
+        close(loss, ref_loss, f"step {step} loss")
+        close_all(grads, ref_grads, f"step {step} grad")
+        close_all({f"online.{k}": v for k, v in t.nets["online"].named_parameters()} |
+                  {f"predictor.{k}": v for k, v in t.nets["predictor"].named_parameters()},
+                  dict(named), f"step {step} weights")
+        close_all(dict(t.nets["target"].named_parameters()), dict(target.named_parameters()), f"step {step} target")

@@ -66,7 +66,7 @@ def test_ema_update_is_m_old_plus_one_minus_m_new_once_per_step():
 
 def test_cosine_momentum_schedule_hits_its_endpoints():
     t = topo("from ssl.byol import BYOL\nvariant t = BYOL(backbone=Tiny, dim=8, hidden=16, tau=0.9, "
-             "total_steps=10, img=16)\n")
+             "epochs=10, dataset_size=4, batch_size=4, img=16)\n")
     assert t.momentum("target") == pytest.approx(0.9)
     t.steps.fill_(5)
     assert t.momentum("target") == pytest.approx(0.95)
