@@ -26,7 +26,8 @@ network Flat(num_classes: int = 0) {
 }
 """
 SPECS = {
-    "simclr": "from ssl.simclr import SimCLR\nvariant t = SimCLR(backbone=Flat, dim=8, hidden=16, img=8)\n",
+    "simclr": "from ssl.simclr import SimCLR\nvariant t = SimCLR(backbone=Flat, dim=8, hidden=16, img=8, "
+              "head_bn=false)\n",  # the head's BN would need SyncBatchNorm (CUDA only) to equal one process
     "moco": "from ssl.moco import MoCo\nvariant t = MoCo(backbone=Flat, dim=8, hidden=16, K=16, m=0.9, img=8)\n",
     # SwAV: Sinkhorn sums all-reduced; prototypes frozen for step 0 (DDP then needs
     # find_unused_parameters, as the reference's prototypes get no gradient in those steps)

@@ -597,3 +597,119 @@ def test_byol_steps_equal_the_official_experiment():
                   {f"predictor.{k}": v for k, v in t.nets["predictor"].named_parameters()},
                   dict(named), f"step {step} weights")
         close_all(dict(t.nets["target"].named_parameters()), dict(target.named_parameters()), f"step {step} target")
+
+
+# ---------------------------------------------------------------- SimCLR
+# google-research/simclr tf2: model.py (ProjectionHead, LinearLayer: Dense without bias, N(0, 0.01²),
+# then BatchNormRelu(relu=False, center=use_bias); WarmUpAndCosineDecay, get_train_steps),
+# objective.py (add_contrastive_loss), lars_optimizer.py (LARSOptimizer, classic momentum, exclusions
+# 'batch_normalization' and 'bias'). Transcribed to torch, one replica.
+
+class RefSimCLR(nn.Module):
+    def __init__(self, layers, out_dim):
+        super().__init__()
+        self.backbone = RefBNPooled(1)
+        del self.backbone.fc
+        self.dense = nn.ModuleList([nn.Linear(8, 8 if j < layers - 1 else out_dim, bias=False) for j in range(layers)])
+        self.bn = nn.ModuleList([nn.BatchNorm1d(8 if j < layers - 1 else out_dim, eps=1e-5, momentum=0.1)
+                                 for j in range(layers)])
+        self.bn[-1].register_parameter("bias", None)        # center=False on the last layer
+
+    def forward(self, x):
+        b = self.backbone
+        h = F.relu(b.bn1(b.conv1(x))).mean(dim=(2, 3))
+        for j, (dense, bn) in enumerate(zip(self.dense, self.bn)):
+            h = bn(dense(h))
+            if j != len(self.dense) - 1:
+                h = F.relu(h)
+        return h
+
+
+def simclr_contrastive_loss(hidden, temperature):
+    """objective.py add_contrastive_loss (hidden_norm=True, one replica)."""
+    LARGE_NUM = 1e9
+    hidden = F.normalize(hidden, dim=-1)
+    hidden1, hidden2 = hidden.chunk(2, 0)
+    batch_size = hidden1.shape[0]
+    labels = F.one_hot(torch.arange(batch_size), batch_size * 2).to(hidden)
+    masks = F.one_hot(torch.arange(batch_size), batch_size).to(hidden)
+    logits_aa = hidden1 @ hidden1.T / temperature - masks * LARGE_NUM
+    logits_bb = hidden2 @ hidden2.T / temperature - masks * LARGE_NUM
+    logits_ab = hidden1 @ hidden2.T / temperature
+    logits_ba = hidden2 @ hidden1.T / temperature
+    loss_a = torch.sum(-labels * F.log_softmax(torch.cat([logits_ab, logits_aa], 1), -1), -1)
+    loss_b = torch.sum(-labels * F.log_softmax(torch.cat([logits_ba, logits_bb], 1), -1), -1)
+    return torch.mean(loss_a + loss_b)
+
+
+def simclr_warmup_and_cosine(step, base_learning_rate, num_examples, batch_size, warmup_epochs, train_epochs, scaling):
+    warmup_steps = int(round(warmup_epochs * num_examples // batch_size))
+    scaled_lr = base_learning_rate * batch_size / 256. if scaling == "linear" else base_learning_rate * math.sqrt(batch_size)
+    learning_rate = step / float(warmup_steps) * scaled_lr if warmup_steps else scaled_lr
+    total_steps = num_examples * train_epochs // batch_size + 1
+    decay_steps = total_steps - warmup_steps
+    cosine = scaled_lr * 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, decay_steps) / decay_steps))
+    return learning_rate if step < warmup_steps else cosine
+
+
+@torch.no_grad()
+def simclr_lars_update(named, v, learning_rate, weight_decay, momentum=0.9, eeta=0.001):
+    """lars_optimizer.py _resource_apply_dense, classic_momentum=True."""
+    for name, param in named:
+        excluded = "bn" in name or "bias" in name
+        grad = param.grad if excluded else param.grad + weight_decay * param
+        trust_ratio = 1.0
+        if not excluded:
+            w_norm, g_norm = torch.linalg.norm(param), torch.linalg.norm(grad)
+            trust_ratio = torch.where(w_norm > 0, torch.where(g_norm > 0, eeta * w_norm / g_norm, 1.0), 1.0)
+        v[name] = momentum * v.get(name, torch.zeros_like(param)) + learning_rate * trust_ratio * grad
+        param -= v[name]
+
+
+@pytest.mark.parametrize("layers,tf_loss", [(2, True), (3, False)], ids=["v1-tf-loss", "v2-paper-loss"])
+def test_simclr_steps_equal_the_official_tf2_code(layers, tf_loss):
+    """Five LARS steps (warm-up over 2, then cosine), v1 and v2 heads; the loss is the TF code's
+    sum of the two views' means, or with tf_loss=false half of it (the paper's mean)."""
+    t = archdsl.load_spec(source=BN_POOLED + "from ssl.simclr import SimCLR\nvariant t = SimCLR(backbone=BNPooled, "
+                          f"dim=4, layers={layers}, T=0.5, img=16, tf_loss={str(tf_loss).lower()}, batch_size=256, "
+                          "base_lr=0.3, weight_decay=0.1, epochs=3, warmup_epochs=1, dataset_size=512)\n",
+                          seed=0).double()
+    head = t.nets["encoder"].head
+    assert getattr(head, f"bn{layers - 1}").bias is None and getattr(head, f"layer{layers - 1}").bias is None
+    assert abs(head.layer0.weight.std().item() - 0.01) < 0.004
+    optimizers, schedule = t.configure_optimizers()
+    model = RefSimCLR(layers, 4).double()
+    model.load_state_dict({_simclr_ref_key(k): v for k, v in t.nets["encoder"].state_dict().items()})
+    v = {}
+    named = list(model.named_parameters())
+    g = torch.Generator().manual_seed(0)
+    for step in range(5):
+        x1, x2 = (torch.randn(4, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+        lr = simclr_warmup_and_cosine(step, 0.3, 512, 256, 1, 3, "linear")
+        assert schedule.values()["train.lr"] == pytest.approx(lr, rel=1e-12)
+        loss, grads = recipe_step(t, optimizers, schedule, x1, x2)
+        ref_loss = simclr_contrastive_loss(torch.cat([model(x1), model(x2)]), 0.5) * (1.0 if tf_loss else 0.5)
+        for _, p in named:
+            p.grad = None
+        ref_loss.backward()
+        ref_grads = {_simclr_our_key(n): p.grad.clone() for n, p in named}
+        simclr_lars_update(named, v, lr, 0.1)
+        close(loss, ref_loss, f"step {step} loss")
+        close_all(grads, ref_grads, f"step {step} grad")
+        close_all({f"encoder.{k}": p for k, p in t.nets["encoder"].named_parameters()},
+                  {_simclr_our_key(n): p for n, p in named}, f"step {step} weights")
+
+
+def _simclr_ref_key(ours: str) -> str:
+    """The spec's head.layer{j} / head.bn{j} → the reference's dense.{j} / bn.{j}."""
+    if ours.startswith("backbone."):
+        return ours
+    for j in range(3):
+        ours = ours.replace(f"head.layer{j}.", f"dense.{j}.").replace(f"head.bn{j}.", f"bn.{j}.")
+    return ours
+
+
+def _simclr_our_key(ref: str) -> str:
+    for j in range(3):
+        ref = ref.replace(f"dense.{j}.", f"head.layer{j}.").replace(f"bn.{j}.", f"head.bn{j}.")
+    return f"encoder.{ref}"

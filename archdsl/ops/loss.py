@@ -109,13 +109,19 @@ class InfoNCE(_Loss):
         return 2 * n * d + 4 * n * (k + 1)
 
 
+class NTXentAttrs(TempAttrs):
+    sum_views: bool = False
+
+
 @register
 class NTXent(_Loss):
-    """SimCLR NT-Xent. inputs: z1, z2 [N, D] → scalar. flops: 2 · (2N)² · D (similarities);
-    other_flops: 6·N·D (normalise) + 4·(2N)² (scale, mask, softmax)."""
+    """SimCLR NT-Xent. inputs: z1, z2 [N, D] → scalar: the mean over the 2N views (the paper's
+    L = 1/2N Σ ℓ), or with `sum_views=true` the sum of the two views' means, 2× that (the official
+    TF code's `tf.reduce_mean(loss_a + loss_b)`, objective.py add_contrastive_loss).
+    flops: 2 · (2N)² · D (similarities); other_flops: 6·N·D (normalise) + 4·(2N)² (scale, mask, softmax)."""
     name = "nt_xent"
     fn_name = "nt_xent"
-    Attrs = TempAttrs
+    Attrs = NTXentAttrs
     positional = ("temperature",)
     n_inputs = 2
 

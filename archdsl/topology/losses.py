@@ -24,10 +24,11 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     return F.cross_entropy(logits, labels)
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, sum_views: bool = False) -> torch.Tensor:
     """SimCLR's NT-Xent over 2N views: each view's positive is its pair, negatives are the other
-    2N − 2 views; self-pairs are excluded. Across ranks, the negatives are gathered with the local
-    gradient kept (dist.gather_with_grad)."""
+    2N − 2 views; self-pairs are excluded. The mean over the 2N views, or (sum_views) twice that:
+    the official TF code sums the two views' means. Across ranks, the negatives are gathered with
+    the local gradient kept (dist.gather_with_grad)."""
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     local = torch.cat([z1, z2], dim=0)                       # [2n, D]
     everything = dist.gather_with_grad(local)                # [2n·world, D]
@@ -38,7 +39,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     self_mask = F.one_hot(idx + offset, sim.shape[1]).bool()
     sim = sim.masked_fill(self_mask, float("-inf"))
     positives = torch.cat([idx[n:], idx[:n]]) + offset
-    return F.cross_entropy(sim, positives)
+    return F.cross_entropy(sim, positives) * (2.0 if sum_views else 1.0)
 
 
 def neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
