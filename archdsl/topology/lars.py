@@ -1,4 +1,5 @@
-"""LARS (You, Gitman, Ginsburg 2017), the form SimCLR and BYOL train with.
+"""LARS (You, Gitman, Ginsburg 2017), the forms SimCLR and BYOL train with, and apex's LARC
+around SGD (SwAV).
 
 Per parameter p with gradient g, in a group whose `decay` flag is set (biases and norm
 parameters are excluded from both weight decay and adaptation when the recipe says
@@ -47,3 +48,36 @@ class LARS(torch.optim.Optimizer):
                     buf.mul_(m).add_(u)
                     p.sub_(buf, alpha=lr)
         return loss
+
+
+class LARC(torch.optim.SGD):
+    """apex.parallel.LARC (clip=False) wrapping SGD, as SwAV trains (main_swav.py): before the SGD
+    step each parameter's gradient becomes (g + wd · p) · r with r = trust · ‖p‖ / (‖g‖ + wd · ‖p‖ + eps)
+    when ‖p‖ and ‖g‖ are non-zero (else g alone: no weight decay either), and SGD runs without its
+    own weight decay. Every parameter adapts (no exclusions)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, eps: float = 1e-8):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.trust_coefficient, self.eps = trust_coefficient, eps
+
+    def step(self, closure=None):
+        decays = []
+        with torch.no_grad():
+            for group in self.param_groups:
+                wd = group["weight_decay"]
+                decays.append(wd)
+                group["weight_decay"] = 0
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    pn, gn = torch.norm(p), torch.norm(p.grad)
+                    if pn != 0 and gn != 0:
+                        adaptive_lr = self.trust_coefficient * pn / (gn + pn * wd + self.eps)
+                        p.grad += wd * p
+                        p.grad *= adaptive_lr
+        try:
+            return super().step(closure)
+        finally:
+            for group, wd in zip(self.param_groups, decays):
+                group["weight_decay"] = wd

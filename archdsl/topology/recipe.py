@@ -38,7 +38,7 @@ class Group:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    kind: str                           # "sgd", "adam", "adamw", "lars"
+    kind: str                           # "sgd", "adam", "adamw", "lars", "larc"
     lr: float | LRSchedule
     weight_decay: float | LRSchedule = 0.0
     options: dict = field(default_factory=dict)
@@ -104,6 +104,13 @@ def lars(lr, momentum: float = 0.9, weight_decay=0.0, eta: float = 0.001, no_dec
                  lr_inside_momentum=bool(lr_inside_momentum))
 
 
+def larc(lr, momentum: float = 0.9, weight_decay=0.0, trust_coefficient: float = 0.001, groups=(),
+         clip_grad: float = 0.0) -> OptimizerSpec:
+    """SGD wrapped in apex's LARC (clip=False), as SwAV (see archdsl/topology/lars.py)."""
+    return _spec("larc", lr, weight_decay, False, groups, clip_grad, momentum=_number("momentum", momentum, False),
+                 trust_coefficient=_number("trust_coefficient", trust_coefficient, False))
+
+
 def group(pattern: str, lr_mult: float = 1.0, weight_decay: float | None = None,
           fixed_lr: bool = False) -> Group:
     """`group("G.mapping", lr_mult=0.01)`: the parameters at or under a path (StyleGAN's mapping
@@ -114,7 +121,7 @@ def group(pattern: str, lr_mult: float = 1.0, weight_decay: float | None = None,
                  None if weight_decay is None else _number("weight_decay", weight_decay, False), bool(fixed_lr))
 
 
-OPTIMIZERS = {"sgd": sgd, "adam": adam, "adamw": adamw, "lars": lars, "group": group}
+OPTIMIZERS = {"sgd": sgd, "adam": adam, "adamw": adamw, "lars": lars, "larc": larc, "group": group}
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -151,6 +158,9 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
         opt = torch.optim.Adam(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd)
     elif spec.kind == "adamw":
         opt = torch.optim.AdamW(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd)
+    elif spec.kind == "larc":
+        from archdsl.topology.lars import LARC
+        opt = LARC(groups, lr=lr, momentum=o["momentum"], weight_decay=wd, trust_coefficient=o["trust_coefficient"])
     else:
         from archdsl.topology.lars import LARS
         opt = LARS(groups, lr=lr, momentum=o["momentum"], weight_decay=wd, eta=o["eta"],
