@@ -47,6 +47,21 @@ class OptimizerSpec:
     clip_grad: float = 0.0              # per-parameter gradient-norm clip (DINO's utils.clip_gradients)
 
 
+def describe(spec: OptimizerSpec) -> str:
+    """One line for `archdsl check`: the optimizer, its schedules and groups."""
+    def show(v):
+        return v.describe() if isinstance(v, LRSchedule) else f"{v:g}"
+    parts = [f"lr {show(spec.lr)}", f"weight decay {show(spec.weight_decay)}"]
+    parts += [f"{k} {v}" for k, v in spec.options.items()]
+    if spec.no_decay:
+        parts.append("no decay on biases and norm parameters")
+    if spec.clip_grad:
+        parts.append(f"per-parameter gradient clip {spec.clip_grad:g}")
+    parts += [f"group {g.pattern}: lr × {g.lr_mult:g}" + (" (fixed)" if g.fixed_lr else "")
+              + ("" if g.weight_decay is None else f", weight decay {g.weight_decay:g}") for g in spec.groups]
+    return f"{spec.kind}: " + "; ".join(parts)
+
+
 def _value(v, step: int) -> float:
     return v.at(step) if isinstance(v, LRSchedule) else float(v)
 

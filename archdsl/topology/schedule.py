@@ -63,6 +63,18 @@ class LRSchedule:
     def scale(self, step: int) -> float:
         return self.at(step) / self.base
 
+    def describe(self) -> str:
+        unit = "steps" if self.every == 1 else f"× {self.every} steps"
+        warm = (f", warm-up {self.warmup} {unit} from {self.start:g} ({self.warmup_style})"
+                if self.warmup and self.kind != "noam" else "")
+        if self.kind == "cosine":
+            return f"cosine {self.base:g} → {self.final:g} over {self.total} {unit}{warm}"
+        if self.kind == "step":
+            return f"{self.base:g} × {self.gamma:g} at {list(self.milestones)} ({unit})"
+        if self.kind == "noam":
+            return f"noam, peak {self.base:g} at step {self.warmup}"
+        return f"constant {self.base:g}{warm}"
+
 
 def _check(base, warmup, total, final, floor: float = 0.0) -> None:
     if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= floor:
