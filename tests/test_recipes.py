@@ -713,3 +713,80 @@ def _simclr_our_key(ref: str) -> str:
     for j in range(3):
         ref = ref.replace(f"dense.{j}.", f"head.layer{j}.").replace(f"bn.{j}.", f"head.bn{j}.")
     return f"encoder.{ref}"
+
+
+# ---------------------------------------------------------------- the recipe language
+
+GROUPS = """
+network Two() {
+  in x: [B, 4]
+  out x -> a: linear(4) -> n: ln -> b: linear(2)
+}
+topology T() {
+  in x: [B = 3, 4]
+  net f = Two()
+  phase train(optimizer=sgd(lr=step_schedule(0.5, milestones=[2, 3], gamma=0.1), momentum=0.9, weight_decay=0.01,
+                            no_decay=true, groups=[group("f.b", lr_mult=0.01), group("f.a.weight", weight_decay=0.5)])) {
+    loss = mean(x -> f, dims=[0, 1])
+  }
+}
+variant t = T()
+"""
+
+
+def test_groups_take_lr_multipliers_and_weight_decay_overrides_and_no_decay_spares_biases_and_norms():
+    t = archdsl.load_spec(source=GROUPS, seed=0)
+    optimizers, schedule = t.configure_optimizers()
+    by_name = {n: g for g in optimizers["train"].param_groups for n in g["names"]}
+    assert set(by_name) == {"f.a.weight", "f.a.bias", "f.n.weight", "f.n.bias", "f.b.weight", "f.b.bias"}
+    for k, lr in [(0, 0.5), (1, 0.5), (2, 0.05), (3, 0.005), (10, 0.005)]:
+        schedule.apply(k)
+        assert by_name["f.a.bias"]["lr"] == pytest.approx(lr) and by_name["f.b.weight"]["lr"] == pytest.approx(lr * 0.01)
+    assert by_name["f.a.weight"]["weight_decay"] == 0.5
+    assert by_name["f.b.weight"]["weight_decay"] == 0.01
+    assert all(by_name[n]["weight_decay"] == 0.0 for n in ("f.a.bias", "f.n.weight", "f.n.bias", "f.b.bias"))
+    # the update each parameter sees is SGD's with its group's lr and decay
+    x = torch.randn(3, 4)
+    w = t.nets["f"].b.weight.detach().clone()
+    schedule.apply(0)
+    out = t(x)
+    out.loss.backward()
+    grad = t.nets["f"].b.weight.grad.clone()
+    optimizers["train"].step()
+    close(t.nets["f"].b.weight, w - 0.5 * 0.01 * (grad + 0.01 * w), "group lr x 0.01")
+
+
+@pytest.mark.parametrize("phase_args,message", [
+    ('optimizer=3', "`optimizer` takes sgd"),
+    ('optimizer=sgd(lr=-1)', "lr must be a number"),
+    ('optimizer=adamw(lr=cosine_schedule(1.0, warmup_style="cubic"))', "warmup_style is one of"),
+    ('optimizer=adam(lr=1e-3, betas=[0.5])', "betas is a pair"),
+    ('optimizer=sgd(lr=0.1, groups=[3])', "groups lists group"),
+])
+def test_recipe_mistakes_are_arch_errors_at_their_place(phase_args, message):
+    src = GROUPS.split("topology")[0] + ("topology T() {\n  in x: [B = 3, 4]\n  net f = Two()\n"
+                                         f"  phase train({phase_args}) {{\n    loss = mean(x -> f, dims=[0, 1])\n  }}\n}}\n"
+                                         "variant t = T()\n")
+    with pytest.raises(archdsl.ArchError, match=message) as err:
+        archdsl.load_topology(source=src)
+    assert err.value.span is not None and err.value.span.line == 9   # the phase line
+
+
+def test_a_topology_without_a_recipe_says_so():
+    t = archdsl.load_spec(source=GROUPS.replace("phase train(optimizer=sgd(lr=step_schedule(0.5, milestones=[2, 3], "
+                                                "gamma=0.1), momentum=0.9, weight_decay=0.01,\n                            "
+                                                "no_decay=true, groups=[group(\"f.b\", lr_mult=0.01), group(\"f.a.weight\", "
+                                                "weight_decay=0.5)]))", "phase train"))
+    with pytest.raises(ValueError, match="declares no optimizer"):
+        t.configure_optimizers()
+
+
+def test_every_stdlib_ssl_and_gan_topology_declares_its_recipe():
+    for name in ["moco_v1", "moco_v2", "simclr_v1", "simclr_v2", "byol", "simsiam", "dino", "swav", "mae_pretrain",
+                 "clip_train", "gan_mnist", "dcgan", "pix2pix", "cyclegan", "pggan", "stylegan", "biggan128"]:
+        ir = archdsl.load_topology(name)
+        assert all(p.optimizer is not None for p in ir.phases.values()), name
+    gans = {name: archdsl.load_topology(name) for name in ("dcgan", "stylegan", "biggan128")}
+    assert gans["dcgan"].phases["d_step"].optimizer.options["betas"] == (0.5, 0.999)
+    assert gans["stylegan"].phases["g_step"].optimizer.options["betas"] == (0.0, 0.99)
+    assert (gans["biggan128"].phases["g_step"].optimizer.lr, gans["biggan128"].phases["d_step"].optimizer.lr) == (5e-5, 2e-4)

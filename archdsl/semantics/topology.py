@@ -240,7 +240,7 @@ class TopologyElaborator(Elaborator):
         optimizer = options.get("optimizer")
         if optimizer is not None and not isinstance(optimizer, OptimizerSpec):
             span = next(a.value.span for a in p.args if a.name == "optimizer")
-            raise ArchError("`optimizer` takes sgd(...), adam(...), adamw(...) or lars(...)", span,
+            raise ArchError("`optimizer` takes sgd(...), adam(...), adamw(...), lars(...) or larc(...)", span,
                             found=describe(optimizer), hint="optimizer=sgd(lr=0.03, momentum=0.9)")
         update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items()
                                          if d.twin is None and not d.frozen])
