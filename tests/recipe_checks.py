@@ -28,16 +28,18 @@ def grads(named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
     return {k: p.grad.clone() for k, p in named.items() if p.grad is not None}
 
 
-def recipe_step(topo, optimizers: dict, schedule, *inputs, phase: str = "train"):
+def recipe_step(topo, optimizers: dict, schedule, *inputs, phase: str = "train", after_step: bool = True):
     """One step of the compiled recipe: set the step's lr / wd, forward, backward, read the raw
-    gradients, optimizer step (with its clipping), after-step updates. Returns (loss, grads)."""
+    gradients, optimizer step (with its clipping), after-step updates (once per round: pass
+    after_step=False for all but a round's last phase). Returns (loss, grads)."""
     schedule.apply()
     out = topo(*inputs, phase=phase)
     out.loss.backward()
     g = grads(dict(topo.named_parameters_of(phase)))
     optimizers[phase].step()
     optimizers[phase].zero_grad(set_to_none=True)
-    topo.after_step()
+    if after_step:
+        topo.after_step()
     return out.loss.detach(), g
 
 

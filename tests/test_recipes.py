@@ -790,3 +790,81 @@ def test_every_stdlib_ssl_and_gan_topology_declares_its_recipe():
     assert gans["dcgan"].phases["d_step"].optimizer.options["betas"] == (0.5, 0.999)
     assert gans["stylegan"].phases["g_step"].optimizer.options["betas"] == (0.0, 0.99)
     assert (gans["biggan128"].phases["g_step"].optimizer.lr, gans["biggan128"].phases["d_step"].optimizer.lr) == (5e-5, 2e-4)
+
+
+# ---------------------------------------------------------------- DCGAN
+# pytorch/examples dcgan/main.py: Generator / Discriminator (nn.Sequential `main`, the sigmoid in D
+# with BCELoss), Adam(lr, betas=(beta1, 0.999)) for each, and the loop: D on real (label 1) and on
+# fake.detach() (label 0), optimizerD.step(); then G through the updated D on the same `fake`
+# (label 1), optimizerG.step(). Built here at 16x16 with two stride-2 layers.
+
+class RefDCGANGenerator(nn.Module):
+    def __init__(self, nz, ngf, nc):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+    def forward(self, input):
+        return self.main(input)
+
+
+class RefDCGANDiscriminator(nn.Module):
+    def __init__(self, ndf, nc):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+
+    def forward(self, input):
+        return self.main(input).view(-1, 1).squeeze(1)
+
+
+def test_dcgan_steps_equal_pytorch_examples_main():
+    """Four rounds: the same noise (the G-step reuses the D-step's, as main.py reuses `fake`),
+    losses of both phases, gradients, weights after each Adam step, D's BN statistics."""
+    t = archdsl.load_spec(source="from gan.dcgan_train import DCGAN\nvariant t = DCGAN(nz=8, ngf=4, ndf=4, img=16)\n",
+                          seed=0, input_shape=[(5, 3, 16, 16)]).double()
+    optimizers, schedule = t.configure_optimizers()
+    netG, netD = RefDCGANGenerator(8, 4, 3).double(), RefDCGANDiscriminator(4, 3).double()
+    netG.load_state_dict(t.nets["G"].state_dict())
+    netD.load_state_dict(t.nets["D"].state_dict())
+    criterion = nn.BCELoss()
+    optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    assert updated_by(optimizers["d_step"]) == {id(p) for p in t.nets["D"].parameters()}
+    assert updated_by(optimizers["g_step"]) == {id(p) for p in t.nets["G"].parameters()}
+    g = torch.Generator().manual_seed(0)
+    for it in range(4):
+        real_cpu = torch.rand(5, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1
+        torch.manual_seed(20 + it)
+        loss_d, grads_d = recipe_step(t, optimizers, schedule, real_cpu, phase="d_step", after_step=False)
+        loss_g, grads_g = recipe_step(t, optimizers, schedule, real_cpu, phase="g_step")
+
+        torch.manual_seed(20 + it)
+        netD.zero_grad()
+        label = torch.full((5,), 1.0, dtype=real_cpu.dtype)
+        errD_real = criterion(netD(real_cpu), label)
+        errD_real.backward()
+        noise = torch.randn(5, 8, 1, 1, dtype=torch.float64)
+        fake = netG(noise)
+        label.fill_(0.0)
+        errD_fake = criterion(netD(fake.detach()), label)
+        errD_fake.backward()
+        ref_grads_d = {f"D.{k}": p.grad.clone() for k, p in netD.named_parameters()}
+        optimizerD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        errG = criterion(netD(fake), label)
+        errG.backward()
+        ref_grads_g = {f"G.{k}": p.grad.clone() for k, p in netG.named_parameters()}
+        optimizerG.step()
+
+        close(loss_d, errD_real + errD_fake, f"round {it} D loss")
+        close(loss_g, errG, f"round {it} G loss")
+        close_all(grads_d, ref_grads_d, f"round {it} D grad")
+        close_all(grads_g, ref_grads_g, f"round {it} G grad")
+        close_all(t.nets["D"].state_dict(), netD.state_dict(), f"round {it} D")   # BN statistics too
+        close_all(dict(t.nets["G"].named_parameters()), dict(netG.named_parameters()), f"round {it} G")
