@@ -117,7 +117,7 @@ class TopologyModule(nn.Module):
         self._flush_stores(name)
         self._set_scheduled_states()
         others = [self.nets[n] for n, d in self.ir.nets.items() if d.twin is None and n not in p.update]
-        if p.freeze and int(self.steps) < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
+        if p.freeze and self._step() < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
             others = others + [_Params(self.nets[n], prefix) for n, prefix in p.freeze]
         others = others + [_Params(self.state, n) for n, st in self.ir.states.items()
                            if getattr(st, "trainable", False) and n not in p.params]
@@ -175,7 +175,11 @@ class TopologyModule(nn.Module):
         from archdsl.topology.schedule import LRSchedule
         for name, st in self.ir.states.items():
             if isinstance(st.init, LRSchedule):
-                getattr(self.state, name).fill_(st.init.at(int(self.steps)))
+                getattr(self.state, name).fill_(st.init.at(self._step()))
+
+    def _step(self) -> int:
+        """The optimizer steps taken (0 on the meta device, where a module is only shaped)."""
+        return 0 if self.steps.is_meta else int(self.steps)
 
     def momentum(self, twin: str, step: int | None = None) -> float:
         """The EMA weight on the old value at `step` (default: the current step)."""
