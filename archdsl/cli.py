@@ -392,6 +392,8 @@ def _print_network(report, data: dict, dtype: str, table: bool, extra=()) -> Non
 
 def _topology_data(ir, dtype: str) -> dict:
     """A topology's networks (with the cost of each call shape), state and phases."""
+    from archdsl.topology.recipe import describe as describe_optimizer
+    from archdsl.topology.schedule import LRSchedule
     from archdsl.ir.cost import cost
     nets = {}
     for name, decl in ir.nets.items():
@@ -410,10 +412,13 @@ def _topology_data(ir, dtype: str) -> dict:
         g = ph.graph
         phases[name] = {"inputs": {i: list(g.node(i).shape) for i in g.inputs},
                         "update": list(ph.update), "loss": ph.loss, "logs": list(ph.logs),
-                        "after": [a.kind for a in ph.actions], "times": ph.repeat}
+                        "after": [a.kind for a in ph.actions], "times": ph.repeat,
+                        "optimizer": dataclasses.asdict(ph.optimizer) if ph.optimizer else None,
+                        "optimizer_text": describe_optimizer(ph.optimizer) if ph.optimizer else None}
     return {"kind": "topology", "name": ir.name, "variant": ir.variant,
             "references": list(ir.references), "nets": nets,
-            "states": {n: {"shape": list(st.shape), "init": st.init, "dtype": st.dtype}
+            "states": {n: {"shape": list(st.shape), "dtype": st.dtype,
+                           "init": st.init.describe() if isinstance(st.init, LRSchedule) else st.init}
                        for n, st in ir.states.items()},
             "phases": phases}
 
@@ -455,6 +460,8 @@ def _print_topology(data: dict, extra: list[str] = ()) -> None:
         if ph["times"] != 1:
             text += f", {ph['times']} times per round"
         click.echo(text)
+        if ph["optimizer_text"]:
+            click.echo(f"       optimizer {ph['optimizer_text']}")
     for line in extra:
         click.echo(line)
     click.echo("MACs = FLOPs / 2 (what most papers call FLOPs), per call of each network")
@@ -798,8 +805,12 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
                    "source of this command: it is for trying a topology, not for real runs).")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rounds of the topology's phases (each followed by after_step()).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=float, default=None,
+              help="Learning rate of --optimizer (default 1e-3); giving it replaces the recipe.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None,
+              help="Replace the topology's declared recipe (its phases' `optimizer=`, used by "
+                   "default) with Adam (betas 0.5, 0.999) or SGD (momentum 0.9); the default for "
+                   "topologies that declare none is adam.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Integer inputs (labels, indices) are drawn from range(CLASSES): keep it within "
