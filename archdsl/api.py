@@ -67,28 +67,32 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     return graph
 
 
-def load_weights(model, state_dict, source: str):
+def load_weights(model, state_dict, source: str | None = None):
     """Load a state_dict saved by another implementation into a model built by `load_spec`,
     strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its keys by the
     network's spec file's `checkpoint "torchvision/convnext_tiny"` block, or else its
-    `checkpoint "torchvision"` block. A `source` the spec declares as its `reference` loads as is."""
-    from archdsl.semantics.checkpoint import KeyMap, remap
+    `checkpoint "torchvision"` block. A state_dict already in the spec's naming (no `source`, the
+    spec's `reference`, or a source without a block whose keys are exactly the model's) loads as is."""
+    from archdsl.semantics.checkpoint import KeyMap, check_fit, remap
     graph = getattr(model, "arch_graph", None)
     if graph is None or not hasattr(graph, "spec_module"):
         raise ArchError("load_weights takes a network built by archdsl.load_spec",
                         found=type(model).__name__)
-    if source in (graph.references or []):
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    family = (source or "").split("/", 1)[0]
+    module = graph.spec_module
+    decl = module.checkpoints.get(source) or module.checkpoints.get(family) if source else None
+    if source is None or source in (graph.references or []) or (decl is None and set(state_dict) == set(expected)):
+        # the spec's own naming (its reference's, or a same-named library's): loads as is
+        check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
+                  fix="give the checkpoint's source (source=...) if the spec declares its naming")
         model.load_state_dict(state_dict, strict=True)
         return model
-    family = source.split("/", 1)[0]
-    module = graph.spec_module
-    decl = module.checkpoints.get(source) or module.checkpoints.get(family)
     if decl is None:
         known = sorted(module.checkpoints) + sorted({r.split("/", 1)[0] for r in graph.references or []})
         raise ArchError(f"{Path(module.path).name} declares no `checkpoint \"{family}\"` mapping",
                         hint=f"known sources: {', '.join(known)}" if known else
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     model.load_state_dict(remap(state_dict, KeyMap(decl, module), expected), strict=True)
     return model
 

@@ -102,17 +102,31 @@ def remap(state_dict: Mapping[str, Any], keymap: KeyMap, expected: Mapping[str, 
                             keymap.decl.span, hint="make the rules' patterns or conditions exclusive")
         out[target] = tensor.reshape(shape) if shape is not None else tensor
         origin[target] = key
+    check_fit(out, origin, expected, f"the '{keymap.decl.source}' checkpoint", keymap.decl.span,
+              "add or fix a rule of this checkpoint block")
+    return out
+
+
+def check_fit(out: Mapping[str, Any], origin: Mapping[str, str], expected: Mapping[str, tuple[int, ...]],
+              what: str, span=None, fix: str = "") -> None:
+    """An ArchError listing every key of `out` that is missing from, left over in, or of another
+    shape than the model's (`origin`: the checkpoint's own name of each key)."""
     missing = [k for k in expected if k not in out]
     unexpected = [k for k in out if k not in expected]
     wrong = [k for k in expected if k in out and tuple(out[k].shape) != tuple(expected[k])]
-    if missing or unexpected or wrong:
-        lines = ([f"missing {k}" for k in missing[:8]]
-                 + [f"unexpected {k} (from '{origin[k]}')" for k in unexpected[:8]]
-                 + [f"shape of {k} (from '{origin[k]}'): {list(out[k].shape)}, the model has "
-                    f"{list(expected[k])}" for k in wrong[:8]])
-        hint = did_you_mean(unexpected[0], missing) if unexpected and missing else None
-        raise ArchError(f"the '{keymap.decl.source}' checkpoint does not fit the model: "
-                        f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another "
-                        f"shape\n  " + "\n  ".join(lines), keymap.decl.span,
-                        hint=hint or "add or fix a rule of this checkpoint block")
-    return out
+    if not (missing or unexpected or wrong):
+        return
+
+    def named(k: str) -> str:
+        return k if origin.get(k, k) == k else f"{k} (from '{origin[k]}')"
+    lines = ([f"missing {k}" for k in missing[:8]]
+             + [f"unexpected {named(k)}" for k in unexpected[:8]]
+             + [f"shape of {named(k)}: {list(out[k].shape)}, the model has {list(expected[k])}"
+                for k in wrong[:8]])
+    hint = None
+    if unexpected and missing:
+        hint = did_you_mean(unexpected[0], missing)
+        hint = hint and f"'{unexpected[0]}': {hint}"
+    raise ArchError(f"{what} does not fit the model: {len(missing)} missing, {len(unexpected)} "
+                    f"unexpected, {len(wrong)} of another shape\n  " + "\n  ".join(lines), span,
+                    hint=hint or fix or None)
