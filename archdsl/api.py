@@ -63,25 +63,27 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     elab = Elaborator(var_name or callee.name, _input_shapes(input_shape))
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
-    graph.spec_module = _block(callee).module  # where its `checkpoint` mappings live
+    # where its `checkpoint` mappings live: the variant's file, then the network's
+    graph.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
     return graph
 
 
 def load_weights(model, state_dict, source: str | None = None):
     """Load a state_dict saved by another implementation into a model built by `load_spec`,
     strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its keys by the
-    network's spec file's `checkpoint "torchvision/convnext_tiny"` block, or else its
-    `checkpoint "torchvision"` block. A state_dict already in the spec's naming (no `source`, the
+    `checkpoint "torchvision/convnext_tiny"` block, or else the `checkpoint "torchvision"` block, of
+    the variant's spec file or else the network's. A state_dict already in the spec's naming (no `source`, the
     spec's `reference`, or a source without a block whose keys are exactly the model's) loads as is."""
     from archdsl.semantics.checkpoint import KeyMap, check_fit, remap
     graph = getattr(model, "arch_graph", None)
-    if graph is None or not hasattr(graph, "spec_module"):
+    if graph is None or not hasattr(graph, "spec_modules"):
         raise ArchError("load_weights takes a network built by archdsl.load_spec",
                         found=type(model).__name__)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     family = (source or "").split("/", 1)[0]
-    module = graph.spec_module
-    decl = module.checkpoints.get(source) or module.checkpoints.get(family) if source else None
+    found = [(m, m.checkpoints.get(name)) for name in (source, family) for m in graph.spec_modules
+             if source and m.checkpoints.get(name) is not None]
+    module, decl = found[0] if found else (graph.spec_modules[-1], None)
     if source is None or source in (graph.references or []) or (decl is None and set(state_dict) == set(expected)):
         # the spec's own naming (its reference's, or a same-named library's): loads as is
         check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
@@ -89,8 +91,10 @@ def load_weights(model, state_dict, source: str | None = None):
         model.load_state_dict(state_dict, strict=True)
         return model
     if decl is None:
-        known = sorted(module.checkpoints) + sorted({r.split("/", 1)[0] for r in graph.references or []})
-        raise ArchError(f"{Path(module.path).name} declares no `checkpoint \"{family}\"` mapping",
+        known = sorted({c for m in graph.spec_modules for c in m.checkpoints}
+                       | {r.split("/", 1)[0] for r in graph.references or []})
+        files = " or ".join(Path(m.path).name for m in graph.spec_modules)
+        raise ArchError(f"{files} declares no `checkpoint \"{family}\"` mapping",
                         hint=f"known sources: {', '.join(known)}" if known else
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
     model.load_state_dict(remap(state_dict, KeyMap(decl, module), expected), strict=True)

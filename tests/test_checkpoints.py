@@ -47,7 +47,7 @@ def _fixture(name: str) -> dict:
 
 
 def _torchvision_state(fx: dict) -> dict[str, torch.Tensor]:
-    """The deterministic fill under torchvision's names (integer buffers as torchvision stores them)."""
+    """The deterministic fill under the fixture's (torchvision's) names (integer buffers as torchvision stores them)."""
     out = {}
     for key, shape, dtype in fx["state_dict"]:
         dt = getattr(torch, dtype)
@@ -62,9 +62,19 @@ def _torchvision_state(fx: dict) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("tv,variant", CASES)
 def test_torchvision_weights_load_strictly_and_give_torchvision_outputs(tv, variant):
-    fx = _fixture(tv)
+    _check_outputs(_fixture(tv), variant)
+
+
+# the SENet release's naming and layout (timm's legacy_se* models)
+@pytest.mark.parametrize("name", ["legacy_seresnet18", "legacy_seresnet50", "legacy_seresnext26_32x4d"])
+def test_the_senet_release_loads_into_the_se_specs_with_its_outputs(name):
+    _check_outputs(json.loads((FIXTURES / f"timm__{name}.json").read_text()), name)
+
+
+def _check_outputs(fx: dict, variant: str) -> None:
+    """The fixture's fill under its own names loads strictly into the variant and gives its output."""
     model = archdsl.load_spec(variant, input_shape=fx["input_shape"]).eval()
-    archdsl.load_weights(model, _torchvision_state(fx), source=f"torchvision/{tv}")
+    archdsl.load_weights(model, _torchvision_state(fx), source=fx["id"])
     with torch.no_grad():
         out = model(reference_input(fx["input_shape"])).flatten()
     ref = torch.tensor(fx["output"])
