@@ -101,6 +101,43 @@ def load_weights(model, state_dict, source: str | None = None):
     return model
 
 
+# keys under which training scripts commonly save the model's state_dict (torch.save({...}))
+_NESTED_STATE = ("state_dict", "model", "module")
+
+
+def read_weights(path: str | Path) -> dict:
+    """A state_dict from a file: safetensors, or a torch file opened with weights_only=True (a
+    bare state_dict, or one under "state_dict", "model" or "module")."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise ArchError(f"no such weights file: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            data = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise ArchError("reading safetensors needs the `safetensors` package",
+                        hint="pip install 'archdsl[safetensors]'") from None
+    except Exception as e:  # noqa: BLE001 - torch and safetensors raise many kinds
+        raise ArchError(f"cannot read weights from {path}: {str(e).splitlines()[0]}",
+                        hint="give a .safetensors file or a torch.save'd state_dict of tensors") from None
+    if isinstance(data, dict) and not _all_tensors(data):
+        data = next((data[k] for k in _NESTED_STATE if isinstance(data.get(k), dict)), data)
+    if not isinstance(data, dict) or not _all_tensors(data):
+        raise ArchError(f"{path} holds no state_dict (a mapping of names to tensors)",
+                        found=type(data).__name__ if not isinstance(data, dict) else
+                        "keys " + ", ".join(list(map(str, data))[:5]))
+    return data
+
+
+def _all_tensors(data: dict) -> bool:
+    import torch
+    return bool(data) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items())
+
+
 def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
                   input_shape: Shape | list[Shape] | None = None, source: str | None = None,
                   **overrides: Any) -> TopologyIR:

@@ -464,14 +464,30 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
                    "branches fused into one conv (eval mode).")
 @click.option("--output", "-o", "output", metavar="FILE", default=None,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
-                   ".onnx, or .safetensors (the initialised weights).")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output):
+                   ".onnx, or .safetensors (the weights).")
+@click.option("--weights", "-w", "weights", metavar="FILE", default=None,
+              help="Load a checkpoint (.safetensors, or a torch file read with weights_only=True) "
+                   "into the model before printing or exporting, strictly.")
+@click.option("--source", "weights_source", metavar="S", default=None,
+              help="Whose naming the --weights file uses (torchvision/resnet50, timm, moco_v2 …): "
+                   "the spec's `checkpoint` block of that name renames its keys. Default: the spec's own.")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, weights,
+                weights_source):
+    if weights_source and not weights:
+        raise click.UsageError("--source names the naming of a --weights file; give --weights")
     with _errors():
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, **overrides)
+                                       deploy=deploy and not weights, **overrides)
             seconds = time.perf_counter() - start
+        if weights:
+            with _Progress(f"loading {weights}"):
+                archdsl.load_weights(module, archdsl.read_weights(weights), source=weights_source)
+            if deploy:  # folded from the loaded weights
+                from archdsl.lower.deploy import deploy as to_deploy
+                module = to_deploy(module)
+            click.echo(f"loaded {weights}", err=True)
         if output:
             from archdsl.export import export
             with _Progress(f"writing {output}"):
