@@ -68,18 +68,26 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     return graph
 
 
+# a topology's own step counter: no release holds it, loading keeps it
+_TOPOLOGY_OWN = ("steps",)
+
+
 def load_weights(model, state_dict, source: str | None = None):
-    """Load a state_dict saved by another implementation into a model built by `load_spec`,
-    strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its keys by the
-    `checkpoint "torchvision/convnext_tiny"` block, or else the `checkpoint "torchvision"` block, of
-    the variant's spec file or else the network's. A state_dict already in the spec's naming (no `source`, the
-    spec's `reference`, or a source without a block whose keys are exactly the model's) loads as is."""
+    """Load a state_dict saved by another implementation into a network or topology built by
+    `load_spec`, strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its
+    keys by the `checkpoint "torchvision/convnext_tiny"` block, or else the `checkpoint "torchvision"`
+    block, of the variant's spec file or else the network's. A state_dict already in the spec's
+    naming (no `source`, the spec's `reference`, or a source without a block whose keys are exactly
+    the model's) loads as is. A topology loads a whole training checkpoint (its networks, twins and
+    state: `load_weights(moco, sd, source="moco_v2")`); its step counter is kept."""
     from archdsl.semantics.checkpoint import KeyMap, check_fit, remap
-    graph = getattr(model, "arch_graph", None)
-    if graph is None or not hasattr(graph, "spec_modules"):
-        raise ArchError("load_weights takes a network built by archdsl.load_spec",
+    graph = getattr(model, "arch_graph", None) or getattr(model, "ir", None)
+    if not hasattr(graph, "spec_modules"):
+        raise ArchError("load_weights takes a network or topology built by archdsl.load_spec",
                         found=type(model).__name__)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    topology = graph is getattr(model, "ir", None)
+    own = {k: v for k, v in model.state_dict().items() if topology and k in _TOPOLOGY_OWN}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in own}
     family = (source or "").split("/", 1)[0]
     found = [(m, m.checkpoints.get(name)) for name in (source, family) for m in graph.spec_modules
              if source and m.checkpoints.get(name) is not None]
@@ -88,7 +96,7 @@ def load_weights(model, state_dict, source: str | None = None):
         # the spec's own naming (its reference's, or a same-named library's): loads as is
         check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
                   fix="give the checkpoint's source (source=...) if the spec declares its naming")
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict({**state_dict, **own}, strict=True)
         return model
     if decl is None:
         known = sorted({c for m in graph.spec_modules for c in m.checkpoints}
@@ -97,7 +105,7 @@ def load_weights(model, state_dict, source: str | None = None):
         raise ArchError(f"{files} declares no `checkpoint \"{family}\"` mapping",
                         hint=f"known sources: {', '.join(known)}" if known else
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
-    model.load_state_dict(remap(state_dict, KeyMap(decl, module), expected), strict=True)
+    model.load_state_dict({**remap(state_dict, KeyMap(decl, module), expected), **own}, strict=True)
     return model
 
 
@@ -149,6 +157,7 @@ def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
     ir = TopologyElaborator(var_name or _block(callee).name, _input_shapes(input_shape)).topology(
         callee, values, None, var_name)
     ir.references = refs
+    ir.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
     return ir
 
 

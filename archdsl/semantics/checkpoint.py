@@ -6,7 +6,8 @@
     }
 
 A source pattern's `{name}` placeholders each match text inside one dotted key component
-(a run of digits binds an int). The first rule whose pattern matches the whole key and whose
+(a run of digits binds an int); `{name...}` matches one or more whole components, dots included
+(`"module.encoder_q.{rest...}" -> "nets.query.backbone.{rest}"`). The first rule whose pattern matches the whole key and whose
 condition holds renames it; the target's `{expr}` parts are evaluated with the placeholders and
 the file's top-level names in scope; `as [dims]` reshapes the tensor; a target `none` drops the
 key (a buffer the spec recomputes). Keys no rule matches keep their name. The result must name exactly the model's keys with the model's shapes.
@@ -30,13 +31,13 @@ def _source_regex(pattern: str) -> re.Pattern:
     """The regex of a source pattern; ValueError says what is wrong with it."""
     out, names, pos = [], set(), 0
     for m in _PLACEHOLDER.finditer(pattern):
-        name = m.group(1)
+        name, many = m.group(1).removesuffix("..."), m.group(1).endswith("...")
         if not _IDENT.fullmatch(name):
-            raise ValueError(f"placeholder {{{name}}} must be a plain name, like {{i}}")
+            raise ValueError(f"placeholder {{{name}}} must be a plain name, like {{i}} or {{rest...}}")
         if name in names:
             raise ValueError(f"placeholder {{{name}}} appears twice")
         names.add(name)
-        out += [re.escape(pattern[pos:m.start()]), f"(?P<{name}>[^.]+?)"]
+        out += [re.escape(pattern[pos:m.start()]), f"(?P<{name}>.+?)" if many else f"(?P<{name}>[^.]+?)"]
         pos = m.end()
     rest = pattern[pos:]
     if "{" in rest or "}" in rest:
@@ -52,7 +53,8 @@ def check_rules(decl: A.Checkpoint) -> None:
             _source_regex(rule.source)
         except ValueError as e:
             raise ArchError(f"bad key pattern {rule.source!r}: {e}", rule.span,
-                            hint='placeholders match one key component: "layers.{i}.{p}"') from None
+                            hint='placeholders match one key component ("layers.{i}.{p}"), or several: '
+                                 '"module.{rest...}"') from None
 
 
 class KeyMap:

@@ -1,0 +1,81 @@
+"""Checkpoints of the papers' own releases load into the stdlib topologies and networks.
+
+For each release, the test builds the checkpoint's key list and shapes from a port of the
+release's model definition (cited at each case), fills it deterministically (tests/fixtures/fill.py),
+loads it strictly with `archdsl.load_weights(..., source=...)` and compares outputs where the
+architecture is the same. torchvision's ResNets use the stdlib ResNet's names (checked against
+torchvision in tests/test_checkpoints.py), so a release's torchvision backbone is the stdlib
+backbone's key list.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import archdsl
+from archdsl import ArchError, SpecText
+
+from fixtures.fill import _values, reference_input
+
+SMALL = [2, 3, 32, 32]
+
+
+def _fill(shapes: dict[str, tuple[list[int], torch.dtype]]) -> dict[str, torch.Tensor]:
+    return {k: _values(k, torch.Size(s)) if dt.is_floating_point else torch.full(s, 3, dtype=dt)
+            for k, (s, dt) in shapes.items()}
+
+
+def _resnet_keys(name: str) -> dict[str, tuple[list[int], torch.dtype]]:
+    """torchvision's resnet `name` without its fc (the stdlib ResNet has the same names)."""
+    sd = archdsl.load_spec(name, input_shape=SMALL).state_dict()
+    return {k: (list(v.shape), v.dtype) for k, v in sd.items() if not k.startswith("fc.")}
+
+
+def _moco_release(dim: int, K: int, mlp: bool, backbone: str, width: int) -> dict:
+    """facebookresearch/moco, moco/builder.py `MoCo(base_encoder, dim, K, m, T, mlp)` wrapped in
+    DataParallel ("module."): encoder_q/encoder_k = base_encoder(num_classes=dim), with mlp the fc
+    becomes Sequential(Linear(w, w), ReLU(), Linear(w, dim)); buffers queue [dim, K] and
+    queue_ptr [1] (long)."""
+    fc = ({"fc.0.weight": [width, width], "fc.0.bias": [width], "fc.2.weight": [dim, width],
+           "fc.2.bias": [dim]} if mlp else {"fc.weight": [dim, width], "fc.bias": [dim]})
+    encoder = {**_resnet_keys(backbone), **{k: (s, torch.float32) for k, s in fc.items()}}
+    shapes = {f"module.encoder_{e}.{k}": v for e in "qk" for k, v in encoder.items()}
+    shapes["module.queue"] = ([dim, K], torch.float32)
+    shapes["module.queue_ptr"] = ([1], torch.int64)
+    return _fill(shapes)
+
+
+@pytest.mark.parametrize("version", ["moco_v1", "moco_v2"])
+def test_moco_release_loads_both_encoders_and_the_queue(version):
+    mlp = version == "moco_v2"
+    sd = _moco_release(128, 64, mlp, "resnet18", 512)
+    topo = archdsl.load_spec(version, input_shape=[SMALL, SMALL], backbone=SpecText("resnet18"),
+                             K=64, hidden=512 if mlp else 0)
+    archdsl.load_weights(topo, sd, source=version)
+    state = topo.state_dict()
+    assert torch.equal(state["state.queue"], sd["module.queue"])
+    assert int(state["state.queue_ptr"]) == 3 and int(state["steps"]) == 0
+    assert torch.equal(state["nets.key.backbone.layer4.1.bn2.running_var"],
+                       sd["module.encoder_k.layer4.1.bn2.running_var"])
+    # the query encoder computes the release's encoder_q: the ResNet features, then its fc
+    backbone = archdsl.load_spec("resnet18", input_shape=SMALL, num_classes=0).eval()
+    q = "module.encoder_q."
+    backbone.load_state_dict({k[len(q):]: v for k, v in sd.items()
+                              if k.startswith(q) and not k.startswith(q + "fc")})
+    x = reference_input(SMALL)
+    with torch.no_grad():
+        f = backbone(x)
+        q += "fc"
+        ref = (torch.relu(f @ sd[f"{q}.0.weight"].T + sd[f"{q}.0.bias"]) @ sd[f"{q}.2.weight"].T
+               + sd[f"{q}.2.bias"]) if mlp else f @ sd[f"{q}.weight"].T + sd[f"{q}.bias"]
+        out = topo.nets.query.eval()(x)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_a_moco_checkpoint_with_a_missing_key_names_it():
+    sd = _moco_release(128, 64, True, "resnet18", 512)
+    del sd["module.encoder_k.layer2.0.downsample.1.weight"]
+    topo = archdsl.load_spec("moco_v2", input_shape=[SMALL, SMALL], backbone=SpecText("resnet18"),
+                             K=64, hidden=512)
+    with pytest.raises(ArchError, match="missing nets.key.backbone.layer2.0.downsample.1.weight"):
+        archdsl.load_weights(topo, sd, source="moco_v2")
