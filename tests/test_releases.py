@@ -79,3 +79,35 @@ def test_a_moco_checkpoint_with_a_missing_key_names_it():
                              K=64, hidden=512)
     with pytest.raises(ArchError, match="missing nets.key.backbone.layer2.0.downsample.1.weight"):
         archdsl.load_weights(topo, sd, source="moco_v2")
+
+
+def _openai_clip_release() -> tuple[torch.nn.Module, dict]:
+    """OpenAI's clip/model.py CLIP (ported in tests/test_clip.py as RefCLIP), filled, and its
+    state_dict as a JIT archive holds it: with the metadata integers."""
+    from test_clip import TINY, RefCLIP
+    ref = RefCLIP(**TINY).eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    ref.load_state_dict(sd)
+    meta = {"input_resolution": TINY["image_resolution"], "context_length": TINY["context_length"],
+            "vocab_size": TINY["vocab_size"]}
+    return ref, {**sd, **{k: torch.tensor(v) for k, v in meta.items()}}
+
+
+def test_openai_clip_release_loads_into_the_network_and_the_topology():
+    from test_clip import TINY, _texts
+    ref, sd = _openai_clip_release()
+    args = ", ".join(f"{k}={v}" for k, v in TINY.items())
+    net = archdsl.load_spec(source=f"from nets.clip import CLIP\nvariant t = CLIP({args})\n").eval()
+    archdsl.load_weights(net, sd, source="openai")
+    image, text = reference_input([3, 3, 16, 16]), _texts(3)
+    with torch.no_grad():
+        out, (img_ref, txt_ref) = net(image, text), ref(image, text)
+    torch.testing.assert_close(out["image_features"], img_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out["text_features"], txt_ref, atol=1e-5, rtol=1e-4)
+
+    topo = archdsl.load_spec(source=f"from nets.clip import CLIP\nfrom ssl.clip import CLIPTrain\n"
+                                    f"variant t = CLIPTrain(model=CLIP({args}), img=16, context=7)\n")
+    archdsl.load_weights(topo, sd, source="openai")
+    state = topo.state_dict()
+    assert torch.equal(state["state.logit_scale"], sd["logit_scale"])
+    assert torch.equal(state["nets.clip.visual.proj"], sd["visual.proj"])
