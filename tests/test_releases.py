@@ -111,3 +111,24 @@ def test_openai_clip_release_loads_into_the_network_and_the_topology():
     state = topo.state_dict()
     assert torch.equal(state["state.logit_scale"], sd["logit_scale"])
     assert torch.equal(state["nets.clip.visual.proj"], sd["visual.proj"])
+
+
+def test_mae_release_loads_into_the_network_and_the_topology():
+    """facebookresearch/mae models_mae.py MaskedAutoencoderViT (ported in tests/test_mae.py as
+    RefMAE): its filled state_dict loads; under one random stream the masks and predictions agree."""
+    from test_mae import RefMAE, tiny_net, tiny_topo
+    ref = RefMAE(16, 4, 32, 2, 2, 16, 1, 2).eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    ref.load_state_dict(sd)
+    net = tiny_net().eval()
+    archdsl.load_weights(net, sd, source="mae")
+    x = reference_input([3, 3, 16, 16])
+    torch.manual_seed(7)
+    out = net(x)
+    torch.manual_seed(7)
+    pred, mask = ref(x, 0.75)
+    torch.testing.assert_close(out["mask"], mask)
+    torch.testing.assert_close(out["pred"], pred, atol=1e-5, rtol=1e-4)
+    topo = tiny_topo()
+    archdsl.load_weights(topo, sd, source="mae")
+    assert torch.equal(topo.state_dict()["nets.mae.decoder_pos_embed.weight"], sd["decoder_pos_embed"])
