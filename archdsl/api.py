@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from archdsl.errors import ArchError, did_you_mean
 from archdsl.ir.cost import CostReport, cost
@@ -68,45 +68,57 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     return graph
 
 
-# a topology's own step counter: no release holds it, loading keeps it
-_TOPOLOGY_OWN = ("steps",)
-
-
 def load_weights(model, state_dict, source: str | None = None):
     """Load a state_dict saved by another implementation into a network or topology built by
     `load_spec`, strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its
     keys by the `checkpoint "torchvision/convnext_tiny"` block, or else the `checkpoint "torchvision"`
     block, of the variant's spec file or else the network's. A state_dict already in the spec's
     naming (no `source`, the spec's `reference`, or a source without a block whose keys are exactly
-    the model's) loads as is. A topology loads a whole training checkpoint (its networks, twins and
-    state: `load_weights(moco, sd, source="moco_v2")`); its step counter is kept."""
-    from archdsl.semantics.checkpoint import KeyMap, check_fit, remap
+    the model's) loads as is. A topology loads a whole training checkpoint (`load_weights(moco, sd,
+    source="moco_v2")`): every network and twin weight, and the state it holds (a queue); state
+    it does not hold (a GAN's image pool) and the step counter keep their values."""
+    from archdsl.semantics.checkpoint import KeyMap, remap
     graph = getattr(model, "arch_graph", None) or getattr(model, "ir", None)
     if not hasattr(graph, "spec_modules"):
         raise ArchError("load_weights takes a network or topology built by archdsl.load_spec",
                         found=type(model).__name__)
-    topology = graph is getattr(model, "ir", None)
-    own = {k: v for k, v in model.state_dict().items() if topology and k in _TOPOLOGY_OWN}
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in own}
+    current = model.state_dict()
     family = (source or "").split("/", 1)[0]
     found = [(m, m.checkpoints.get(name)) for name in (source, family) for m in graph.spec_modules
              if source and m.checkpoints.get(name) is not None]
     module, decl = found[0] if found else (graph.spec_modules[-1], None)
+    keep = _kept_by_topology(current, state_dict) if graph is getattr(model, "ir", None) else set()
+    expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
     if source is None or source in (graph.references or []) or (decl is None and set(state_dict) == set(expected)):
         # the spec's own naming (its reference's, or a same-named library's): loads as is
-        check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
-                  fix="give the checkpoint's source (source=...) if the spec declares its naming")
-        model.load_state_dict({**state_dict, **own}, strict=True)
-        return model
-    if decl is None:
+        renamed = _as_is(state_dict, expected, source)
+    elif decl is None:
         known = sorted({c for m in graph.spec_modules for c in m.checkpoints}
                        | {r.split("/", 1)[0] for r in graph.references or []})
         files = " or ".join(Path(m.path).name for m in graph.spec_modules)
         raise ArchError(f"{files} declares no `checkpoint \"{family}\"` mapping",
                         hint=f"known sources: {', '.join(known)}" if known else
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
-    model.load_state_dict({**remap(state_dict, KeyMap(decl, module), expected), **own}, strict=True)
+    else:
+        keymap = KeyMap(decl, module)
+        if keep:  # the state the checkpoint holds, in the topology's names, is not kept
+            keep -= {keymap.rename(k)[0] for k in state_dict}
+            expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
+        renamed = remap(state_dict, keymap, expected)
+    model.load_state_dict({**renamed, **{k: current[k] for k in keep}}, strict=True)
     return model
+
+
+def _kept_by_topology(current: dict, state_dict: Mapping) -> set[str]:
+    """A topology's keys a checkpoint may leave out: its step counter and its state."""
+    return {k for k in current if k == "steps" or (k.startswith("state.") and k not in state_dict)}
+
+
+def _as_is(state_dict: Mapping, expected: dict, source: str | None) -> Mapping:
+    from archdsl.semantics.checkpoint import check_fit
+    check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
+              fix="give the checkpoint's source (source=...) if the spec declares its naming")
+    return state_dict
 
 
 # keys under which training scripts commonly save the model's state_dict (torch.save({...}))

@@ -132,3 +132,34 @@ def test_mae_release_loads_into_the_network_and_the_topology():
     topo = tiny_topo()
     archdsl.load_weights(topo, sd, source="mae")
     assert torch.equal(topo.state_dict()["nets.mae.decoder_pos_embed.weight"], sd["decoder_pos_embed"])
+
+
+def test_cyclegan_release_files_load_into_the_topology_with_their_outputs():
+    """junyanz/pytorch-CycleGAN-and-pix2pix models/networks.py (ported in tests/test_gen_a.py):
+    the four files of a CycleGAN run, gathered under their network names; a pre-0.4 file's
+    instance-norm running statistics are dropped as the release's loader drops them."""
+    from test_gen_a import RefNLayerD, RefResnetG
+    refs = {"G_A": RefResnetG(3, 3, 4), "G_B": RefResnetG(3, 3, 4), "D_A": RefNLayerD(3, 4), "D_B": RefNLayerD(3, 4)}
+    sd = {}
+    for name, ref in refs.items():
+        own = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+        ref.load_state_dict(own)
+        sd.update({f"{name}.{k}": v for k, v in own.items()})
+    sd["G_A.model.2.running_mean"] = torch.zeros(4)  # an InstanceNorm2d's, in a pre-0.4 file
+    topo = archdsl.load_spec("cyclegan", input_shape=[[2, 3, 32, 32], [2, 3, 32, 32]], ngf=4, ndf=4, img=32)
+    archdsl.load_weights(topo, sd, source="cyclegan")
+    x = reference_input([2, 3, 32, 32])
+    with torch.no_grad():
+        for name, ref in refs.items():
+            torch.testing.assert_close(topo.nets[name].eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-4)
+
+
+def test_pix2pix_release_files_load_into_the_topology():
+    from test_gen_a import RefNLayerD, RefUnet
+    refs = {"G": RefUnet(3, 3, 5, 2, "batch", True), "D": RefNLayerD(6, 4, norm="batch")}
+    sd = {f"{name}.{k}": v for name, ref in refs.items()
+          for k, v in _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()}).items()}
+    topo = archdsl.load_spec("pix2pix", input_shape=[[1, 3, 32, 32], [1, 3, 32, 32]], ngf=2, ndf=4,
+                             num_downs=5, img=32)
+    archdsl.load_weights(topo, sd, source="pix2pix")
+    assert torch.equal(topo.state_dict()["nets.D.model.2.weight"], sd["D.model.2.weight"])
