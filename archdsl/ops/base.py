@@ -25,7 +25,7 @@ class ShapeError(Exception):
 
 
 class Attrs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NoAttrs(Attrs):
