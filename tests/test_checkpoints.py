@@ -174,6 +174,7 @@ checkpoint "lib" {
     ('"a.{i}.{i}" -> "b"', "appears twice"),
     ('"a.{1x}" -> "b"', "must be a plain name"),
     ('"a.{i" -> "b"', "unbalanced"),
+    ('"a.{r...}.{r}" -> "b"', "appears twice"),
 ])
 def test_malformed_rules_are_errors_at_the_rule(tmp_path, rules, message):
     path = tmp_path / "n.arch"
@@ -189,3 +190,13 @@ def test_a_rule_whose_template_gives_a_float_is_an_error(tmp_path):
     model = archdsl.load_spec(path)
     with pytest.raises(ArchError, match="a key rule needs int or str"):
         archdsl.load_weights(model, {"a.1": torch.zeros(1)}, source="lib/x")
+
+
+def test_a_rest_placeholder_spans_components_and_as_empty_makes_a_scalar(tmp_path):
+    path = tmp_path / "n.arch"
+    path.write_text("network N() {\n  in x: [B, 4]\n  param s: [] = 0\n  out x * s -> fc: linear(2)\n}\n"
+                    'checkpoint "lib" {\n  "m.scale" -> "s" as []\n  "m.{rest...}" -> "{rest}"\n}\n')
+    model = archdsl.load_spec(path)
+    archdsl.load_weights(model, {"m.fc.weight": torch.ones(2, 4), "m.fc.bias": torch.zeros(2),
+                                 "m.scale": torch.tensor([3.0])}, source="lib")
+    assert model.s.shape == () and model.s.item() == 3.0 and torch.equal(model.fc.weight, torch.ones(2, 4))
