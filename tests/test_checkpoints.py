@@ -66,7 +66,8 @@ def test_torchvision_weights_load_strictly_and_give_torchvision_outputs(tv, vari
 
 
 # the SENet release's naming and layout (timm's legacy_se* models)
-@pytest.mark.parametrize("name", ["legacy_seresnet18", "legacy_seresnet50", "legacy_seresnext26_32x4d"])
+@pytest.mark.parametrize("name", ["legacy_seresnet18", pytest.param("legacy_seresnet50", marks=pytest.mark.slow),
+                                  "legacy_seresnext26_32x4d"])
 def test_the_senet_release_loads_into_the_se_specs_with_its_outputs(name):
     _check_outputs(json.loads((FIXTURES / f"timm__{name}.json").read_text()), name)
 

@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "drop"
 # the larger models: checked with -m slow
 SLOW = {"timm/beit_base_patch16_224", "timm/res2net50_26w_4s", "timm/wide_resnet50_2",
         "timm/resnext50_32x4d", "timm/seresnet50", "timm/nf_resnet50", "timm/cspresnet50",
-        "timm/lambda_resnet26t", "timm/legacy_xception"}
+        "timm/lambda_resnet26t", "timm/legacy_xception", "timm/convnext_tiny", "timm/hrnet_w18_small"}
 # timm's ResNestBottleneck applies its drop path to the block's input (`x = self.drop_path(x)`),
 # which reaches the output only through a downsampling shortcut; the spec drops the residual
 # branch, as every other ResNet block (and the paper's stochastic depth) does
