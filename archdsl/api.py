@@ -132,17 +132,23 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, deploy: bool = False, **overrides: Any):
+              source: str | None = None, deploy: bool = False, max_bytes: int | str | None = None,
+              **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
     topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
-    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode."""
+    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode.
+    A module whose parameters and buffers need more than `max_bytes` (default: $ARCHDSL_MAX_BYTES,
+    else the memory available) is refused with an ArchError before anything is allocated."""
     from archdsl.lower.build import build
+    from archdsl.lower.size_guard import check_fits
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
         from archdsl.topology.module import TopologyModule
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
+        check_fits((d.first_graph for d in ir.nets.values() if d.graphs), max_bytes)
         return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    check_fits([graph], max_bytes)
     module = build(graph, seed=seed)
     module.arch_graph = graph
     if deploy:

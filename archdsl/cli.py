@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,13 +21,13 @@ import click
 
 import archdsl
 from archdsl.api import check_tree
-from archdsl.errors import ArchError
+from archdsl.errors import ArchError, ArchWarning
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 # Keyword names the API functions take themselves; a network parameter with one of these
 # names cannot be passed through `**overrides`.
-_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed"}
+_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed", "max_bytes"}
 _DTYPES = ["float32", "float16", "bfloat16", "float64"]
 _PROGRESS_DELAY_S = 1.0
 
@@ -318,6 +319,8 @@ def _totals_text(report, dtype: str, extra: list[tuple[str, str, str]] = ()) -> 
     rows = [
         ("params", f"{t.params:,}", _si(t.params), "parameter elements"),
         ("buffers", f"{t.buffers:,}", _si(t.buffers), "buffer elements (e.g. batch-norm running stats)"),
+        ("weights", f"{t.param_bytes + t.buffer_bytes:,}", _bytes(t.param_bytes + t.buffer_bytes),
+         f"bytes of the params and buffers, {dtype}"),
         ("FLOPs", f"{t.flops:,}", _si(t.flops), "2 per multiply-add, the ops FlopCounterMode counts"),
         ("MACs", f"{t.macs:,}", _si(t.macs), "FLOPs / 2: what most papers call FLOPs"),
         ("other FLOPs", f"{t.other_flops:,}", _si(t.other_flops),
@@ -354,7 +357,18 @@ location); 2 wrong use of the command line; 3 an internal error (a bug in archds
                                                 "max_content_width": 100})
 @click.version_option(archdsl.__version__, "--version", prog_name="archdsl")
 def main() -> None:
-    pass
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A spec's warnings read like its errors: `warning: …` with the source quoted."""
+    if issubclass(category, ArchWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _network_data(graph, dtype: str, depth: int | None, nodes: bool = True) -> tuple[Any, dict]:
@@ -465,12 +479,15 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--output", "-o", "output", metavar="FILE", default=None,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
                    ".onnx, or .safetensors (the initialised weights).")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output):
+@click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
+              help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
+                   "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, max_bytes):
     with _errors():
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, **overrides)
+                                       deploy=deploy, max_bytes=max_bytes, **overrides)
             seconds = time.perf_counter() - start
         if output:
             from archdsl.export import export

@@ -274,7 +274,7 @@ variant t = T()
 
 @pytest.mark.parametrize("decl, message", [
     ("param s: [] = \"x\"", "needs a number"),
-    ("param s: [0] = 1.0", "positive sizes"),
+    ("param s: [0] = 1.0", "must be between 1 and"),
     ("state s: [] = 0.0\n  param s: [] = 1.0", "declared twice"),
 ])
 def test_bad_topology_parameters_are_arch_errors(decl, message):

@@ -13,7 +13,7 @@ from typing import Any
 from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Graph, Node
-from archdsl.semantics.elaborate import Elaborator, Frame, Scope, top_call
+from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
 from archdsl.ir.names import check_name
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
@@ -194,9 +194,7 @@ class TopologyElaborator(Elaborator):
 
     def exec_state(self, s: A.StateStmt, env: Env):
         check_name(s.name, "state", s.span)
-        shape = tuple(self.int_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
-        if any(n <= 0 for n in shape):
-            raise ArchError(f"state '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        shape = tuple(self.size_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
         if isinstance(init, str):
             if init not in STATE_INITS:
@@ -205,6 +203,8 @@ class TopologyElaborator(Elaborator):
         elif isinstance(init, bool) or not isinstance(init, (int, float)):
             raise ArchError(f"state '{s.name}' initial value must be a number or an initialiser name",
                             s.init.span, found=describe(init))
+        else:
+            init = fill_value(init, (s.init or s).span)
         if s.dtype not in STATE_DTYPES:
             raise ArchError(f"unknown state dtype '{s.dtype}'", s.span,
                             hint=did_you_mean(s.dtype, STATE_DTYPES) or f"one of {', '.join(STATE_DTYPES)}")
@@ -216,16 +216,15 @@ class TopologyElaborator(Elaborator):
         """`param logit_scale: [] = 2.659`: a trained tensor that belongs to no network (CLIP's
         learned temperature). Held as a trainable state; phases train it when `update` lists it."""
         check_name(s.name, "parameter", s.span)
-        shape = tuple(self.int_value(self.eval(d, env), d.span, "a parameter size") for d in s.shape)
-        if any(n <= 0 for n in shape):
-            raise ArchError(f"parameter '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        shape = tuple(self.size_value(self.eval(d, env), d.span, "a parameter size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
         if isinstance(init, bool) or not isinstance(init, (int, float)):
             raise ArchError(f"topology parameter '{s.name}' needs a number as its initial value",
                             (s.init or s).span, found=describe(init), hint="e.g. `param logit_scale: [] = 2.659`")
         if s.name in self.ir.states or s.name in self.ir.nets:
             raise ArchError(f"'{s.name}' declared twice", s.span)
-        self.ir.states[s.name] = StateDecl(s.name, shape, float(init), "float32", s.span, trainable=True)
+        init = fill_value(init, (s.init or s).span)
+        self.ir.states[s.name] = StateDecl(s.name, shape, init, "float32", s.span, trainable=True)
         env.vars[s.name] = ParamRef(s.name)
 
     # ---- phases
@@ -256,8 +255,8 @@ class TopologyElaborator(Elaborator):
         repeat = self.int_value(options.get("times", 1), p.span, "a phase's `times`")
         if repeat < 1:
             raise ArchError("a phase runs at least once per round (`times` ≥ 1)", p.span)
-        saved = self.graph, self.used, self.frame.scope
-        self.graph, self.used = Graph(f"{self.ir.name}.{p.name}"), set()
+        saved = self.graph, self.used, self.containers, self.frame.scope
+        self.graph, self.used, self.containers = Graph(f"{self.ir.name}.{p.name}"), set(), set()
         self.frame.scope = Scope("", self.ir.name)
         self.logs: dict[str, str] = {}
         self.actions: list[Action] = []
@@ -286,11 +285,26 @@ class TopologyElaborator(Elaborator):
             self.ir.phases[p.name] = Phase(p.name, graph, [u.name for u in update], loss.node,
                                            dict(self.logs), list(self.actions), repeat, p.span)
             self.ir.phases[p.name].params = trained_params
+            self._check_trains_something(p, update, trained_params)
             if "freeze" in options or "freeze_steps" in options:
                 phase = self.ir.phases[p.name]
                 phase.freeze, phase.freeze_steps = self._freeze(options, phase.update, p.span)
         finally:
-            self.graph, self.used, self.frame.scope = saved
+            self.graph, self.used, self.containers, self.frame.scope = saved
+
+    def _check_trains_something(self, p: A.PhaseStmt, update: list, params: tuple):
+        """A phase whose optimizer step would change nothing is a mistake (an empty `update`, or
+        networks without parameters): say so rather than train silently."""
+        if params:
+            return
+        nets = [self.ir.nets[u.name] for u in update]
+        # a listed network not called yet has no graph: it may hold parameters
+        if any(not d.graphs or any(cost(g).totals.params for g in d.graphs.values()) for d in nets):
+            return
+        listed = ", ".join(d.name for d in nets)
+        raise ArchError(f"phase '{p.name}' updates no parameter", p.span,
+                        found=f"update=[{listed}], networks without parameters" if nets else "update=[]",
+                        hint=f"list the networks this phase trains: `phase {p.name}(update=[net])`")
 
     def exec_phase_stmt(self, s: A.Stmt, env: Env):
         if isinstance(s, A.LogStmt):
