@@ -392,6 +392,8 @@ def _print_network(report, data: dict, dtype: str, table: bool, extra=()) -> Non
 
 def _topology_data(ir, dtype: str) -> dict:
     """A topology's networks (with the cost of each call shape), state and phases."""
+    from archdsl.topology.recipe import describe as describe_optimizer
+    from archdsl.topology.schedule import LRSchedule
     from archdsl.ir.cost import cost
     nets = {}
     for name, decl in ir.nets.items():
@@ -410,10 +412,13 @@ def _topology_data(ir, dtype: str) -> dict:
         g = ph.graph
         phases[name] = {"inputs": {i: list(g.node(i).shape) for i in g.inputs},
                         "update": list(ph.update), "loss": ph.loss, "logs": list(ph.logs),
-                        "after": [a.kind for a in ph.actions], "times": ph.repeat}
+                        "after": [a.kind for a in ph.actions], "times": ph.repeat,
+                        "optimizer": dataclasses.asdict(ph.optimizer) if ph.optimizer else None,
+                        "optimizer_text": describe_optimizer(ph.optimizer) if ph.optimizer else None}
     return {"kind": "topology", "name": ir.name, "variant": ir.variant,
             "references": list(ir.references), "nets": nets,
-            "states": {n: {"shape": list(st.shape), "init": st.init, "dtype": st.dtype}
+            "states": {n: {"shape": list(st.shape), "dtype": st.dtype,
+                           "init": st.init.describe() if isinstance(st.init, LRSchedule) else st.init}
                        for n, st in ir.states.items()},
             "phases": phases}
 
@@ -455,6 +460,8 @@ def _print_topology(data: dict, extra: list[str] = ()) -> None:
         if ph["times"] != 1:
             text += f", {ph['times']} times per round"
         click.echo(text)
+        if ph["optimizer_text"]:
+            click.echo(f"       optimizer {ph['optimizer_text']}")
     for line in extra:
         click.echo(line)
     click.echo("MACs = FLOPs / 2 (what most papers call FLOPs), per call of each network")
@@ -476,28 +483,53 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--deploy", is_flag=True,
               help="Build the inference form: BatchNorm folded into convs, RepVGG/ACNet/DiracNet "
                    "branches fused into one conv (eval mode).")
-@click.option("--output", "-o", "output", metavar="FILE", default=None,
+@click.option("--output", "-o", "outputs", metavar="FILE", multiple=True,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
-                   ".onnx, or .safetensors (the initialised weights).")
+                   ".onnx, or .safetensors (the initialised weights, in --dtype). Repeatable: "
+                   "every file is written from the one model built.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights: the same seed gives the same weights and files.")
+@click.option("--dynamic", type=click.Choice(["auto", "batch", "none"]), default="auto",
+              show_default=True,
+              help="Which input sizes of .pt2 / .onnx may vary: the batch and spatial sizes where "
+                   "the network allows (auto), the batch only, or none.")
 @click.option("--device", default=None, metavar="DEVICE",
               help="Where the weights are created: cpu (default), cuda, cuda:1, … or meta "
                    "(allocates nothing: the module's structure only).")
 @click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
               help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
                    "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output, device,
-                max_bytes):
+@click.option("--weights", "-w", "weights", metavar="FILE", default=None,
+              help="Load a checkpoint (.safetensors, or a torch file read with weights_only=True) "
+                   "into the model before printing or exporting, strictly.")
+@click.option("--source", "weights_source", metavar="S", default=None,
+              help="Whose naming the --weights file uses (torchvision/resnet50, timm, moco_v2 …): "
+                   "the spec's `checkpoint` block of that name renames its keys. Default: the spec's own.")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, outputs, seed,
+                dynamic, device, max_bytes, weights, weights_source):
+    if weights_source and not weights:
+        raise click.UsageError("--source names the naming of a --weights file; give --weights")
     with _errors():
+        if outputs:  # a wrong file name fails before the build
+            from archdsl.export import check_path
+            for output in outputs:
+                check_path(output)
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, device=device, max_bytes=max_bytes, **overrides)
+                                       deploy=deploy and not weights, seed=seed, device=device,
+                                       max_bytes=max_bytes,
+                                       **overrides)
             seconds = time.perf_counter() - start
-        if output:
-            from archdsl.export import export
-            with _Progress(f"writing {output}"):
-                export(module, output)
-            click.echo(f"wrote {output}", err=as_json)
+        if weights:
+            with _Progress(f"loading {weights}"):
+                archdsl.load_weights(module, archdsl.read_weights(weights), source=weights_source)
+            if deploy:  # folded from the loaded weights
+                from archdsl.lower.deploy import deploy as to_deploy
+                module = to_deploy(module)
+            click.echo(f"loaded {weights}", err=True)
+        if outputs:
+            _write_exports(module, outputs, dtype, dynamic, as_json)
         info = {
             "class": type(module).__name__,
             "build_seconds": round(seconds, 4),
@@ -527,6 +559,18 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy,
         if info["params"] != report.totals.params:
             click.echo(f"warning: the built module has {info['params']:,} parameters but the "
                        f"cost report counts {report.totals.params:,} (a bug in archdsl)", err=True)
+
+
+def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> None:
+    """Write every -o file from the one model; say what was written and what is dynamic."""
+    from archdsl.export import export_all
+    with _Progress(f"writing {', '.join(outputs)}"):
+        written = export_all(module, list(outputs), dtype=dtype, dynamic=dynamic)
+    for w in written:
+        how = f" (dynamic: {', '.join(w.dynamic)})" if w.dynamic else ""
+        click.echo(f"wrote {w.path}{how}", err=as_json)
+        for note in w.notes:
+            click.echo(f"note: {w.path.name}: {note}", err=True)
 
 
 def torch_parameters(module):
@@ -781,8 +825,12 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
                    "source of this command: it is for trying a topology, not for real runs).")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rounds of the topology's phases (each followed by after_step()).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=float, default=None,
+              help="Learning rate of --optimizer (default 1e-3); giving it replaces the recipe.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None,
+              help="Replace the topology's declared recipe (its phases' `optimizer=`, used by "
+                   "default) with Adam (betas 0.5, 0.999) or SGD (momentum 0.9); the default for "
+                   "topologies that declare none is adam.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Integer inputs (labels, indices) are drawn from range(CLASSES): keep it within "

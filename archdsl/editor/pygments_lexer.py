@@ -54,7 +54,7 @@ OPS = (
     'sincos_pos_embed', 'sinusoid_pos', 'sn_conv', 'sn_embedding', 'sn_linear', 'softmax',
     'split', 'split_heads', 'stack', 'stop_grad', 'style_mix', 'sub', 'swav_loss', 'tanh',
     'transpose', 'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq', 'vq_ema',
-    'window_partition', 'window_reverse', 'ws_conv',
+    'window_partition', 'window_reverse', 'wn_linear', 'ws_conv',
 )
 
 # archdsl.semantics.builtins.BUILTINS
@@ -68,8 +68,10 @@ BUILTINS = (
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
 TOPOLOGY_BUILTINS = (
-    'bank_update', 'center_update', 'constant_lr', 'cosine_lr', 'ema', 'enqueue', 'frozen',
-    'grad_penalty', 'l2_normalize_param', 'noam_lr', 'shuffle_bn', 'store',
+    'adam', 'adamw', 'bank_update', 'center_update', 'clamp', 'constant_lr', 'cosine_lr',
+    'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',
+    'l2_normalize_param', 'larc', 'lars', 'noam_lr', 'sgd', 'shuffle_bn', 'step_schedule',
+    'store', 'warmup_schedule',
 )
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

@@ -98,10 +98,11 @@ def frozen(network):
     return FrozenVal(network)
 
 
-from archdsl.topology.schedule import SCHEDULES  # noqa: E402  (lr = cosine_lr(...) and friends)
+from archdsl.topology.recipe import OPTIMIZERS, OptimizerSpec  # noqa: E402  (optimizer=adamw(...))
+from archdsl.topology.schedule import SCHEDULES, LRSchedule  # noqa: E402  (lr = cosine_lr(...) and friends)
 
 TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn, "grad_penalty": grad_penalty,
-                     "frozen": frozen, **SCHEDULES}
+                     "frozen": frozen, **SCHEDULES, **OPTIMIZERS}
 
 
 class TopologyElaborator(Elaborator):
@@ -135,7 +136,6 @@ class TopologyElaborator(Elaborator):
                 self.exec_phase(p, env)
         finally:
             self.stack.pop()
-        from archdsl.topology.schedule import LRSchedule
         if isinstance(env.vars.get("lr"), LRSchedule):  # `lr = cosine_lr(...)`: the declared schedule
             self.ir.lr = env.vars["lr"]
         return self.ir
@@ -196,7 +196,10 @@ class TopologyElaborator(Elaborator):
         check_name(s.name, "state", s.span)
         shape = tuple(self.size_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
-        if isinstance(init, str):
+        if isinstance(init, LRSchedule):  # a scheduled state: set to the schedule's value each step
+            if shape != () and shape != (1,):
+                raise ArchError(f"state '{s.name}' follows a schedule: it must be a scalar `[]`", s.span)
+        elif isinstance(init, str):
             if init not in STATE_INITS:
                 raise ArchError(f"unknown state initialiser '{init}'", s.init.span,
                                 hint=did_you_mean(init, STATE_INITS) or f"one of {', '.join(STATE_INITS)}")
@@ -232,12 +235,17 @@ class TopologyElaborator(Elaborator):
         if p.name in self.ir.phases:
             raise ArchError(f"phase '{p.name}' declared twice", p.span)
         options = {a.name: self.eval(a.value, env) for a in p.args}
-        known = ["update", "times", "freeze", "freeze_steps"]
+        known = ["update", "times", "freeze", "freeze_steps", "optimizer"]
         unknown = set(options) - set(known)
         if unknown or any(a.name is None for a in p.args):
-            raise ArchError("a phase takes `update=[nets]`, `times=k` and `freeze=[\"net.param\"], "
-                            "freeze_steps=n`", p.span,
+            raise ArchError("a phase takes `update=[nets]`, `times=k`, `freeze=[\"net.param\"], "
+                            "freeze_steps=n` and `optimizer=sgd(...)`", p.span,
                             hint=did_you_mean(next(iter(unknown)), known) if unknown else None)
+        optimizer = options.get("optimizer")
+        if optimizer is not None and not isinstance(optimizer, OptimizerSpec):
+            span = next(a.value.span for a in p.args if a.name == "optimizer")
+            raise ArchError("`optimizer` takes sgd(...), adam(...), adamw(...), lars(...) or larc(...)", span,
+                            found=describe(optimizer), hint="optimizer=sgd(lr=0.03, momentum=0.9)")
         update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items()
                                          if d.twin is None and not d.frozen])
         update = update if isinstance(update, (list, tuple)) else [update]
@@ -282,15 +290,23 @@ class TopologyElaborator(Elaborator):
             for a in self.actions:
                 for t in a.tensors:
                     graph.outputs[f"keep.{t}"] = t
+            _drop_dead(graph)
             self.ir.phases[p.name] = Phase(p.name, graph, [u.name for u in update], loss.node,
                                            dict(self.logs), list(self.actions), repeat, p.span)
             self.ir.phases[p.name].params = trained_params
+            self.ir.phases[p.name].optimizer = optimizer
             self._check_trains_something(p, update, trained_params)
             if "freeze" in options or "freeze_steps" in options:
                 phase = self.ir.phases[p.name]
                 phase.freeze, phase.freeze_steps = self._freeze(options, phase.update, p.span)
         finally:
             self.graph, self.used, self.containers, self.frame.scope = saved
+            self.logs = None
+
+    def exec(self, s: A.Stmt, env: Env):
+        if isinstance(s, (A.LogStmt, A.AfterStmt)) and getattr(self, "logs", None) is not None:
+            return self.exec_phase_stmt(s, env)   # `log` / `after` inside a phase's `if` or `for`
+        return super().exec(s, env)
 
     def _check_trains_something(self, p: A.PhaseStmt, update: list, params: tuple):
         """A phase whose optimizer step would change nothing is a mistake (an empty `update`, or
@@ -493,3 +509,14 @@ def _weights(graph: Graph) -> list[tuple[str, tuple]]:
             op = REGISTRY[n.op]
             out += [(f"{n.id}.{k}", tuple(v)) for k, v in {**op.params(n.attrs, ins), **op.buffers(n.attrs, ins)}.items()]
     return out
+
+
+def _drop_dead(graph: Graph) -> None:
+    """Remove what no output of a phase (loss, logs, after-step tensors) depends on: such a value
+    is neither built nor counted, and a dead network call does not move its BN statistics."""
+    import networkx as nx
+    live = set(graph.outputs.values())
+    for node in list(live):
+        live |= nx.ancestors(graph.g, node)
+    graph.g.remove_nodes_from([n.id for n in graph.nodes()
+                               if n.id not in live and n.op not in ("input", "state")])
