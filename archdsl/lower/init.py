@@ -80,6 +80,23 @@ class Rules:
         return best[1] if best else None
 
 
+def matching(module: nn.Module, rule: InitRule, graph) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of a built module that `rule` selects, whether or not a later rule decides it
+    (for the written model's `init_weights`, lower/emit.py; building uses `Rules.last`)."""
+    prefix = rule.prefix + "." if rule.prefix else ""
+    tensors = dict(module.named_parameters())
+    tensors.update((k, v) for k, v in module.named_buffers() if v.is_floating_point())
+    if ":" in rule.pattern:
+        op_name, leaf = rule.pattern.split(":", 1)
+        from archdsl.ops import REGISTRY
+        op = REGISTRY.get(op_name)
+        keys = {f"{n.id}.{leaf}" for n in graph.nodes()
+                if op is not None and n.op == op.name and n.id.startswith(prefix)}
+        return [(k, v) for k, v in tensors.items() if k in keys]
+    return [(k, v) for k, v in tensors.items()
+            if k.startswith(prefix) and fnmatch.fnmatchcase(k[len(prefix):], rule.pattern)]
+
+
 def initial(node, rules: Rules, device: torch.device) -> torch.Tensor:
     """A `param` or `buffer` node's tensor: filled by the last rule that matches it, else by its
     own value."""
