@@ -25,6 +25,7 @@ Shape = tuple[int, ...]
 class VariantInfo:
     name: str
     references: list[str]
+    network: str = ""    # the network (or topology) the variant builds
 
 
 @dataclass
@@ -32,7 +33,7 @@ class CatalogEntry:
     name: str            # the family: the network declared in the file ("ResNet")
     kind: str            # "network" (or "topology" later)
     file: str            # path relative to the stdlib ("nets/resnet.arch")
-    paper: str           # the first comment line of the file
+    paper: str           # the paper the file's header cites: its first sentence
     variants: list[VariantInfo] = field(default_factory=list)
 
 
@@ -174,11 +175,39 @@ def catalog() -> list[CatalogEntry]:
         topologies = [it for it in nets if it.kind == "topology"]
         nets = topologies or nets  # a file that declares a topology is listed as that topology
         family = nets[0].name if nets else path.stem
-        paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
         kind = nets[0].kind if nets else "network"
-        entries.append(CatalogEntry(family, kind, path.relative_to(root).as_posix(), paper,
-                                    [VariantInfo(v.name, list(v.references)) for v in variants]))
+        entries.append(CatalogEntry(family, kind, path.relative_to(root).as_posix(),
+                                    _paper(ast.comments), _variant_infos(variants)))
     return entries
+
+
+def _variant_infos(variants: list[A.Variant]) -> list[VariantInfo]:
+    """Each variant with the network it calls (through a variant of the same file it calls)."""
+    networks: dict[str, str] = {}
+    for v in variants:
+        func = v.value.func if isinstance(v.value, A.Call) else v.value
+        name = func.id if isinstance(func, A.Name) else getattr(func, "name", "")
+        networks[v.name] = networks.get(name, name)
+    return [VariantInfo(v.name, list(v.references), networks[v.name]) for v in variants]
+
+
+def _paper(comments: list[A.Comment]) -> str:
+    """The header comment's first sentence: its lines joined up to where the first
+    parenthesis (the authors and venue) closes, else up to the first full stop."""
+    lines = []
+    for c in comments:
+        if c.line != len(lines) + 1:
+            break
+        lines.append(c.text.lstrip("#").strip())
+    text = " ".join(lines)
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == ")" and depth == 0:
+            return text[:i + 1]
+        if ch == "." and depth == 0 and text[i + 1:i + 2] in (" ", ""):
+            return text[:i]
+    return text
 
 
 @dataclass
