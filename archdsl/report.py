@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -93,7 +94,8 @@ def text_table(columns: list[Column], rows: list[dict], width: int | None = None
             lines.append(_line(values, [widths[k] for k in shown], [columns[k].right for k in shown]))
     left_out = [columns[k].header for k in range(len(columns)) if k not in shown]
     if left_out:
-        lines.append(f"({', '.join(left_out)} left out at {width} columns: {hint})")
+        lines.append(textwrap.fill(f"({', '.join(left_out)} left out at {width} columns: {hint})",
+                                   width))
     return "\n".join(lines)
 
 
