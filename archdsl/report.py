@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 from archdsl.ir.cost import DTYPE_BYTES, CostReport, cost
 from archdsl.viz.dot import human
+from archdsl.viz.view import group_type
 
 FORMATS = ("table", "md", "csv", "json")
 
@@ -133,11 +134,11 @@ def network_data(graph, dtype: str, depth: int | None, nodes: bool = True) -> tu
     if not nodes:
         del data["nodes"]
     if depth:
-        data["groups"] = groups(report, {p: b.type for p, b in graph.blocks.items()}, depth)
+        data["groups"] = groups(report, graph.blocks, depth)
     return report, data
 
 
-def groups(report: CostReport, blocks: dict[str, str], depth: int) -> list[dict]:
+def groups(report: CostReport, blocks: dict, depth: int) -> list[dict]:
     """Rows of the report summed under each path prefix of `depth` parts."""
     out: dict[str, dict] = {}
     for n in report.nodes:
@@ -154,22 +155,12 @@ def groups(report: CostReport, blocks: dict[str, str], depth: int) -> list[dict]
         g["receptive_field"], g["stride"] = max((g["receptive_field"], g["stride"]),
                                                 (n.receptive_field, n.stride))
     for key, g in out.items():
-        g["op"] = _group_op(key, g, blocks)
+        if key in blocks:
+            g["op"] = blocks[key].type
+        elif g["nodes"] > 1:
+            g["op"] = group_type(key, blocks, g["nodes"])
         g["macs"] = g["flops"] // 2
     return list(out.values())
-
-
-def _group_op(key: str, g: dict, blocks: dict[str, str]) -> str:
-    if key in blocks:
-        return blocks[key]
-    if g["nodes"] == 1:
-        return g["op"]
-    level = key.count(".") + 1
-    inner = [t for p, t in blocks.items() if p.startswith(key + ".") and p.count(".") == level]
-    if not inner:
-        return f"{g['nodes']} nodes"
-    kinds = sorted(set(inner), key=inner.index)
-    return ", ".join(f"{inner.count(t)}× {t}" for t in kinds)
 
 
 def _rows(report: CostReport, data: dict) -> list[dict]:
