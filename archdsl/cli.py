@@ -549,32 +549,44 @@ def _costs(entries) -> tuple[dict[tuple[str, str], dict], list[str]]:
 @main.command("viz")
 @_spec_options
 @click.option("--output", "-o", "output", metavar="FILE", default=None,
-              help="Where to write: .svg, .png, .pdf or .dot. Default: <variant>.svg here.")
-@click.option("--depth", "-d", type=click.IntRange(min=1), metavar="N",
-              help="Collapse block instances whose path has N or more parts into one node.")
+              help="Where to write: .svg, .png, .jpg, .pdf or .dot (with graphviz), or .html (an "
+                   "interactive page: zoom, open and close blocks, hover for shapes and costs; "
+                   "no graphviz needed). Default: <variant>.svg here.")
+@click.option("--depth", "-d", metavar="N|all", callback=_parse_depth,
+              help="Draw everything under one path prefix of N parts as one box, as `cost --depth "
+                   "N` sums rows; `all` opens everything. Default: the deepest depth that draws "
+                   "at most 40 boxes (a topology: each network as one box).")
 @click.option("--expand", "-e", multiple=True, metavar="PATH",
               help="Keep this block (or network of a topology) open. Repeatable.")
 @click.option("--color", type=click.Choice(["flops", "params"]), default=None,
               help="Fill nodes by their share of FLOPs or params (networks).")
-def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, color):
-    """Render SPEC's graph with graphviz: block clusters, shapes on edges, costs on nodes.
+@click.option("--left-right", "--lr", "left_right", is_flag=True,
+              help="Lay the network out left to right (default: top to bottom).")
+def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, color, left_right):
+    """Draw SPEC's graph: block clusters, shapes on edges, costs on nodes.
 
-    Without the `dot` program the DOT text is written instead, with how to install graphviz.
+    Pictures are rendered by graphviz's `dot`; without it, the DOT text is written next to
+    the picture, the message says how to install graphviz, and the exit status is 1.
     """
     from archdsl.viz import render
+    from archdsl.viz.view import readable_depth
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         name = getattr(ir, "variant", None) or ir.name
         path = Path(output) if output else Path(f"{name}.svg")
-        options = {"depth": depth, "expand": list(expand)}
+        if depth == "all":
+            depth = None
+        elif depth is None and kind == "network":
+            depth = readable_depth(ir)
+        options = {"depth": depth, "expand": list(expand), "rankdir": "LR" if left_right else "TB"}
         if color is not None:
             options["color"] = color
         with _Progress(f"rendering {spec}"):
             result = render(ir, path, **options)
-        if result.dot_available:
-            click.echo(result.message or f"wrote {result.path}")
-        else:  # DOT written instead of a picture: say so, and how to get graphviz
-            click.echo(result.message, err=True)
+        if result.path != path:   # no graphviz: the DOT text instead of the picture
+            raise _Failed(f"error: {result.message}\n  or draw an interactive page, which needs no "
+                          f"graphviz: -o {path.with_suffix('.html')}")
+        click.echo(result.message)
 
 
 # ---- train -----------------------------------------------------------------------------------------

@@ -96,6 +96,16 @@ def group_type(prefix: str, blocks, nodes: int) -> str:
     return ", ".join(f"{inner.count(t)}× {t}" for t in kinds)
 
 
+def readable_depth(graph: Graph, most: int = 40) -> int | None:
+    """The deepest depth whose picture has at most `most` boxes (at least 1; None when the
+    whole graph is that small)."""
+    deepest = max((level(n.id) for n in graph.nodes()), default=1)
+    for depth in range(1, deepest + 1):
+        if len(build_view(graph, depth).items) > most:
+            return max(depth - 1, 1)
+    return None
+
+
 def build_view(graph: Graph, depth: int | None = None, expand: Iterable[str] = (),
                group_repeats: bool = True,
                costs: dict[str, tuple[int, int]] | None = None) -> View:
