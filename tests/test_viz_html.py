@@ -141,3 +141,28 @@ def test_the_page_in_a_headless_browser(browser, tmp_path):
     assert [b["id"] for b in browser.run(_BOXES)] == rows
     browser.click(browser.find("#open-all"))
     assert len(browser.run(_BOXES)) == len(report.nodes)
+
+
+def test_viz_default_depth_left_right_and_jpg(tmp_path, monkeypatch):
+    from archdsl.viz.view import build_view, readable_depth
+    g = archdsl.load_graph("resnet50")
+    assert readable_depth(g) == 2                    # layer1.0 …: 15 boxes; depth 3 draws more than 40
+    assert len(build_view(g, 2).items) <= 40 < len(build_view(g, 3).items)
+    assert readable_depth(archdsl.load_graph(source="network N() {\n in x: [B, 4]\n out x -> linear(2)\n}")) is None
+    result = _cli("viz", "resnet50", "-o", tmp_path / "r.dot")
+    assert result.exit_code == 0
+    from archdsl.viz import to_dot
+    assert (tmp_path / "r.dot").read_text() == to_dot(g, depth=2)
+    assert _cli("viz", "resnet50", "--left-right", "-o", tmp_path / "lr.dot").exit_code == 0
+    assert "rankdir=LR" in (tmp_path / "lr.dot").read_text()
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    result = _cli("viz", "resnet18", "-o", tmp_path / "r.jpg")
+    assert result.exit_code == 1 and "dot -Tjpg" in result.output
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="graphviz's dot is not installed")
+def test_viz_renders_jpeg_with_graphviz(tmp_path):
+    result = _cli("viz", "resnet18", "--left-right", "-o", tmp_path / "r.jpg")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.jpg").read_bytes()[:3] == b"\xff\xd8\xff"     # a JPEG
