@@ -1,10 +1,12 @@
 """The canonical printer: `fmt(parse(text))` is a fixed point and keeps every comment."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from archdsl.syntax import ast as A
 
 INDENT = "  "
-MAX_LINE = 96
+MAX_LINE = 100
 
 # Binding strength of each expression form (higher binds tighter).
 _PREC = {"chain": 0, "ternary": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "+": 6, "-": 6,
@@ -47,11 +49,11 @@ class _Printer:
 
     def _emit(self, node: A.Node, text: str, depth: int) -> None:
         self._comments_before(node.span.line, depth)
+        # comments inside a statement written over several lines go above it (its lines move)
+        while self.pending and self.pending[0].line < node.span.end_line:
+            self.out.append(INDENT * depth + self.pending.pop(0).text)
         lines = text.split("\n")
-        trailing = self._trailing(node.span.end_line)
-        while self.pending and self.pending[0].line <= node.span.end_line:
-            trailing += "  " + self.pending.pop(0).text  # comments inside a multi-line statement
-        lines[-1] += trailing
+        lines[-1] += self._trailing(node.span.end_line)
         self.out.extend(INDENT * depth + ln if ln else ln for ln in lines)
 
     def module(self, m: A.Module) -> str:
@@ -71,10 +73,13 @@ class _Printer:
         elif isinstance(it, A.FromImport):
             self._emit(it, f"from {'.'.join(it.module)} import {', '.join(it.names)}", 0)
         elif isinstance(it, A.Let):
-            self._emit(it, f"let {it.name} = {_expr(it.value)}", 0)
+            self._emit(it, _after(f"let {it.name} = ", it.value, _room(0)), 0)
         elif isinstance(it, A.Variant):
-            refs = ", ".join(_str(r) for r in it.references)
-            self._emit(it, f"variant {it.name} = {_expr(it.value)}" + (f" reference {refs}" if refs else ""), 0)
+            text = _after(f"variant {it.name} = ", it.value, _room(0))
+            if it.references:
+                refs = "reference " + ", ".join(_str(r) for r in it.references)
+                text += " " + refs if _room(0).fits(f"{text} {refs}") else f"\n{INDENT}{refs}"
+            self._emit(it, text, 0)
         elif isinstance(it, A.Checkpoint):
             self._comments_before(it.span.line, 0)
             self.out.append(f"checkpoint {_str(it.source)} {{" + self._trailing(it.span.line))
@@ -102,7 +107,8 @@ class _Printer:
         if isinstance(s, A.If):
             for k, (cond, body) in enumerate(s.branches):
                 self._comments_before(cond.span.line, depth)
-                self.out.append(INDENT * depth + ("if " if k == 0 else "} elif ") + _expr(cond) + " {")
+                head = "if " if k == 0 else "} elif "
+                self.out.extend(_indent(_after(head, cond, _room(depth)) + " {", depth))
                 self.stmts(body, depth + 1)
             if s.orelse:
                 self.out.append(INDENT * depth + "} else {")
@@ -118,51 +124,62 @@ class _Printer:
             self.out.append(INDENT * depth + "}")
         elif isinstance(s, A.For):
             self._comments_before(s.span.line, depth)
-            self.out.append(INDENT * depth + f"for {s.var} in {_expr(s.iter)} {{")
+            self.out.extend(_indent(_after(f"for {s.var} in ", s.iter, _room(depth)) + " {", depth))
             self.stmts(s.body, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
             self.out.append(INDENT * depth + "}")
         else:
-            self._emit(s, _simple_stmt(s), depth)
+            self._emit(s, _simple_stmt(s, _room(depth)), depth)
 
 
-def _simple_stmt(s: A.Stmt) -> str:
+def _room(depth: int) -> Room:
+    """A statement at nesting `depth`: what is left of the line after its indentation."""
+    return Room(limit=MAX_LINE - len(INDENT) * depth)
+
+
+def _indent(text: str, depth: int) -> list[str]:
+    return [INDENT * depth + ln if ln else ln for ln in text.split("\n")]
+
+
+def _after(prefix: str, e: A.Expr, room: Room) -> str:
+    """`prefix` then `e`, broken over lines where it does not fit."""
+    return prefix + _expr(e, 0, room.after(prefix))
+
+
+def _shape(prefix: str, dims: list[A.Expr], room: Room, init: A.Expr | None = None) -> str:
+    """`param name: [dims] = init`: the dims one per line when the line is too long."""
+    then = "" if init is None else " = " + _flat(init)
+    text = prefix + _wrapped("[", dims, "]", room.after(prefix), lambda d, r: _expr(d, 0, r), then, "")
+    return text if init is None else _after(text + " = ", init, room)
+
+
+def _simple_stmt(s: A.Stmt, room: Room) -> str:
     if isinstance(s, A.InStmt):
         dtype = f" as {s.dtype}" if s.dtype != "float32" else ""
         return f"in {s.name}: [{', '.join(_dim(d) for d in s.dims)}]{dtype}"
     if isinstance(s, A.OutStmt):
-        return "out " + (f"{s.name} = " if s.name else "") + _chain_text(s.value)
+        return _after("out " + (f"{s.name} = " if s.name else ""), s.value, room)
     if isinstance(s, A.Assign):
-        return f"{s.name} = {_chain_text(s.value)}"
+        return _after(f"{s.name} = ", s.value, room)
     if isinstance(s, A.Unpack):
-        return f"{', '.join(s.names)} = {_chain_text(s.value)}"
+        return _after(f"{', '.join(s.names)} = ", s.value, room)
     if isinstance(s, A.InitStmt):
-        return f"init {_str(s.pattern)} = {_expr(s.value)}"
+        return _after(f"init {_str(s.pattern)} = ", s.value, room)
     if isinstance(s, A.AssertStmt):
-        return f"assert {_expr(s.cond)}" + (f", {_expr(s.message)}" if s.message is not None else "")
+        text = _after("assert ", s.cond, room)
+        return text if s.message is None else _after(text + ", ", s.message, room)
     if isinstance(s, A.NetStmt):
-        return f"net {s.name} = {_expr(s.value)}"
+        return _after(f"net {s.name} = ", s.value, room)
     if isinstance(s, A.StateStmt):
-        text = f"state {s.name}: [{', '.join(_expr(d) for d in s.shape)}]"
-        text += f" = {_expr(s.init)}" if s.init is not None else ""
+        text = _shape(f"state {s.name}: ", s.shape, room, s.init)
         return text + (f" as {s.dtype}" if s.dtype != "float32" else "")
     if isinstance(s, A.LogStmt):
-        return f"log {s.name} = {_chain_text(s.value)}"
+        return _after(f"log {s.name} = ", s.value, room)
     if isinstance(s, A.AfterStmt):
-        return f"after {_expr(s.call)}"
+        return _after("after ", s.call, room)
     if isinstance(s, A.TensorDecl):
-        text = f"{s.kind} {s.name}: [{', '.join(_expr(d) for d in s.shape)}]"
-        return text + (f" = {_expr(s.init)}" if s.init is not None else "")
+        return _shape(f"{s.kind} {s.name}: ", s.shape, room, s.init)
     raise TypeError(type(s))
-
-
-def _chain_text(e: A.Expr) -> str:
-    """A chain on one line if it fits, else one stage per line."""
-    flat = _expr(e)
-    if not isinstance(e, A.Chain) or len(flat) <= MAX_LINE:
-        return flat
-    parts = [_expr(e.head, _PREC["chain"] + 1)] + [_stage(s) for s in e.stages]
-    return parts[0] + "".join(f"\n{INDENT * 2}-> {p}" for p in parts[1:])
 
 
 def _dim(d: A.Dim) -> str:
@@ -202,17 +219,15 @@ def _template(l: A.Label) -> str:
 
 
 def _key_rule(r: A.KeyRule) -> str:
-    text = f"{_str(r.source)} -> " + ("none" if r.target is None else f"\"{_template(r.target)}\"")
+    """`"source" -> "target" as [...] if cond`; the target on its own line when too long."""
+    target = "none" if r.target is None else f"\"{_template(r.target)}\""
+    sep = " -> " if len(_str(r.source) + target) + 6 <= MAX_LINE - len(INDENT) else f"\n{' ' * CONT}-> "
+    text = _str(r.source) + sep + target
     if r.reshape is not None:
         text += " as [" + ", ".join(_expr(e) for e in r.reshape) + "]"
     if r.cond is not None:
         text += " if " + _expr(r.cond)
     return text
-
-
-def _stage(s: A.Stage) -> str:
-    body = _expr(s.value, _PREC["ternary"])
-    return f"{_label(s.label)} {body}" if s.label else body
 
 
 def _prec(e: A.Expr) -> int:
@@ -235,53 +250,92 @@ def _prec(e: A.Expr) -> int:
     return _PREC["atom"]
 
 
-def _wrapped(open_: str, items: list[str], close: str) -> str:
-    """`open a, b close` when it fits on a line, else one item per line, indented."""
-    flat = open_ + ", ".join(items) + close
-    if len(flat) <= MAX_LINE and "\n" not in flat:
+@dataclass(frozen=True)
+class Room:
+    """Where text goes: it starts at column `col` of a line indented by `ind`, and no line may
+    pass column `limit` (all three relative to the statement's own indentation). Lines after
+    the first carry their indentation."""
+    col: int = 0
+    ind: int = 0
+    limit: int = 10**9
+
+    def fits(self, text: str) -> bool:
+        first, *rest = text.split("\n")
+        return self.col + len(first) <= self.limit and all(len(ln) <= self.limit for ln in rest)
+
+    def after(self, text: str) -> "Room":
+        """Right after `text` on the same line (after its last line, if it has several)."""
+        if "\n" in text:
+            return Room(len(text.rsplit("\n", 1)[1]), self.ind, self.limit)
+        return Room(self.col + len(text), self.ind, self.limit)
+
+    def below(self, extra: int) -> "Room":
+        """On a new line, `extra` columns further in."""
+        return Room(self.ind + extra, self.ind + extra, self.limit)
+
+    def newline(self, extra: int) -> str:
+        return "\n" + " " * (self.ind + extra)
+
+
+FLAT = Room()
+CONT = 4   # continuation lines (chain stages, operators) sit this much further in
+
+
+def _wrapped(open_: str, items: list, close: str, room: Room, item=None, then: str = "",
+             comma: str = ",") -> str:
+    """`open a, b close` when it fits (with `then`, what follows it on the line), else one item
+    per line, indented, each followed by `comma` (shapes take no trailing comma). `item(x,
+    room)` prints one item."""
+    item = item or (lambda x, r: x)
+    flat = open_ + ", ".join(item(x, FLAT) for x in items) + close
+    if room.fits(flat + then) or not items:
         return flat
-    body = ",\n".join("\n".join(INDENT + ln for ln in item.split("\n")) for item in items)
-    return f"{open_}\n{body},\n{close}"
+    inner = room.below(len(INDENT))
+    inner = Room(inner.col, inner.ind, inner.limit - 1)   # room for the comma after each item
+    body = ",".join(inner.newline(0) + item(x, inner) for x in items)
+    return f"{open_}{body}{comma}{room.newline(0)}{close}"
 
 
-def _expr(e: A.Expr, min_prec: int = 0) -> str:
-    text = _expr_raw(e)
-    return f"({text})" if _prec(e) < min_prec else text
+def _expr(e: A.Expr, min_prec: int = 0, room: Room = FLAT) -> str:
+    if e.paren or _prec(e) < min_prec:
+        return "(" + _expr_raw(e, room.after("(")) + ")"
+    return _expr_raw(e, room)
 
 
-def _expr_raw(e: A.Expr) -> str:
+def _expr_raw(e: A.Expr, room: Room) -> str:
+    flat = _flat(e)
+    if room.fits(flat):
+        return flat
+    return _broken(e, room) or flat
+
+
+def _flat(e: A.Expr) -> str:
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Const):
-        if isinstance(e.value, str):
-            return _str(e.value)
-        return e.text
+        return _str(e.value) if isinstance(e.value, str) else e.text
     if isinstance(e, A.TupleLit):
         inner = ", ".join(_expr(x, 1) for x in e.items)
         return f"({inner},)" if len(e.items) == 1 else f"({inner})"
     if isinstance(e, A.ListLit):
-        return _wrapped("[", [_stage(s) for s in e.items], "]")
+        return "[" + ", ".join(_stage(x) for x in e.items) + "]"
     if isinstance(e, A.ListComp):
         cond = f" if {_expr(e.cond, 1)}" if e.cond is not None else ""
         return f"[{_expr(e.item, 1)} for {e.var} in {_expr(e.iter, 1)}{cond}]"
     if isinstance(e, A.Call):
-        args = [(f"{a.name}=" if a.name else "") + _expr(a.value) for a in e.args]
-        return _wrapped(f"{_expr(e.func, _PREC['postfix'])}(", args, ")")
+        return f"{_expr(e.func, _PREC['postfix'])}(" + ", ".join(_arg(a) for a in e.args) + ")"
     if isinstance(e, A.Index):
         return f"{_expr(e.value, _PREC['postfix'])}[{_expr(e.index, 1)}]"
     if isinstance(e, A.Attr):
         return f"{_expr(e.value, _PREC['postfix'])}.{e.name}"
-    if isinstance(e, A.BinOp):
-        p = _PREC[e.op]
-        if e.op == "**":  # right-associative; the exponent is a unary-level expression
-            return f"{_expr(e.left, p + 1)} ** {_expr(e.right, _PREC['unary'])}"
-        return f"{_expr(e.left, p)} {e.op} {_expr(e.right, p + 1)}"
+    if isinstance(e, A.BinOp) and e.op == "**":  # right-associative; the exponent is unary-level
+        return f"{_expr(e.left, _PREC['**'] + 1)} ** {_expr(e.right, _PREC['unary'])}"
+    if isinstance(e, (A.BinOp, A.BoolOp)):
+        first, rest = _operands(e)
+        return first + "".join(f" {op} {x}" for op, x in rest)
     if isinstance(e, A.Compare):
         p = _PREC["cmp"]
         return _expr(e.first, p + 1) + "".join(f" {op} {_expr(x, p + 1)}" for op, x in e.rest)
-    if isinstance(e, A.BoolOp):
-        p = _PREC[e.op]
-        return f" {e.op} ".join(_expr(v, p + 1) for v in e.values)
     if isinstance(e, A.Unary):
         if e.op == "not":
             return "not " + _expr(e.operand, _PREC["not"])
@@ -292,7 +346,73 @@ def _expr_raw(e: A.Expr) -> str:
     if isinstance(e, A.Chain):
         return " -> ".join([_expr(e.head, 1)] + [_stage(s) for s in e.stages])
     if isinstance(e, A.Repeat):
-        names = ", ".join(n for n in (e.index, e.counter) if n)
-        body = " -> ".join([_expr(e.body.head, 1)] + [_stage(s) for s in e.body.stages])
-        return f"repeat({_expr(e.count, 1)}){' ' + names if names else ''} {{ {body} }}"
+        return f"{_repeat_head(e)} {{ {_flat(e.body)} }}"
     raise TypeError(type(e))
+
+
+def _operands(e, room: Room = FLAT) -> tuple[str, list[tuple[str, str]]]:
+    """A left-associative run of one operator (`a + b - c`, `x and y and z`): the first operand
+    and (operator, operand) pairs, each printed in `room` (the operands after the first on
+    continuation lines)."""
+    p = _PREC[e.op]
+    if isinstance(e, A.BoolOp):
+        head, pairs = e.values[0], [(e.op, v) for v in e.values[1:]]
+    else:
+        pairs = [(e.op, e.right)]
+        e = e.left
+        while isinstance(e, A.BinOp) and e.op != "**" and _PREC[e.op] == p and not e.paren:
+            pairs.insert(0, (e.op, e.right))
+            e = e.left
+        head = e
+    cont = room.below(CONT)
+    first = _expr(head, p, room)
+    return first, [(op, _expr(x, p + 1, cont.after(op + " "))) for op, x in pairs]
+
+
+def _broken(e: A.Expr, room: Room) -> str | None:
+    """`e` over several lines, broken at its outermost construct; None when it has no break."""
+    if isinstance(e, A.Call):
+        func = _expr(e.func, _PREC["postfix"], room)
+        return _wrapped(func + "(", e.args, ")", room, _arg)
+    if isinstance(e, A.ListLit):
+        return _wrapped("[", e.items, "]", room, _stage)
+    if isinstance(e, A.TupleLit) and len(e.items) > 1:
+        return _wrapped("(", e.items, ")", room, lambda x, r: _expr(x, 1, r))
+    if isinstance(e, (A.BinOp, A.BoolOp)) and e.op != "**":
+        first, rest = _operands(e, room)
+        return first + "".join(f"{room.newline(CONT)}{op} {x}" for op, x in rest)
+    if isinstance(e, A.Ternary):
+        p, cont = _PREC["ternary"], room.below(CONT)
+        return (_expr(e.cond, p + 1, room) + cont.newline(0) + "? " + _expr(e.then, p, cont.after("? "))
+                + cont.newline(0) + ": " + _expr(e.orelse, p, cont.after(": ")))
+    if isinstance(e, A.ListComp):
+        cont = room.below(CONT)
+        text = "[" + _expr(e.item, 1, room.after("["))
+        text += cont.newline(0) + f"for {e.var} in " + _expr(e.iter, 1, cont.after(f"for {e.var} in "))
+        if e.cond is not None:
+            text += cont.newline(0) + "if " + _expr(e.cond, 1, cont.after("if "))
+        return text + "]"
+    if isinstance(e, A.Chain):
+        cont = room.below(CONT)
+        return _expr(e.head, 1, room) + "".join(
+            cont.newline(0) + "-> " + _stage(s, cont.after("-> ")) for s in e.stages)
+    if isinstance(e, A.Repeat):
+        inner = room.below(len(INDENT))
+        return (f"{_repeat_head(e)} {{" + inner.newline(0) + _expr_raw(e.body, inner)
+                + room.newline(0) + "}")
+    return None
+
+
+def _repeat_head(e: A.Repeat) -> str:
+    names = ", ".join(n for n in (e.index, e.counter) if n)
+    return f"repeat({_expr(e.count, 1)}){' ' + names if names else ''}"
+
+
+def _arg(a: A.Arg, room: Room = FLAT) -> str:
+    name = f"{a.name}=" if a.name else ""
+    return name + _expr(a.value, 0, room.after(name))
+
+
+def _stage(s: A.Stage, room: Room = FLAT) -> str:
+    label = f"{_label(s.label)} " if s.label else ""
+    return label + _expr(s.value, _PREC["ternary"], room.after(label))
