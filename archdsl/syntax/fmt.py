@@ -89,10 +89,8 @@ class _Printer:
             self.out.append("}")
         elif isinstance(it, A.BlockDef):
             self._comments_before(it.span.line, 0)
-            header = f"{it.kind} {it.name}({', '.join(_param(p) for p in it.params)}) {{"
-            if len(header) > MAX_LINE:
-                header = f"{it.kind} {it.name}(\n" + "".join(
-                    f"{INDENT * 2}{_param(p)},\n" for p in it.params) + ") {"
+            header = _listed(f"{it.kind} {it.name}(", it.params, ") {", _room(0),
+                             lambda p, r: _param(p))
             self.out.extend(header.split("\n"))
             self.out[-1] += self._trailing(it.span.line)
             self.stmts(it.body, 1)
@@ -109,6 +107,7 @@ class _Printer:
                 self._comments_before(cond.span.line, depth)
                 head = "if " if k == 0 else "} elif "
                 self.out.extend(_indent(_after(head, cond, _room(depth)) + " {", depth))
+                self.out[-1] += self._trailing(cond.span.end_line)
                 self.stmts(body, depth + 1)
             if s.orelse:
                 self.out.append(INDENT * depth + "} else {")
@@ -125,6 +124,7 @@ class _Printer:
         elif isinstance(s, A.For):
             self._comments_before(s.span.line, depth)
             self.out.extend(_indent(_after(f"for {s.var} in ", s.iter, _room(depth)) + " {", depth))
+            self.out[-1] += self._trailing(s.iter.span.end_line)
             self.stmts(s.body, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
             self.out.append(INDENT * depth + "}")
@@ -296,6 +296,38 @@ def _wrapped(open_: str, items: list, close: str, room: Room, item=None, then: s
     return f"{open_}{body}{comma}{room.newline(0)}{close}"
 
 
+def _fill(first: str, pieces: list, room: Room, align: int, glued: bool = True) -> str | None:
+    """`first` then each piece (`piece(room) -> str`) one space apart (the first right after
+    `first` when `glued`) while they fit, else on a new line at column `align` (the project's
+    hanging layout). A piece that needs several lines anyway starts on the current line when
+    that adds no more lines than starting a new one (`-> blocks: repeat(n) {`). None when some
+    line stays too long."""
+    text = first
+    for k, piece in enumerate(pieces):
+        stuck = k == 0 and glued
+        gap = "" if stuck else " "
+        here_room, fresh = room.after(text + gap), Room(align, align, room.limit)
+        here = piece(here_room)
+        if not stuck:
+            there = piece(fresh)
+            worse = "\n" in here and ("\n" not in there or here.count("\n") > there.count("\n") + 1)
+            if fresh.fits(there) and (worse or not here_room.fits(here)):
+                text += "\n" + " " * align + there
+                continue
+        if not here_room.fits(here):
+            return None
+        text += gap + here
+    return text
+
+
+def _listed(open_: str, items: list, close: str, room: Room, item) -> str:
+    """A call's arguments or a list's items: hanging after `open_`, else one per line."""
+    pieces = [lambda r, x=x, end=("," if k < len(items) - 1 else close):
+              item(x, Room(r.col, r.ind, r.limit - 1)) + end for k, x in enumerate(items)]
+    hanging = _fill(open_, pieces, room, room.after(open_).col) if items else open_ + close
+    return hanging if hanging is not None else _wrapped(open_, items, close, room, item)
+
+
 def _expr(e: A.Expr, min_prec: int = 0, room: Room = FLAT) -> str:
     if e.paren or _prec(e) < min_prec:
         return "(" + _expr_raw(e, room.after("(")) + ")"
@@ -350,10 +382,9 @@ def _flat(e: A.Expr) -> str:
     raise TypeError(type(e))
 
 
-def _operands(e, room: Room = FLAT) -> tuple[str, list[tuple[str, str]]]:
-    """A left-associative run of one operator (`a + b - c`, `x and y and z`): the first operand
-    and (operator, operand) pairs, each printed in `room` (the operands after the first on
-    continuation lines)."""
+def _operands(e, room: Room = FLAT, cont: Room = FLAT) -> tuple[str, list[tuple[str, str]]]:
+    """A left-associative run of one operator (`a + b - c`, `x and y and z`): the first operand,
+    printed in `room`, and (operator, operand) pairs, printed on lines of `cont`."""
     p = _PREC[e.op]
     if isinstance(e, A.BoolOp):
         head, pairs = e.values[0], [(e.op, v) for v in e.values[1:]]
@@ -364,7 +395,6 @@ def _operands(e, room: Room = FLAT) -> tuple[str, list[tuple[str, str]]]:
             pairs.insert(0, (e.op, e.right))
             e = e.left
         head = e
-    cont = room.below(CONT)
     first = _expr(head, p, room)
     return first, [(op, _expr(x, p + 1, cont.after(op + " "))) for op, x in pairs]
 
@@ -372,30 +402,36 @@ def _operands(e, room: Room = FLAT) -> tuple[str, list[tuple[str, str]]]:
 def _broken(e: A.Expr, room: Room) -> str | None:
     """`e` over several lines, broken at its outermost construct; None when it has no break."""
     if isinstance(e, A.Call):
-        func = _expr(e.func, _PREC["postfix"], room)
-        return _wrapped(func + "(", e.args, ")", room, _arg)
+        return _listed(_expr(e.func, _PREC["postfix"], room) + "(", e.args, ")", room, _arg)
     if isinstance(e, A.ListLit):
-        return _wrapped("[", e.items, "]", room, _stage)
+        return _listed("[", e.items, "]", room, _stage)
     if isinstance(e, A.TupleLit) and len(e.items) > 1:
-        return _wrapped("(", e.items, ")", room, lambda x, r: _expr(x, 1, r))
+        return _listed("(", e.items, ")", room, lambda x, r: _expr(x, 1, r))
+    under = Room(room.col, room.col, room.limit)     # continuation lines under the first
     if isinstance(e, (A.BinOp, A.BoolOp)) and e.op != "**":
-        first, rest = _operands(e, room)
-        return first + "".join(f"{room.newline(CONT)}{op} {x}" for op, x in rest)
+        first, rest = _operands(e, room, under)
+        return first + "".join(f"{under.newline(0)}{op} {x}" for op, x in rest)
     if isinstance(e, A.Ternary):
-        p, cont = _PREC["ternary"], room.below(CONT)
-        return (_expr(e.cond, p + 1, room) + cont.newline(0) + "? " + _expr(e.then, p, cont.after("? "))
-                + cont.newline(0) + ": " + _expr(e.orelse, p, cont.after(": ")))
+        p = _PREC["ternary"]
+        return (_expr(e.cond, p + 1, room) + under.newline(0) + "? " + _expr(e.then, p, under.after("? "))
+                + under.newline(0) + ": " + _expr(e.orelse, p, under.after(": ")))
     if isinstance(e, A.ListComp):
-        cont = room.below(CONT)
-        text = "[" + _expr(e.item, 1, room.after("["))
-        text += cont.newline(0) + f"for {e.var} in " + _expr(e.iter, 1, cont.after(f"for {e.var} in "))
+        inside = room.after("[")
+        clauses = [lambda r: f"for {e.var} in " + _expr(e.iter, 1, r.after(f"for {e.var} in "))]
         if e.cond is not None:
-            text += cont.newline(0) + "if " + _expr(e.cond, 1, cont.after("if "))
-        return text + "]"
+            clauses.append(lambda r: "if " + _expr(e.cond, 1, r.after("if ")))
+        last = clauses[-1]
+        clauses[-1] = lambda r: last(Room(r.col, r.ind, r.limit - 1)) + "]"
+        return _fill("[" + _expr(e.item, 1, Room(inside.col, inside.col, room.limit)), clauses,
+                     room, inside.col, glued=False)
     if isinstance(e, A.Chain):
+        head = _expr(e.head, 1, room)
+        pieces = [lambda r, s=s: "-> " + _stage(s, r.after("-> ")) for s in e.stages]
+        filled = _fill(head, pieces, room, room.after(head).col + 1, glued=False)
+        if filled is not None:
+            return filled
         cont = room.below(CONT)
-        return _expr(e.head, 1, room) + "".join(
-            cont.newline(0) + "-> " + _stage(s, cont.after("-> ")) for s in e.stages)
+        return head + "".join(cont.newline(0) + "-> " + _stage(s, cont.after("-> ")) for s in e.stages)
     if isinstance(e, A.Repeat):
         inner = room.below(len(INDENT))
         return (f"{_repeat_head(e)} {{" + inner.newline(0) + _expr_raw(e.body, inner)
