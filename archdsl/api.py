@@ -7,50 +7,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from archdsl.errors import ArchError, did_you_mean
+from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
 from archdsl.semantics.elaborate import Elaborator
 from archdsl.semantics.topology import TopologyElaborator
 from archdsl.topology.ir import TopologyIR
-from archdsl.semantics.loader import Loader, parse_file, stdlib_dir
-from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
-from archdsl.syntax import ast as A
+from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
+                                      open_module, open_variant, resolve, variant_index)
+from archdsl.semantics.loader import Loader, stdlib_dir
+from archdsl.semantics.values import BlockRef, Env, ModuleEnv
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
-
-
-@dataclass
-class VariantInfo:
-    name: str
-    references: list[str]
-    network: str = ""    # the network (or topology) the variant builds
-
-
-@dataclass
-class CatalogEntry:
-    name: str            # the family: the network declared in the file ("ResNet")
-    kind: str            # "network" (or "topology" later)
-    file: str            # path relative to the stdlib ("nets/resnet.arch")
-    paper: str           # the paper the file's header cites: its first sentence
-    variants: list[VariantInfo] = field(default_factory=list)
-
-
-def _is_path(spec: str | Path) -> bool:
-    return isinstance(spec, Path) or spec.endswith(".arch") or "/" in spec or Path(spec).is_file()
-
-
-def open_module(spec: str | Path, loader: Loader | None = None) -> tuple[ModuleEnv, str | None, Loader]:
-    """A spec path, or a stdlib variant name → (module, the variant it names or None, loader)."""
-    loader = loader or Loader()
-    if _is_path(spec):
-        return loader.load_file(Path(spec)), None, loader
-    index = variant_index()
-    if spec not in index:
-        raise ArchError(f"no spec file or stdlib variant named '{spec}'",
-                        hint=did_you_mean(spec, index) or "see `archdsl list` for every variant")
-    return loader.load_file(stdlib_dir() / index[spec]), spec, loader
 
 
 def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
@@ -116,18 +85,17 @@ def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
 
 
 def _resolve(spec, variant, source, overrides):
-    module, named, _ = _module(spec, source)
-    callee, var_name, refs = _entry(module, variant or named)
-    values = {k: _override_value(v, module) for k, v in overrides.items()}
-    return module, callee, var_name, refs, values
+    r = resolve(spec, variant, source)
+    values = {k: _override_value(v, r.module) for k, v in overrides.items()}
+    return r.module, r.callee, r.variant, r.references, values
 
 
 def _block(callee) -> BlockRef:
-    return callee.callee if isinstance(callee, Partial) else callee
+    return block_of(callee)
 
 
 def _is_topology(callee) -> bool:
-    return _block(callee).decl.kind == "topology"
+    return block_of(callee).decl.kind == "topology"
 
 
 def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
@@ -160,54 +128,6 @@ def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
         from archdsl.lower.deploy import deploy as to_deploy
         module = to_deploy(module)
     return module
-
-
-def catalog() -> list[CatalogEntry]:
-    """Every stdlib network family with its variants and the references they match."""
-    root = stdlib_dir()
-    entries = []
-    for path in sorted(root.rglob("*.arch")):
-        ast = parse_file(path)
-        nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
-        variants = [it for it in ast.items if isinstance(it, A.Variant)]
-        if not variants:
-            continue  # a library of blocks (and networks) that other files build variants from
-        topologies = [it for it in nets if it.kind == "topology"]
-        nets = topologies or nets  # a file that declares a topology is listed as that topology
-        family = nets[0].name if nets else path.stem
-        kind = nets[0].kind if nets else "network"
-        entries.append(CatalogEntry(family, kind, path.relative_to(root).as_posix(),
-                                    _paper(ast.comments), _variant_infos(variants)))
-    return entries
-
-
-def _variant_infos(variants: list[A.Variant]) -> list[VariantInfo]:
-    """Each variant with the network it calls (through a variant of the same file it calls)."""
-    networks: dict[str, str] = {}
-    for v in variants:
-        func = v.value.func if isinstance(v.value, A.Call) else v.value
-        name = func.id if isinstance(func, A.Name) else getattr(func, "name", "")
-        networks[v.name] = networks.get(name, name)
-    return [VariantInfo(v.name, list(v.references), networks[v.name]) for v in variants]
-
-
-def _paper(comments: list[A.Comment]) -> str:
-    """The header comment's first sentence: its lines joined up to where the first
-    parenthesis (the authors and venue) closes, else up to the first full stop."""
-    lines = []
-    for c in comments:
-        if c.line != len(lines) + 1:
-            break
-        lines.append(c.text.lstrip("#").strip())
-    text = " ".join(lines)
-    depth = 0
-    for i, ch in enumerate(text):
-        depth += (ch == "(") - (ch == ")")
-        if ch == ")" and depth == 0:
-            return text[:i + 1]
-        if ch == "." and depth == 0 and text[i + 1:i + 2] in (" ", ""):
-            return text[:i]
-    return text
 
 
 @dataclass
@@ -257,7 +177,7 @@ def _worker_loader() -> Loader:
 
 
 def _check_variant(module: ModuleEnv, file: str, variant: str) -> VariantCheck:
-    callee, _, refs = _entry(module, variant)
+    callee, _, refs = entry(module, variant)
     result = VariantCheck(file, variant, "topology" if _is_topology(callee) else "network", refs)
     try:
         if result.kind == "topology":
@@ -268,43 +188,6 @@ def _check_variant(module: ModuleEnv, file: str, variant: str) -> VariantCheck:
     except ArchError as e:
         result.error = e.render()
     return result
-
-
-@lru_cache(maxsize=1)
-def variant_index() -> dict[str, str]:
-    return {v.name: e.file for e in catalog() for v in e.variants}
-
-
-def _module(spec, source):
-    if source is not None:
-        loader = Loader()
-        return loader.load_text(source, Path.cwd(), f"<{spec or 'source'}>"), None, loader
-    if spec is None:
-        raise ArchError("no spec given", hint="pass a .arch path or a stdlib variant name")
-    return open_module(spec)
-
-
-def _entry(module: ModuleEnv, variant: str | None):
-    """Which network to build: the named variant or network, else the file's first variant."""
-    variants = module.variants
-    if variant is None:
-        if variants:
-            variant = next(iter(variants))
-        else:
-            nets = [it for it in module.ast.items
-                    if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
-            if not nets:
-                raise ArchError(f"{module.path} declares no network and no variant",
-                                hint="add `network Name(...) { ... }` or a `variant`")
-            return module.globals[nets[-1].name], None, []
-    if variant in variants:
-        return module.globals[variant], variant, list(variants[variant].references)
-    value = module.globals.get(variant)
-    if isinstance(value, (BlockRef, Partial)):
-        return value, variant, []
-    raise ArchError(f"'{variant}' is not a variant of {Path(module.path).name}",
-                    hint=did_you_mean(variant, list(variants)) or
-                    f"variants: {', '.join(variants) or '(none)'}")
 
 
 def _input_shapes(input_shape) -> list[Shape] | None:

@@ -22,6 +22,7 @@ import click
 import archdsl
 from archdsl import report
 from archdsl.api import check_tree
+from archdsl.semantics.loader import stdlib_dir
 from archdsl.errors import ArchError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -530,7 +531,7 @@ def _costs(entries) -> tuple[dict[tuple[str, str], dict], list[str]]:
     """Params, FLOPs and MACs of the listed network variants (checking only their files)."""
     facts, errors = {}, []
     wanted = {(e.file, v.name) for e in entries for v in e.variants}
-    root = archdsl.api.stdlib_dir()
+    root = stdlib_dir()
     for file in sorted({e.file for e in entries}):
         for r in check_tree(root / file, jobs=1):
             key = (file, r.variant)

@@ -81,5 +81,7 @@ def _quote(span: Span) -> list[str]:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    if len(name) > 128:  # no name is that long; difflib's cost grows with the product of lengths
+        return None
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None

@@ -50,7 +50,7 @@ def position_dims(rank: int) -> set[int]:
 
 
 class Attrs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NoAttrs(Attrs):

@@ -17,6 +17,7 @@ from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
+from archdsl.ir.names import ROOT_ATTRS, check_name, name_problem, path_problem, shown
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe)
 from archdsl.syntax import ast as A
@@ -281,6 +282,7 @@ class Elaborator:
         if s.dtype not in INPUT_DTYPES:
             raise ArchError(f"unknown input dtype '{s.dtype}'", s.dtype_span or s.span,
                             hint=did_you_mean(s.dtype, INPUT_DTYPES) or f"one of {', '.join(INPUT_DTYPES)}")
+        check_name(s.name, "input", s.span)
         node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name, dtype=s.dtype)
         self.add_node(node, s.span)
         self.graph.inputs.append(node.id)
@@ -350,6 +352,7 @@ class Elaborator:
         if isinstance(init, bool) or not isinstance(init, (int, float, InitSpec)):
             raise ArchError(f"{s.kind} '{s.name}' initial value must be a number or an initialiser",
                             s.init.span, found=describe(init), hint="e.g. `= 1e-6` or `= trunc_normal(0.02)`")
+        check_name(s.name, s.kind, s.span, root=not self.frame.scope.prefix)
         path = self.frame.scope.path(s.name)
         init = init if isinstance(init, InitSpec) else float(init)
         node = Node(path, s.kind, {"init": init}, [], shape, s.span,
@@ -758,6 +761,10 @@ class Elaborator:
         """Reserve a unique path: an explicit label must be new; an auto name gets a suffix."""
         if label is not None:
             path = scope.path(label)
+            if not scope.prefix and label.split(".")[0] in ROOT_ATTRS:
+                raise ArchError(f"label '{label}' names an attribute of the built network",
+                                span, hint="choose another name (a network's top level cannot use "
+                                           "`graph`, `code`, `meta`, … as labels)")
             if path in self.used:
                 first = self.graph.node(path).span if path in self.graph else \
                     getattr(self.graph.blocks.get(path), "span", None)
@@ -772,6 +779,8 @@ class Elaborator:
             k = scope.auto.get(base, 0)
             scope.auto[base] = k + 1
             name = base if k == 0 else f"{base}_{k}"
+            if name_problem(name, root=not scope.prefix):  # a block named `Class` or `Float`
+                name += "_"
             path = scope.path(name)
             if path not in self.used:
                 self.used.add(path)
@@ -799,7 +808,14 @@ class Elaborator:
                     raise ArchError("a label template must give an integer or a string", p.span,
                                     found=describe(v))
                 out.append(str(v))
-        return "".join(out)
+        text = "".join(out)
+        problem = path_problem(text, root=False)  # `claim` checks the top level
+        if problem:
+            raise ArchError(f"label '{shown(text)}': {problem}", label.span,
+                            hint="a label is part of a module path and of state_dict keys: "
+                                 "identifiers or indices joined by '.', such as `conv1`, "
+                                 "`layer{i + 1}` or `fuse{\".\" + str(i)}`")
+        return text
 
     def truth(self, v, span) -> bool:
         if isinstance(v, (Tensor, Outputs)):
@@ -926,8 +942,5 @@ def _coerced_kind(value, annotation) -> str | None:
 
 def stdlib_variant(name: str):
     """The value of a stdlib variant (`resnet50`), or None when no variant has that name."""
-    from archdsl import api
-    if name not in api.variant_index():
-        return None
-    module, named, _ = api.open_module(name)
-    return module.globals[named]
+    from archdsl.semantics.catalog import stdlib_value
+    return stdlib_value(name)

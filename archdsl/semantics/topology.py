@@ -14,9 +14,10 @@ from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Graph, Node
 from archdsl.semantics.elaborate import Elaborator, Frame, Scope
+from archdsl.ir.names import check_name
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
-from archdsl.topology.ir import Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
+from archdsl.topology.ir import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
 from archdsl.topology.updates import ACTIONS, STATE_INITS
 
 STATE_DTYPES = ("float32", "float64", "int64", "bool")
@@ -76,7 +77,6 @@ def grad_penalty(net, kind: str = "r1"):
     kind "r1": inputs (real, *extra), mean ‖∇ₓD(x)‖² at the real samples (StyleGAN: × gamma / 2).
     kind "wgan_gp": inputs (real, fake, *extra), mean (‖∇D(x̂)‖ − 1)² at random interpolates x̂
     (PGGAN: × lambda). Extra inputs (labels, alpha) go to the network as they are."""
-    from archdsl.topology.runtime import PENALTIES
     if not isinstance(net, NetRef) or net.shuffle or net.penalty:
         raise TypeError("grad_penalty() takes a network declared with `net`")
     if kind not in PENALTIES:
@@ -161,6 +161,7 @@ class TopologyElaborator(Elaborator):
     def exec_net(self, s: A.NetStmt, env: Env):
         if s.name in self.ir.nets:
             raise ArchError(f"network '{s.name}' declared twice", s.span)
+        check_name(s.name, "network", s.span)
         value = self.eval(s.value, env)
         is_frozen = isinstance(value, FrozenVal)
         value = value.network if is_frozen else value
@@ -181,15 +182,19 @@ class TopologyElaborator(Elaborator):
         env.vars[s.name] = NetRef(s.name)
 
     def stdlib_variant(self, name: str, span: Span):
-        from archdsl.api import _entry, open_module
+        from archdsl.semantics.catalog import entry, open_variant
         try:
-            module, named, _ = open_module(name)
-            callee, _, _ = _entry(module, named)
+            module, named, _ = open_variant(name)
+            callee, _, _ = entry(module, named)
         except ArchError as err:
-            raise ArchError(err.message, span, hint=err.hint) from None
+            hint = err.hint if err.hint and err.hint.startswith("did you mean") else \
+                "a string here names a stdlib variant (`net f = \"resnet50\"`); to use a network " \
+                "from a file, import it (`from mynets import Encoder`)"
+            raise ArchError(err.message, span, hint=hint) from None
         return callee
 
     def exec_state(self, s: A.StateStmt, env: Env):
+        check_name(s.name, "state", s.span)
         shape = tuple(self.int_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
         if any(n <= 0 for n in shape):
             raise ArchError(f"state '{s.name}' needs positive sizes, got {list(shape)}", s.span)
@@ -211,6 +216,7 @@ class TopologyElaborator(Elaborator):
     def exec_topology_param(self, s: A.TensorDecl, env: Env):
         """`param logit_scale: [] = 2.659`: a trained tensor that belongs to no network (CLIP's
         learned temperature). Held as a trainable state; phases train it when `update` lists it."""
+        check_name(s.name, "parameter", s.span)
         shape = tuple(self.int_value(self.eval(d, env), d.span, "a parameter size") for d in s.shape)
         if any(n <= 0 for n in shape):
             raise ArchError(f"parameter '{s.name}' needs positive sizes, got {list(shape)}", s.span)

@@ -1,20 +1,52 @@
 """Text → AST. The only module that knows about lark."""
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from archdsl.errors import ArchError, Span, register_source
 from archdsl.syntax import ast as A
+from archdsl.syntax.cache_dir import cache_dir
 
 _GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text()
 _comments: list[Token] = []
 _lock = threading.Lock()
-_parser = Lark(_GRAMMAR, parser="lalr", start=["start", "test"], propagate_positions=True,
-               maybe_placeholders=True, lexer_callbacks={"COMMENT": _comments.append})
+
+
+def _lark_cache() -> str | bool:
+    """Lark's analysis of the grammar, cached beside the parse cache (loading it is ~10x faster
+    than building the tables, most of a cold start): the file name carries the grammar's and
+    lark's hash, so any change builds anew."""
+    root = cache_dir()
+    if root is None:
+        return False
+    key = hashlib.sha256(_GRAMMAR.encode() + lark.__version__.encode()).hexdigest()[:24]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return str(root / f"lark-{key}.tables")
+
+
+def _build_parser() -> Lark:
+    quiet = logging.getLogger("lark")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # a cache another process is writing: lark rebuilds, silently
+    try:
+        return Lark(_GRAMMAR, parser="lalr", start=["start", "test"], propagate_positions=True,
+                    maybe_placeholders=True, lexer_callbacks={"COMMENT": _comments.append},
+                    cache=_lark_cache())
+    finally:
+        quiet.setLevel(level)
+
+
+_parser = _build_parser()
 
 _TERMINAL_NAMES = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",

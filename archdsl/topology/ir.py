@@ -8,6 +8,9 @@ from archdsl.errors import Span
 from archdsl.ir.graph import Graph
 
 
+PENALTIES = ("r1", "wgan_gp")  # grad_penalty kinds (topology/runtime.py computes them)
+
+
 @dataclass(frozen=True)
 class EmaSpec:
     """A momentum twin of `source`: after each optimizer step,
