@@ -2,7 +2,7 @@
 catalog. Plain functions of the API's results; `archdsl.cli` only picks which to call.
 
 Text tables fit the terminal without cutting a number: when a table is wider than the terminal,
-the least needed columns are left out (and the table says which), then long paths wrap at dots.
+long paths wrap at dots, then the least needed columns are left out (and the table says which).
 Piped output is never narrowed.
 """
 from __future__ import annotations
@@ -76,8 +76,8 @@ def terminal_width() -> int | None:
 
 def text_table(columns: list[Column], rows: list[dict], width: int | None = None,
                hint: str = "widen the terminal, or use --format md or csv") -> str:
-    """Columns two spaces apart under a rule; fitted to `width` by leaving columns out (noted
-    below the table), then by wrapping the first column at dots."""
+    """Columns two spaces apart under a rule; fitted to `width` by wrapping the first column
+    at dots (down to FOLD columns), then by leaving columns out (noted below the table)."""
     cells = [[c.cell(r) for c in columns] for r in rows]
     widths = [max([len(c.header)] + [len(row[k]) for row in cells]) for k, c in enumerate(columns)]
     shown = list(range(len(columns)))
