@@ -71,6 +71,12 @@ function layout(view) {
   }
   for (const e of view.edges) if (e.from.order < e.to.order) e.to.ins.push(e.from);
   for (const it of view.items) for (const p of it.ins) it.rank = Math.max(it.rank, p.rank + 1);
+  // a source (an input, a parameter) sits just above its first consumer, not at the top
+  const uses = new Map(view.items.map(it => [it, []]));
+  for (const it of view.items) for (const p of it.ins) uses.get(p).push(it.rank);
+  for (const it of view.items) {
+    if (!it.ins.length && uses.get(it).length) it.rank = Math.max(0, Math.min(...uses.get(it)) - 1);
+  }
   const ranks = [];
   for (const it of view.items) (ranks[it.rank] = ranks[it.rank] || []).push(it);
   const along = it => rankdir === "TB" ? it.w : it.h;     // size along a rank
