@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +11,13 @@ from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
 from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.signature import Signature, signature
 from archdsl.semantics.topology import TopologyElaborator
 from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
-                                      open_module, open_variant, resolve, variant_index)
+                                      is_path, open_module, open_variant, resolve, variant_index)
 from archdsl.semantics.loader import Loader, stdlib_dir
-from archdsl.semantics.values import BlockRef, Env, ModuleEnv
+from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
@@ -34,6 +35,8 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
     graph.spec_module = _block(callee).module  # where its `checkpoint` mappings live
+    # the same network at another input size (exports check which sizes may vary with it)
+    graph.resize = partial(load_graph, spec, variant, source=source, **overrides)
     return graph
 
 
@@ -84,6 +87,26 @@ def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
     return "topology" if _is_topology(callee) else "network"
 
 
+def spec_args(spec: str | Path | None = None, variant: str | None = None, *,
+              source: str | None = None) -> Signature:
+    """The arguments of the spec's network or topology: type, default, the value its variant
+    gives, and the docs written as comments (above the declaration, and beside or above each
+    parameter). `spec` may also name a stdlib family (`convnext`, `ConvNeXt`)."""
+    if source is None and variant is None and not is_path(spec) and spec not in variant_index():
+        spec, variant = _family(spec)
+    _, callee, var_name, _, _ = _resolve(spec, variant, source, {})
+    return signature(callee, var_name if isinstance(callee, Partial) else None)
+
+
+def _family(name: str) -> tuple[str, str | None]:
+    """A stdlib family by its network's name or its file's (`ConvNeXt`, `convnext`): (path,
+    network); anything else is left for open_module to report."""
+    for e in catalog():
+        if name.lower() in (e.name.lower(), Path(e.file).stem):
+            return str(stdlib_dir() / e.file), e.name
+    return name, None
+
+
 def _resolve(spec, variant, source, overrides):
     r = resolve(spec, variant, source)
     values = {k: _override_value(v, r.module) for k, v in overrides.items()}
@@ -111,17 +134,23 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, deploy: bool = False, **overrides: Any):
+              source: str | None = None, deploy: bool = False, max_bytes: int | str | None = None,
+              **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
     topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
-    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode."""
+    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode.
+    A module whose parameters and buffers need more than `max_bytes` (default: $ARCHDSL_MAX_BYTES,
+    else the memory available) is refused with an ArchError before anything is allocated."""
     from archdsl.lower.build import build
+    from archdsl.lower.size_guard import check_fits
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
         from archdsl.topology.module import TopologyModule
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
+        check_fits((d.first_graph for d in ir.nets.values() if d.graphs), max_bytes)
         return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    check_fits([graph], max_bytes)
     module = build(graph, seed=seed)
     module.arch_graph = graph
     if deploy:

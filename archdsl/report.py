@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from archdsl.ir.cost import DTYPE_BYTES, CostReport, cost
+from archdsl.ir.cost import CostReport, cost
 from archdsl.viz.dot import human
 from archdsl.viz.view import group_type
 
@@ -229,16 +229,16 @@ def _io(report: CostReport) -> str:
 def _totals(report: CostReport, dtype: str, extra) -> list[tuple[str, str, str, str]]:
     t = report.totals
     trainable = t.params - t.frozen_params
-    param_bytes = t.params * DTYPE_BYTES[dtype]
+    weights = t.param_bytes + t.buffer_bytes
     rows = [
         ("params", f"{t.params:,}", human(t.params), "parameter elements"),
         ("  trainable", f"{trainable:,}", human(trainable), "updated by the optimiser"),
         ("  frozen", f"{t.frozen_params:,}", human(t.frozen_params), "requires_grad=False"),
         ("buffers", f"{t.buffers:,}", human(t.buffers), "buffer elements (batch-norm statistics …)"),
+        ("weights", f"{weights:,}", size(weights), f"bytes of the params and buffers, {dtype}"),
         ("FLOPs", f"{t.flops:,}", human(t.flops), "2 per multiply-add, as FlopCounterMode counts"),
         ("MACs", f"{t.macs:,}", human(t.macs), "FLOPs / 2: what most papers call FLOPs"),
         ("other FLOPs", f"{t.other_flops:,}", human(t.other_flops), "elementwise, norms, softmax …"),
-        ("param bytes", f"{param_bytes:,}", size(param_bytes), f"the params as {dtype}"),
         ("activations", f"{t.activation_bytes:,}", size(t.activation_bytes),
          f"every node's output at batch {report.batch}, {dtype}"),
     ]
@@ -256,6 +256,8 @@ def _aligned(rows: list[tuple[str, str, str, str]]) -> str:
 
 def topology_data(ir, dtype: str) -> dict:
     """A topology's networks (with the cost of each call shape), state and phases."""
+    from archdsl.topology.recipe import describe as describe_optimizer
+    from archdsl.topology.schedule import LRSchedule
     nets = {}
     for name, decl in ir.nets.items():
         calls = []
@@ -273,10 +275,13 @@ def topology_data(ir, dtype: str) -> dict:
         g = ph.graph
         phases[name] = {"inputs": {i: list(g.node(i).shape) for i in g.inputs},
                         "update": list(ph.update), "loss": ph.loss, "logs": list(ph.logs),
-                        "after": [a.kind for a in ph.actions], "times": ph.repeat}
+                        "after": [a.kind for a in ph.actions], "times": ph.repeat,
+                        "optimizer": dataclasses.asdict(ph.optimizer) if ph.optimizer else None,
+                        "optimizer_text": describe_optimizer(ph.optimizer) if ph.optimizer else None}
     return {"kind": "topology", "name": ir.name, "variant": ir.variant,
             "references": list(ir.references), "nets": nets,
-            "states": {n: {"shape": list(st.shape), "init": st.init, "dtype": st.dtype}
+            "states": {n: {"shape": list(st.shape), "dtype": st.dtype,
+                           "init": st.init.describe() if isinstance(st.init, LRSchedule) else st.init}
                        for n, st in ir.states.items()},
             "phases": phases}
 
@@ -316,6 +321,8 @@ def topology_text(data: dict, extra: Iterable[str] = (), width: int | None = Non
         if ph["times"] != 1:
             text += f", {ph['times']} times per round"
         lines.append(text)
+        if ph["optimizer_text"]:
+            lines.append(f"       optimizer {ph['optimizer_text']}")
     lines += list(extra)
     lines.append("MACs = FLOPs / 2 (what most papers call FLOPs), per call of each network")
     return "\n".join(lines)

@@ -147,7 +147,8 @@ def test_compile_json_schema(small):
     assert {"name", "variant", "references", "batch", "inputs", "outputs", "totals", "nodes",
             "module"} <= set(data)
     assert set(data["totals"]) == {"params", "frozen_params", "buffers", "flops", "macs",
-                                   "other_flops", "activation_bytes"}
+                                   "other_flops", "activation_bytes", "param_bytes", "buffer_bytes"}
+    assert data["totals"]["param_bytes"] == 4 * data["module"]["params"]
     node = data["nodes"][1]
     assert {"path", "op", "shape", "params", "buffers", "flops", "macs", "other_flops",
             "activation_bytes", "receptive_field", "stride", "block"} <= set(node)

@@ -99,9 +99,9 @@ def test_trainable_and_frozen_params(tmp_path):
     trainable = rep.totals.params - rep.totals.frozen_params
     assert lines["trainable"].split()[1] == f"{trainable:,}"
     assert lines["frozen"].split()[1] == "512"
-    assert lines["param"].split()[2] == f"{rep.totals.params * 4:,}"   # 'param bytes', float32
+    assert lines["weights"].split()[1] == f"{rep.totals.params * 4:,}"   # no buffers; float32
     half = _rows(run("cost", spec, "--dtype", "float16").stdout)
-    assert half["param"].split()[2] == f"{rep.totals.params * 2:,}"
+    assert half["weights"].split()[1] == f"{rep.totals.params * 2:,}"
     assert json.loads(run("compile", spec, "--json").stdout)["module"]["trainable_params"] == trainable
 
 

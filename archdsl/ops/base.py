@@ -64,6 +64,9 @@ class Op:
     positional: ClassVar[tuple[str, ...]] = ()   # attribute names that may be given positionally
     n_inputs: ClassVar[int | None] = 1           # None: one or more
     frozen: ClassVar[frozenset[str]] = frozenset()   # parameters never trained (requires_grad=False)
+    # a loss whose negatives are the rest of the batch is exactly 0 below this many rows (dim 0
+    # of its first input); training refuses such a batch (see train_problem)
+    min_batch: ClassVar[int] = 1
     doc: ClassVar[str] = ""
 
     # --- static rules (no torch)
@@ -84,6 +87,14 @@ class Op:
     def other_flops(self, a: Any, ins: Sequence[Shape], out) -> int:
         """Default: one operation per output element."""
         return numel_out(out)
+
+    def train_problem(self, a: Any, ins: Sequence[Shape]) -> str | None:
+        """Why a training step could not learn with inputs of these shapes (None: it can)."""
+        rows = ins[0][0] if ins and ins[0] and not isinstance(ins[0][0], tuple) else None
+        if rows is not None and rows < self.min_batch:
+            return (f"'{self.name}' gets {rows} row(s) per step and needs at least {self.min_batch}: "
+                    f"its negatives are the other samples of the batch, so its loss would be 0")
+        return None
 
     def window(self, a: Any) -> tuple[int, int, int] | None:
         """(kernel, stride, dilation) along spatial dims, for receptive-field tracking."""

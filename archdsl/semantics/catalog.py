@@ -209,8 +209,8 @@ def entry(module: ModuleEnv, variant: str | None) -> tuple[BlockRef | Partial, s
             nets = [it for it in module.ast.items
                     if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
             if not nets:
-                raise ArchError(f"{module.path} declares no network and no variant",
-                                hint="add `network Name(...) { ... }` or a `variant`")
+                raise ArchError(f"{module.ast.span.file} declares no network and no variant",
+                                module.ast.span, hint="add `network Name(...) { ... }` or a `variant`")
             return module.globals[nets[-1].name], None, []
     if variant in variants:
         return module.globals[variant], variant, list(variants[variant].references)

@@ -195,8 +195,9 @@ class Loader:
                 if item.source in env.checkpoints:
                     raise ArchError(f"two checkpoint blocks for '{item.source}' in {path.name}", item.span,
                                     notes=[("first declared here", env.checkpoints[item.source].span)])
-                check_rules(item)
                 env.checkpoints[item.source] = item
+        for item in env.checkpoints.values():  # after every `let`: rules may use any of them
+            check_rules(item, env)
 
 
 def _exports(env: ModuleEnv) -> dict:

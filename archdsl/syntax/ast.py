@@ -216,6 +216,7 @@ class TypeExpr(Node):
     name: str
     args: list["TypeExpr"] = []
     optional: bool = False
+    choices: list[str] = []   # name "str" with choices: one of these strings
 
 
 class Param(Node):
