@@ -120,8 +120,9 @@ class _Printer:
             self.out.append(INDENT * depth + "}")
         elif isinstance(s, A.PhaseStmt):
             self._comments_before(s.span.line, depth)
-            args = ", ".join((f"{a.name}=" if a.name else "") + _expr(a.value) for a in s.args)
-            self.out.append(INDENT * depth + f"phase {s.name}" + (f"({args})" if s.args else "") + " {")
+            head = (_listed(f"phase {s.name}(", s.args, ") {", _room(depth), _arg) if s.args
+                    else f"phase {s.name} {{")
+            self.out.extend(_indent(head, depth))
             self.stmts(s.body, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
             self.out.append(INDENT * depth + "}")
@@ -171,7 +172,11 @@ def _simple_stmt(s: A.Stmt, room: Room) -> str:
         return _after(f"init {_str(s.pattern)} = ", s.value, room)
     if isinstance(s, A.AssertStmt):
         text = _after("assert ", s.cond, room)
-        return text if s.message is None else _after(text + ", ", s.message, room)
+        if s.message is None:
+            return text
+        if room.after(text + ", ").fits(_flat(s.message)):
+            return text + ", " + _flat(s.message)
+        return text + "," + room.newline(CONT) + _expr(s.message, 0, room.below(CONT))
     if isinstance(s, A.NetStmt):
         return _after(f"net {s.name} = ", s.value, room)
     if isinstance(s, A.StateStmt):
@@ -302,17 +307,21 @@ def _wrapped(open_: str, items: list, close: str, room: Room, item=None, then: s
     return f"{open_}{body}{comma}{room.newline(0)}{close}"
 
 
-def _fill(first: str, pieces: list, room: Room, align: int, glued: bool = True) -> str | None:
+def _fill(first: str, pieces: list, room: Room, align: int, glued: bool = True,
+          nest: bool = False) -> str | None:
     """`first` then each piece (`piece(room) -> str`) one space apart (the first right after
     `first` when `glued`) while they fit, else on a new line at column `align` (the project's
     hanging layout). A piece that needs several lines anyway starts on the current line when
     that adds no more lines than starting a new one (`-> blocks: repeat(n) {`). None when some
-    line stays too long."""
+    line stays too long. With `nest`, what a piece breaks onto more lines is indented from
+    `align` (an argument list), else from the statement (a chain's `repeat` body)."""
     text = first
     for k, piece in enumerate(pieces):
         stuck = k == 0 and glued
         gap = "" if stuck else " "
         here_room, fresh = room.after(text + gap), Room(align, align, room.limit)
+        if nest:
+            here_room = Room(here_room.col, align, room.limit)
         here = piece(here_room)
         if not stuck:
             there = piece(fresh)
@@ -329,8 +338,8 @@ def _fill(first: str, pieces: list, room: Room, align: int, glued: bool = True) 
 def _listed(open_: str, items: list, close: str, room: Room, item) -> str:
     """A call's arguments or a list's items: hanging after `open_`, else one per line."""
     pieces = [lambda r, x=x, end=("," if k < len(items) - 1 else close):
-              item(x, Room(r.col, r.ind, r.limit - 1)) + end for k, x in enumerate(items)]
-    hanging = _fill(open_, pieces, room, room.after(open_).col) if items else open_ + close
+              item(x, Room(r.col, r.ind, r.limit - len(end))) + end for k, x in enumerate(items)]
+    hanging = _fill(open_, pieces, room, room.after(open_).col, nest=True) if items else open_ + close
     return hanging if hanging is not None else _wrapped(open_, items, close, room, item)
 
 
