@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
@@ -34,36 +34,101 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     elab = Elaborator(var_name or callee.name, _input_shapes(input_shape))
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
-    graph.spec_module = _block(callee).module  # where its `checkpoint` mappings live
+    # where its `checkpoint` mappings live: the variant's file, then the network's
+    graph.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
     # the same network at another input size (exports check which sizes may vary with it)
     graph.resize = partial(load_graph, spec, variant, source=source, **overrides)
     return graph
 
 
-def load_weights(model, state_dict, source: str):
-    """Load a state_dict saved by another implementation into a model built by `load_spec`,
-    strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its keys by the
-    network's spec file's `checkpoint "torchvision/convnext_tiny"` block, or else its
-    `checkpoint "torchvision"` block. A `source` the spec declares as its `reference` loads as is."""
+def load_weights(model, state_dict, source: str | None = None):
+    """Load a state_dict saved by another implementation into a network or topology built by
+    `load_spec`, strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its
+    keys by the `checkpoint "torchvision/convnext_tiny"` block, or else the `checkpoint "torchvision"`
+    block, of the variant's spec file or else the network's. A state_dict already in the spec's
+    naming (no `source`, the spec's `reference`, or a source without a block whose keys are exactly
+    the model's) loads as is. A topology loads a whole training checkpoint (`load_weights(moco, sd,
+    source="moco_v2")`): every network and twin weight, and the state it holds (a queue); state
+    it does not hold (a GAN's image pool) and the step counter keep their values."""
     from archdsl.semantics.checkpoint import KeyMap, remap
-    graph = getattr(model, "arch_graph", None)
-    if graph is None or not hasattr(graph, "spec_module"):
-        raise ArchError("load_weights takes a network built by archdsl.load_spec",
+    graph = getattr(model, "arch_graph", None) or getattr(model, "ir", None)
+    if not hasattr(graph, "spec_modules"):
+        raise ArchError("load_weights takes a network or topology built by archdsl.load_spec",
                         found=type(model).__name__)
-    if source in (graph.references or []):
-        model.load_state_dict(state_dict, strict=True)
-        return model
-    family = source.split("/", 1)[0]
-    module = graph.spec_module
-    decl = module.checkpoints.get(source) or module.checkpoints.get(family)
-    if decl is None:
-        known = sorted(module.checkpoints) + sorted({r.split("/", 1)[0] for r in graph.references or []})
-        raise ArchError(f"{Path(module.path).name} declares no `checkpoint \"{family}\"` mapping",
+    current = model.state_dict()
+    family = (source or "").split("/", 1)[0]
+    found = [(m, m.checkpoints.get(name)) for name in (source, family) for m in graph.spec_modules
+             if source and m.checkpoints.get(name) is not None]
+    module, decl = found[0] if found else (graph.spec_modules[-1], None)
+    keep = _kept_by_topology(current, state_dict) if graph is getattr(model, "ir", None) else set()
+    expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
+    if source is None or source in (graph.references or []) or (decl is None and set(state_dict) == set(expected)):
+        # the spec's own naming (its reference's, or a same-named library's): loads as is
+        renamed = _as_is(state_dict, expected, source)
+    elif decl is None:
+        known = sorted({c for m in graph.spec_modules for c in m.checkpoints}
+                       | {r.split("/", 1)[0] for r in graph.references or []})
+        files = " or ".join(Path(m.path).name for m in graph.spec_modules)
+        raise ArchError(f"{files} declares no `checkpoint \"{family}\"` mapping",
                         hint=f"known sources: {', '.join(known)}" if known else
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    model.load_state_dict(remap(state_dict, KeyMap(decl, module), expected), strict=True)
+    else:
+        keymap = KeyMap(decl, module)
+        if keep:  # the state the checkpoint holds, in the topology's names, is not kept
+            keep -= {keymap.rename(k)[0] for k in state_dict}
+            expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
+        renamed = remap(state_dict, keymap, expected)
+    model.load_state_dict({**renamed, **{k: current[k] for k in keep}}, strict=True)
     return model
+
+
+def _kept_by_topology(current: dict, state_dict: Mapping) -> set[str]:
+    """A topology's keys a checkpoint may leave out: its step counter and its state."""
+    return {k for k in current if k == "steps" or (k.startswith("state.") and k not in state_dict)}
+
+
+def _as_is(state_dict: Mapping, expected: dict, source: str | None) -> Mapping:
+    from archdsl.semantics.checkpoint import check_fit
+    check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
+              fix="give the checkpoint's source (source=...) if the spec declares its naming")
+    return state_dict
+
+
+# keys under which training scripts commonly save the model's state_dict (torch.save({...}))
+_NESTED_STATE = ("state_dict", "model", "module")
+
+
+def read_weights(path: str | Path) -> dict:
+    """A state_dict from a file: safetensors, or a torch file opened with weights_only=True (a
+    bare state_dict, or one under "state_dict", "model" or "module")."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise ArchError(f"no such weights file: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            data = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise ArchError("reading safetensors needs the `safetensors` package",
+                        hint="pip install 'archdsl[safetensors]'") from None
+    except Exception as e:  # noqa: BLE001 - torch and safetensors raise many kinds
+        raise ArchError(f"cannot read weights from {path}: {str(e).splitlines()[0]}",
+                        hint="give a .safetensors file or a torch.save'd state_dict of tensors") from None
+    if isinstance(data, dict) and not _all_tensors(data):
+        data = next((data[k] for k in _NESTED_STATE if isinstance(data.get(k), dict)), data)
+    if not isinstance(data, dict) or not _all_tensors(data):
+        raise ArchError(f"{path} holds no state_dict (a mapping of names to tensors)",
+                        found=type(data).__name__ if not isinstance(data, dict) else
+                        "keys " + ", ".join(list(map(str, data))[:5]))
+    return data
+
+
+def _all_tensors(data: dict) -> bool:
+    import torch
+    return bool(data) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items())
 
 
 def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
@@ -77,6 +142,7 @@ def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
     ir = TopologyElaborator(var_name or _block(callee).name, _input_shapes(input_shape)).topology(
         callee, values, None, var_name)
     ir.references = refs
+    ir.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
     return ir
 
 

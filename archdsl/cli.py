@@ -347,8 +347,16 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
               help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
                    "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
+@click.option("--weights", "-w", "weights", metavar="FILE", default=None,
+              help="Load a checkpoint (.safetensors, or a torch file read with weights_only=True) "
+                   "into the model before printing or exporting, strictly.")
+@click.option("--source", "weights_source", metavar="S", default=None,
+              help="Whose naming the --weights file uses (torchvision/resnet50, timm, moco_v2 …): "
+                   "the spec's `checkpoint` block of that name renames its keys. Default: the spec's own.")
 def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs, seed, dynamic,
-                max_bytes):
+                max_bytes, weights, weights_source):
+    if weights_source and not weights:
+        raise click.UsageError("--source names the naming of a --weights file; give --weights")
     with _errors():
         if outputs:  # a wrong file name fails before the build
             from archdsl.export import check_path
@@ -357,8 +365,16 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs,
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, seed=seed, max_bytes=max_bytes, **overrides)
+                                       deploy=deploy and not weights, seed=seed, max_bytes=max_bytes,
+                                       **overrides)
             seconds = time.perf_counter() - start
+        if weights:
+            with _Progress(f"loading {weights}"):
+                archdsl.load_weights(module, archdsl.read_weights(weights), source=weights_source)
+            if deploy:  # folded from the loaded weights
+                from archdsl.lower.deploy import deploy as to_deploy
+                module = to_deploy(module)
+            click.echo(f"loaded {weights}", err=True)
         if outputs:
             _write_exports(module, outputs, dtype, dynamic, table.fmt != "table")
         info = {

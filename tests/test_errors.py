@@ -95,6 +95,12 @@ CASES = [
     Case("nesting-too-deep", net("  n = " + "(" * 3000 + "1" + ")" * 3000 + "\n  out x"),
          # refused by a token scan at the bracket that passes the limit, before parsing
          3, 205, "(", ["expression nested more than 200 deep"], hint="named intermediate values"),
+    # ---- names ----------------------------------------------------------------------------------
+    Case("data-parameter-hides-the-op-its-block-calls",
+         "block Blk(drop_path: float = 0.1) {\n  in x: [B, C, H, W]\n  out x -> drop_path(drop_path)\n}\n"
+         + net("  out x -> Blk()"),
+         1, 11, "drop_path: float", ["parameter 'drop_path' of Blk hides op 'drop_path', which the body calls",
+                                     "found:    drop_path: float"], hint="rename the parameter"),
     # ---- a spec's own checks ----------------------------------------------------------------------
     Case("assert-with-message",
          BLK.replace("  in x: [B, C, H, W]\n", "  in x: [B, C, H, W]\n  assert planes % 4 == 0, \"planes must be a multiple of 4, got \" + str(planes)\n")
@@ -368,3 +374,9 @@ def test_sum_and_str_refuse_what_would_take_forever():
     assert "str takes a number" in str(err)
     err = error_of(net("  n = str([0] * 1000000)\n  out x"))  # refused before str runs
     assert "more than 2000000 steps to elaborate: 'str' touches 1,000,001+ elements" in str(err)
+
+
+def test_a_parameter_named_like_an_op_it_does_not_call_is_fine():
+    text = ("block Blk(pad: int = 1, sub: block = relu) {\n  in x: [B, C, H, W]\n"
+            "  out x -> conv(C, 3, pad=pad) -> sub()\n}\n" + net("  out x -> Blk()"))
+    assert archdsl.check_spec(source=text).totals.params == 3 * 3 * 3 * 3 + 3

@@ -6,7 +6,10 @@
     }
 
 A source pattern's `{name}` placeholders each match text inside one dotted key component, up
-to the first character of the literal after it (a run of digits binds an int). The first rule whose pattern matches the whole key and whose
+to the first character of the literal after it (a run of digits binds an int); one `{name...}`
+per pattern matches one or more whole components, dots included
+(`"module.encoder_q.{rest...}" -> "nets.query.backbone.{rest}"`). The first rule whose pattern
+matches the whole key and whose
 condition holds renames it; the target's `{expr}` parts are evaluated with the placeholders and
 the file's top-level names in scope; `as [dims]` reshapes the tensor; a target `none` drops the
 key (a buffer the spec recomputes). Keys no rule matches keep their name. The result must name exactly the model's keys with the model's shapes.
@@ -30,11 +33,15 @@ def _source_regex(pattern: str) -> re.Pattern:
     """The regex of a source pattern; ValueError says what is wrong with it. A placeholder's text
     stops at the first character of the literal after it (or a '.'), so a key is matched in
     linear time whatever the pattern: no backtracking over a run of placeholders."""
-    literals, names, pos = [], [], 0
+    literals, names, pos, many = [], [], 0, None
     for m in _PLACEHOLDER.finditer(pattern):
-        name = m.group(1)
+        name = m.group(1).removesuffix("...")
         if not _IDENT.fullmatch(name):
-            raise ValueError(f"placeholder {{{name}}} must be a plain name, like {{i}}")
+            raise ValueError(f"placeholder {{{name}}} must be a plain name, like {{i}} or {{rest...}}")
+        if m.group(1).endswith("..."):
+            if many is not None:
+                raise ValueError(f"placeholders {{{many}...}} and {{{name}...}}: one per pattern")
+            many = name
         if name in names:
             raise ValueError(f"placeholder {{{name}}} appears twice")
         if names and m.start() == pos:
@@ -47,7 +54,7 @@ def _source_regex(pattern: str) -> re.Pattern:
     out = [re.escape(literals[0])]
     for name, after in zip(names, literals[1:]):
         stop = re.escape(after[:1]) if after[:1] not in ("", ".") else ""
-        out += [f"(?P<{name}>[^.{stop}]+)", re.escape(after)]
+        out += [f"(?P<{name}>.+)" if name == many else f"(?P<{name}>[^.{stop}]+)", re.escape(after)]
     return re.compile("".join(out))
 
 
@@ -58,7 +65,7 @@ def _literal(text: str) -> str:
 
 
 def placeholders(pattern: str) -> list[str]:
-    return [m.group(1) for m in _PLACEHOLDER.finditer(pattern)]
+    return [m.group(1).removesuffix("...") for m in _PLACEHOLDER.finditer(pattern)]
 
 
 def check_rules(decl: A.Checkpoint, module: ModuleEnv) -> None:
@@ -73,7 +80,8 @@ def check_rules(decl: A.Checkpoint, module: ModuleEnv) -> None:
             _source_regex(rule.source)
         except ValueError as e:
             raise ArchError(f"bad key pattern {rule.source!r}: {e}", rule.span,
-                            hint='placeholders match one key component: "layers.{i}.{p}"') from None
+                            hint='placeholders match one key component ("layers.{i}.{p}"), or several: '
+                                 '"module.{rest...}"') from None
         keyed = set(placeholders(rule.source))
         exprs = [p for p in (rule.target.parts if rule.target else []) if not isinstance(p, str)]
         for expr in [*exprs, *(rule.reshape or []), *([rule.cond] if rule.cond else [])]:
@@ -177,17 +185,31 @@ def remap(state_dict: Mapping[str, Any], keymap: KeyMap, expected: Mapping[str, 
                             keymap.decl.span, hint="make the rules' patterns or conditions exclusive")
         out[target] = tensor.reshape(shape) if shape is not None else tensor
         origin[target] = key
+    check_fit(out, origin, expected, f"the '{keymap.decl.source}' checkpoint", keymap.decl.span,
+              "add or fix a rule of this checkpoint block")
+    return out
+
+
+def check_fit(out: Mapping[str, Any], origin: Mapping[str, str], expected: Mapping[str, tuple[int, ...]],
+              what: str, span=None, fix: str = "") -> None:
+    """An ArchError listing every key of `out` that is missing from, left over in, or of another
+    shape than the model's (`origin`: the checkpoint's own name of each key)."""
     missing = [k for k in expected if k not in out]
     unexpected = [k for k in out if k not in expected]
     wrong = [k for k in expected if k in out and tuple(out[k].shape) != tuple(expected[k])]
-    if missing or unexpected or wrong:
-        lines = ([f"missing {k}" for k in missing[:8]]
-                 + [f"unexpected {k} (from '{origin[k]}')" for k in unexpected[:8]]
-                 + [f"shape of {k} (from '{origin[k]}'): {list(out[k].shape)}, the model has "
-                    f"{list(expected[k])}" for k in wrong[:8]])
-        hint = did_you_mean(unexpected[0], missing) if unexpected and missing else None
-        raise ArchError(f"the '{keymap.decl.source}' checkpoint does not fit the model: "
-                        f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another "
-                        f"shape\n  " + "\n  ".join(lines), keymap.decl.span,
-                        hint=hint or "add or fix a rule of this checkpoint block")
-    return out
+    if not (missing or unexpected or wrong):
+        return
+
+    def named(k: str) -> str:
+        return k if origin.get(k, k) == k else f"{k} (from '{origin[k]}')"
+    lines = ([f"missing {k}" for k in missing[:8]]
+             + [f"unexpected {named(k)}" for k in unexpected[:8]]
+             + [f"shape of {named(k)}: {list(out[k].shape)}, the model has {list(expected[k])}"
+                for k in wrong[:8]])
+    hint = None
+    if unexpected and missing:
+        hint = did_you_mean(unexpected[0], missing)
+        hint = hint and f"'{unexpected[0]}': {hint}"
+    raise ArchError(f"{what} does not fit the model: {len(missing)} missing, {len(unexpected)} "
+                    f"unexpected, {len(wrong)} of another shape\n  " + "\n  ".join(lines), span,
+                    hint=hint or fix or None)
