@@ -102,3 +102,13 @@ def test_long_lines_break_in_the_projects_hanging_layout():
         "}\n\n"
         "variant n = N(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], drop_path_rate=0.5)\n"
         "  reference \"timm/n\"\n")
+
+
+def test_the_repository_is_in_canonical_form():
+    """CI's `archdsl fmt --check`: every spec in the repository, and the README's example spec, are
+    what fmt writes (`python -m archdsl fmt stdlib specs` fixes the files)."""
+    result = CliRunner().invoke(main, ["fmt", "--check", str(ROOT / "stdlib"), str(ROOT / "specs")])
+    assert result.exit_code == 0, result.output
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```arch\n", 1)[1].split("```", 1)[0]
+    assert fmt(parse(example, "mini.arch")) == example
