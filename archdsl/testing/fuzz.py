@@ -565,7 +565,8 @@ def _ddmin(items: list[str], keeps: callable, deadline: float) -> list[str]:
 class Report:
     seed: int
     cases: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0      # wall clock
+    cpu: float = 0.0          # the workers' CPU time in cases
     kinds: Counter = field(default_factory=Counter)
     built: int = 0
     slow: list[tuple[float, int, str, str]] = field(default_factory=list)    # (s, index, origin, kind)
@@ -622,6 +623,7 @@ def fuzz(cases: int, seconds: float = float("inf"), seed: int = 0, *, build_frac
 
 def _record(report: Report, index: int, case: Case, outcome: Outcome, slow: float) -> None:
     report.cases += 1
+    report.cpu += outcome.cpu
     report.kinds[outcome.kind] += 1
     report.built += outcome.built
     if outcome.cpu > slow:
@@ -634,7 +636,8 @@ def _record(report: Report, index: int, case: Case, outcome: Outcome, slow: floa
 
 def render(report: Report, slow: float) -> str:
     k = report.kinds
-    lines = [f"fuzz: seed {report.seed}, {report.cases} cases in {report.seconds:.1f} s: "
+    lines = [f"fuzz: seed {report.seed}, {report.cases} cases in {report.seconds:.1f} s "
+             f"({report.cpu:.1f} s of CPU in the cases): "
              f"{k['ok']} ok ({report.built} built and run), {k['error']} ArchError, "
              f"{k['internal']} internal error, {k['timeout']} timeout, {len(report.slow)} slow (> {slow:g} s of CPU)"]
     for sig, hits in sorted(report.internal.items(), key=lambda kv: -len(kv[1])):
