@@ -444,7 +444,11 @@ def _alarm(signum, frame):
 
 
 def _worker(conn, memory_limit: int, build: bool) -> None:
+    import os
     import resource
+    import threading
+    parent = multiprocessing.parent_process()  # a worker never outlives the run that started it
+    threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
     if memory_limit:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     sys.setrecursionlimit(10_000)
