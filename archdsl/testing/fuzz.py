@@ -613,8 +613,10 @@ def fuzz(cases: int, seconds: float = float("inf"), seed: int = 0, *, build_frac
                 else:
                     continue
                 _record(report, w.index, case, outcome, slow)
-                if progress and report.cases % 500 == 0:
-                    progress(report, time.perf_counter() - start)
+                first = outcome.kind == "internal" and len(report.internal[outcome.signature]) == 1
+                if progress and (first or report.cases % 500 == 0):
+                    progress(report, time.perf_counter() - start,
+                             f"new: {outcome.signature} in case {w.index} ({case.origin})" if first else "")
         report.seconds = time.perf_counter() - start
         for sig, hits in report.internal.items():
             _, case, _ = min(hits, key=lambda h: len(h[1].text))
@@ -681,8 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     report = fuzz(args.cases, args.seconds, args.seed, build_fraction=args.build_fraction, snippets=args.snippets,
                   timeout=args.timeout, slow=args.slow, jobs=args.jobs,
                   memory_limit=int(args.memory_gb * (1 << 30)),
-                  progress=lambda r, s: print(f"  {r.cases} cases, {s:.0f} s: {dict(r.kinds)}",
-                                              file=sys.stderr, flush=True))
+                  progress=lambda r, s, news: print(f"  {r.cases} cases, {s:.0f} s: {dict(r.kinds)} {news}",
+                                                    file=sys.stderr, flush=True))
     print(render(report, args.slow))
     return 1 if report.failed else 0
 
