@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Callable
 
 FILENAME = "fuzz.arch"
 TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*(?:\.[0-9]*)?'
@@ -304,7 +305,7 @@ def mutate(text: str, rng: random.Random, corpus: Corpus) -> tuple[str, str]:
 
 
 def make_case(seed: int, index: int, corpus: Corpus, build_fraction: float, snippets: float = 0.45) -> Case:
-    """Case `index` of `seed`: the same on every machine and in every run. A fraction `snippets`
+    """Case `index` of `seed`: the same in every run over the same stdlib. A fraction `snippets`
     of the cases are snippets, the others mutated files."""
     rng = random.Random(f"{seed}:{index}")
     build = rng.random() < build_fraction
@@ -528,7 +529,7 @@ def shrink(case: Case, sig: str, worker: Worker, timeout: float, budget_s: float
     def same(text: str) -> bool:
         if time.perf_counter() > deadline:
             return False
-        out = worker.run(replace(case, text=text, build=case.build), timeout)
+        out = worker.run(replace(case, text=text), timeout)
         return out.kind == "internal" and out.signature == sig
 
     lines = _ddmin(case.text.splitlines(), lambda ls: same("\n".join(ls) + "\n"), deadline)
@@ -547,7 +548,7 @@ def _units(text: str) -> list[str]:
     return units
 
 
-def _ddmin(items: list[str], keeps: callable, deadline: float) -> list[str]:
+def _ddmin(items: list[str], keeps: Callable[[list[str]], bool], deadline: float) -> list[str]:
     """Delta debugging: drop ever smaller chunks while `keeps(rest)` holds."""
     chunk = max(1, len(items) // 2)
     while chunk >= 1 and time.perf_counter() < deadline:
