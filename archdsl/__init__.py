@@ -1,8 +1,10 @@
 """archdsl: a declarative, graph-based compiler for neural-network architectures."""
+from archdsl._version import __version__  # noqa: F401
 from archdsl.api import (CatalogEntry, SpecText, VariantInfo, catalog, check_spec, load_graph, load_spec,
-                         load_topology, load_weights, spec_kind)
-from archdsl.errors import ArchError
+                         load_topology, load_weights, read_weights, spec_args, spec_kind)
+from archdsl.errors import ArchError, ArchWarning
+from archdsl.semantics.budget import limits
 
-__all__ = ["ArchError", "CatalogEntry", "SpecText", "VariantInfo", "catalog", "check_spec",
-           "load_graph", "load_spec", "load_topology", "load_weights", "spec_kind"]
-__version__ = "0.1.0"
+__all__ = ["ArchError", "ArchWarning", "CatalogEntry", "SpecText", "VariantInfo", "catalog", "check_spec",
+           "limits", "load_graph", "load_spec", "load_topology", "load_weights",
+           "read_weights", "spec_args", "spec_kind"]

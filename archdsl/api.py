@@ -3,53 +3,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from archdsl.errors import ArchError, did_you_mean
+from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
 from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.signature import Signature, signature
 from archdsl.semantics.topology import TopologyElaborator
 from archdsl.topology.ir import TopologyIR
-from archdsl.semantics.loader import Loader, parse_file, stdlib_dir
+from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
+                                      is_path, open_module, open_variant, resolve, variant_index)
+from archdsl.semantics.loader import Loader, stdlib_dir
 from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
-from archdsl.syntax import ast as A
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
-
-
-@dataclass
-class VariantInfo:
-    name: str
-    references: list[str]
-
-
-@dataclass
-class CatalogEntry:
-    name: str            # the family: the network declared in the file ("ResNet")
-    kind: str            # "network" (or "topology" later)
-    file: str            # path relative to the stdlib ("nets/resnet.arch")
-    paper: str           # the first comment line of the file
-    variants: list[VariantInfo] = field(default_factory=list)
-
-
-def _is_path(spec: str | Path) -> bool:
-    return isinstance(spec, Path) or spec.endswith(".arch") or "/" in spec or Path(spec).is_file()
-
-
-def open_module(spec: str | Path, loader: Loader | None = None) -> tuple[ModuleEnv, str | None, Loader]:
-    """A spec path, or a stdlib variant name → (module, the variant it names or None, loader)."""
-    loader = loader or Loader()
-    if _is_path(spec):
-        return loader.load_file(Path(spec)), None, loader
-    index = variant_index()
-    if spec not in index:
-        raise ArchError(f"no spec file or stdlib variant named '{spec}'",
-                        hint=did_you_mean(spec, index) or "see `archdsl list` for every variant")
-    return loader.load_file(stdlib_dir() / index[spec]), spec, loader
 
 
 def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
@@ -63,34 +34,101 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     elab = Elaborator(var_name or callee.name, _input_shapes(input_shape))
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
-    graph.spec_module = _block(callee).module  # where its `checkpoint` mappings live
+    # where its `checkpoint` mappings live: the variant's file, then the network's
+    graph.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
+    # the same network at another input size (exports check which sizes may vary with it)
+    graph.resize = partial(load_graph, spec, variant, source=source, **overrides)
     return graph
 
 
-def load_weights(model, state_dict, source: str):
-    """Load a state_dict saved by another implementation into a model built by `load_spec`,
-    strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its keys by the
-    network's spec file's `checkpoint "torchvision/convnext_tiny"` block, or else its
-    `checkpoint "torchvision"` block. A `source` the spec declares as its `reference` loads as is."""
+def load_weights(model, state_dict, source: str | None = None):
+    """Load a state_dict saved by another implementation into a network or topology built by
+    `load_spec`, strictly: `load_weights(model, sd, source="torchvision/convnext_tiny")` renames its
+    keys by the `checkpoint "torchvision/convnext_tiny"` block, or else the `checkpoint "torchvision"`
+    block, of the variant's spec file or else the network's. A state_dict already in the spec's
+    naming (no `source`, the spec's `reference`, or a source without a block whose keys are exactly
+    the model's) loads as is. A topology loads a whole training checkpoint (`load_weights(moco, sd,
+    source="moco_v2")`): every network and twin weight, and the state it holds (a queue); state
+    it does not hold (a GAN's image pool) and the step counter keep their values."""
     from archdsl.semantics.checkpoint import KeyMap, remap
-    graph = getattr(model, "arch_graph", None)
-    if graph is None or not hasattr(graph, "spec_module"):
-        raise ArchError("load_weights takes a network built by archdsl.load_spec",
+    graph = getattr(model, "arch_graph", None) or getattr(model, "ir", None)
+    if not hasattr(graph, "spec_modules"):
+        raise ArchError("load_weights takes a network or topology built by archdsl.load_spec",
                         found=type(model).__name__)
-    if source in (graph.references or []):
-        model.load_state_dict(state_dict, strict=True)
-        return model
-    family = source.split("/", 1)[0]
-    module = graph.spec_module
-    decl = module.checkpoints.get(source) or module.checkpoints.get(family)
-    if decl is None:
-        known = sorted(module.checkpoints) + sorted({r.split("/", 1)[0] for r in graph.references or []})
-        raise ArchError(f"{Path(module.path).name} declares no `checkpoint \"{family}\"` mapping",
+    current = model.state_dict()
+    family = (source or "").split("/", 1)[0]
+    found = [(m, m.checkpoints.get(name)) for name in (source, family) for m in graph.spec_modules
+             if source and m.checkpoints.get(name) is not None]
+    module, decl = found[0] if found else (graph.spec_modules[-1], None)
+    keep = _kept_by_topology(current, state_dict) if graph is getattr(model, "ir", None) else set()
+    expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
+    if source is None or source in (graph.references or []) or (decl is None and set(state_dict) == set(expected)):
+        # the spec's own naming (its reference's, or a same-named library's): loads as is
+        renamed = _as_is(state_dict, expected, source)
+    elif decl is None:
+        known = sorted({c for m in graph.spec_modules for c in m.checkpoints}
+                       | {r.split("/", 1)[0] for r in graph.references or []})
+        files = " or ".join(Path(m.path).name for m in graph.spec_modules)
+        raise ArchError(f"{files} declares no `checkpoint \"{family}\"` mapping",
                         hint=f"known sources: {', '.join(known)}" if known else
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    model.load_state_dict(remap(state_dict, KeyMap(decl, module), expected), strict=True)
+    else:
+        keymap = KeyMap(decl, module)
+        if keep:  # the state the checkpoint holds, in the topology's names, is not kept
+            keep -= {keymap.rename(k)[0] for k in state_dict}
+            expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
+        renamed = remap(state_dict, keymap, expected)
+    model.load_state_dict({**renamed, **{k: current[k] for k in keep}}, strict=True)
     return model
+
+
+def _kept_by_topology(current: dict, state_dict: Mapping) -> set[str]:
+    """A topology's keys a checkpoint may leave out: its step counter and its state."""
+    return {k for k in current if k == "steps" or (k.startswith("state.") and k not in state_dict)}
+
+
+def _as_is(state_dict: Mapping, expected: dict, source: str | None) -> Mapping:
+    from archdsl.semantics.checkpoint import check_fit
+    check_fit(state_dict, {}, expected, f"the '{source}' checkpoint" if source else "the checkpoint",
+              fix="give the checkpoint's source (source=...) if the spec declares its naming")
+    return state_dict
+
+
+# keys under which training scripts commonly save the model's state_dict (torch.save({...}))
+_NESTED_STATE = ("state_dict", "model", "module")
+
+
+def read_weights(path: str | Path) -> dict:
+    """A state_dict from a file: safetensors, or a torch file opened with weights_only=True (a
+    bare state_dict, or one under "state_dict", "model" or "module")."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise ArchError(f"no such weights file: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            data = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise ArchError("reading safetensors needs the `safetensors` package",
+                        hint="pip install 'archdsl[safetensors]'") from None
+    except Exception as e:  # noqa: BLE001 - torch and safetensors raise many kinds
+        raise ArchError(f"cannot read weights from {path}: {str(e).splitlines()[0]}",
+                        hint="give a .safetensors file or a torch.save'd state_dict of tensors") from None
+    if isinstance(data, dict) and not _all_tensors(data):
+        data = next((data[k] for k in _NESTED_STATE if isinstance(data.get(k), dict)), data)
+    if not isinstance(data, dict) or not _all_tensors(data):
+        raise ArchError(f"{path} holds no state_dict (a mapping of names to tensors)",
+                        found=type(data).__name__ if not isinstance(data, dict) else
+                        "keys " + ", ".join(list(map(str, data))[:5]))
+    return data
+
+
+def _all_tensors(data: dict) -> bool:
+    import torch
+    return bool(data) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items())
 
 
 def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
@@ -104,6 +142,7 @@ def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
     ir = TopologyElaborator(var_name or _block(callee).name, _input_shapes(input_shape)).topology(
         callee, values, None, var_name)
     ir.references = refs
+    ir.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
     return ir
 
 
@@ -114,19 +153,38 @@ def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
     return "topology" if _is_topology(callee) else "network"
 
 
+def spec_args(spec: str | Path | None = None, variant: str | None = None, *,
+              source: str | None = None) -> Signature:
+    """The arguments of the spec's network or topology: type, default, the value its variant
+    gives, and the docs written as comments (above the declaration, and beside or above each
+    parameter). `spec` may also name a stdlib family (`convnext`, `ConvNeXt`)."""
+    if source is None and variant is None and not is_path(spec) and spec not in variant_index():
+        spec, variant = _family(spec)
+    _, callee, var_name, _, _ = _resolve(spec, variant, source, {})
+    return signature(callee, var_name if isinstance(callee, Partial) else None)
+
+
+def _family(name: str) -> tuple[str, str | None]:
+    """A stdlib family by its network's name or its file's (`ConvNeXt`, `convnext`): (path,
+    network); anything else is left for open_module to report."""
+    for e in catalog():
+        if name.lower() in (e.name.lower(), Path(e.file).stem):
+            return str(stdlib_dir() / e.file), e.name
+    return name, None
+
+
 def _resolve(spec, variant, source, overrides):
-    module, named, _ = _module(spec, source)
-    callee, var_name, refs = _entry(module, variant or named)
-    values = {k: _override_value(v, module) for k, v in overrides.items()}
-    return module, callee, var_name, refs, values
+    r = resolve(spec, variant, source)
+    values = {k: _override_value(v, r.module) for k, v in overrides.items()}
+    return r.module, r.callee, r.variant, r.references, values
 
 
 def _block(callee) -> BlockRef:
-    return callee.callee if isinstance(callee, Partial) else callee
+    return block_of(callee)
 
 
 def _is_topology(callee) -> bool:
-    return _block(callee).decl.kind == "topology"
+    return block_of(callee).decl.kind == "topology"
 
 
 def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
@@ -142,43 +200,29 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, deploy: bool = False, **overrides: Any):
+              source: str | None = None, deploy: bool = False, max_bytes: int | str | None = None,
+              **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
     topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
-    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode."""
+    folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode.
+    A module whose parameters and buffers need more than `max_bytes` (default: $ARCHDSL_MAX_BYTES,
+    else the memory available) is refused with an ArchError before anything is allocated."""
     from archdsl.lower.build import build
+    from archdsl.lower.size_guard import check_fits
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
         from archdsl.topology.module import TopologyModule
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
+        check_fits((d.first_graph for d in ir.nets.values() if d.graphs), max_bytes)
         return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    check_fits([graph], max_bytes)
     module = build(graph, seed=seed)
     module.arch_graph = graph
     if deploy:
         from archdsl.lower.deploy import deploy as to_deploy
         module = to_deploy(module)
     return module
-
-
-def catalog() -> list[CatalogEntry]:
-    """Every stdlib network family with its variants and the references they match."""
-    root = stdlib_dir()
-    entries = []
-    for path in sorted(root.rglob("*.arch")):
-        ast = parse_file(path)
-        nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
-        variants = [it for it in ast.items if isinstance(it, A.Variant)]
-        if not variants:
-            continue  # a library of blocks (and networks) that other files build variants from
-        topologies = [it for it in nets if it.kind == "topology"]
-        nets = topologies or nets  # a file that declares a topology is listed as that topology
-        family = nets[0].name if nets else path.stem
-        paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
-        kind = nets[0].kind if nets else "network"
-        entries.append(CatalogEntry(family, kind, path.relative_to(root).as_posix(), paper,
-                                    [VariantInfo(v.name, list(v.references)) for v in variants]))
-    return entries
 
 
 @dataclass
@@ -228,7 +272,7 @@ def _worker_loader() -> Loader:
 
 
 def _check_variant(module: ModuleEnv, file: str, variant: str) -> VariantCheck:
-    callee, _, refs = _entry(module, variant)
+    callee, _, refs = entry(module, variant)
     result = VariantCheck(file, variant, "topology" if _is_topology(callee) else "network", refs)
     try:
         if result.kind == "topology":
@@ -239,43 +283,6 @@ def _check_variant(module: ModuleEnv, file: str, variant: str) -> VariantCheck:
     except ArchError as e:
         result.error = e.render()
     return result
-
-
-@lru_cache(maxsize=1)
-def variant_index() -> dict[str, str]:
-    return {v.name: e.file for e in catalog() for v in e.variants}
-
-
-def _module(spec, source):
-    if source is not None:
-        loader = Loader()
-        return loader.load_text(source, Path.cwd(), f"<{spec or 'source'}>"), None, loader
-    if spec is None:
-        raise ArchError("no spec given", hint="pass a .arch path or a stdlib variant name")
-    return open_module(spec)
-
-
-def _entry(module: ModuleEnv, variant: str | None):
-    """Which network to build: the named variant or network, else the file's first variant."""
-    variants = module.variants
-    if variant is None:
-        if variants:
-            variant = next(iter(variants))
-        else:
-            nets = [it for it in module.ast.items
-                    if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
-            if not nets:
-                raise ArchError(f"{module.path} declares no network and no variant",
-                                hint="add `network Name(...) { ... }` or a `variant`")
-            return module.globals[nets[-1].name], None, []
-    if variant in variants:
-        return module.globals[variant], variant, list(variants[variant].references)
-    value = module.globals.get(variant)
-    if isinstance(value, (BlockRef, Partial)):
-        return value, variant, []
-    raise ArchError(f"'{variant}' is not a variant of {Path(module.path).name}",
-                    hint=did_you_mean(variant, list(variants)) or
-                    f"variants: {', '.join(variants) or '(none)'}")
 
 
 def _input_shapes(input_shape) -> list[Shape] | None:

@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,13 +21,13 @@ import click
 
 import archdsl
 from archdsl.api import check_tree
-from archdsl.errors import ArchError
+from archdsl.errors import ArchError, ArchWarning
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 # Keyword names the API functions take themselves; a network parameter with one of these
 # names cannot be passed through `**overrides`.
-_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed"}
+_RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed", "max_bytes"}
 _DTYPES = ["float32", "float16", "bfloat16", "float64"]
 _PROGRESS_DELAY_S = 1.0
 
@@ -318,6 +319,8 @@ def _totals_text(report, dtype: str, extra: list[tuple[str, str, str]] = ()) -> 
     rows = [
         ("params", f"{t.params:,}", _si(t.params), "parameter elements"),
         ("buffers", f"{t.buffers:,}", _si(t.buffers), "buffer elements (e.g. batch-norm running stats)"),
+        ("weights", f"{t.param_bytes + t.buffer_bytes:,}", _bytes(t.param_bytes + t.buffer_bytes),
+         f"bytes of the params and buffers, {dtype}"),
         ("FLOPs", f"{t.flops:,}", _si(t.flops), "2 per multiply-add, the ops FlopCounterMode counts"),
         ("MACs", f"{t.macs:,}", _si(t.macs), "FLOPs / 2: what most papers call FLOPs"),
         ("other FLOPs", f"{t.other_flops:,}", _si(t.other_flops),
@@ -354,7 +357,18 @@ location); 2 wrong use of the command line; 3 an internal error (a bug in archds
                                                 "max_content_width": 100})
 @click.version_option(archdsl.__version__, "--version", prog_name="archdsl")
 def main() -> None:
-    pass
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A spec's warnings read like its errors: `warning: …` with the source quoted."""
+    if issubclass(category, ArchWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _network_data(graph, dtype: str, depth: int | None, nodes: bool = True) -> tuple[Any, dict]:
@@ -378,6 +392,8 @@ def _print_network(report, data: dict, dtype: str, table: bool, extra=()) -> Non
 
 def _topology_data(ir, dtype: str) -> dict:
     """A topology's networks (with the cost of each call shape), state and phases."""
+    from archdsl.topology.recipe import describe as describe_optimizer
+    from archdsl.topology.schedule import LRSchedule
     from archdsl.ir.cost import cost
     nets = {}
     for name, decl in ir.nets.items():
@@ -396,10 +412,13 @@ def _topology_data(ir, dtype: str) -> dict:
         g = ph.graph
         phases[name] = {"inputs": {i: list(g.node(i).shape) for i in g.inputs},
                         "update": list(ph.update), "loss": ph.loss, "logs": list(ph.logs),
-                        "after": [a.kind for a in ph.actions], "times": ph.repeat}
+                        "after": [a.kind for a in ph.actions], "times": ph.repeat,
+                        "optimizer": dataclasses.asdict(ph.optimizer) if ph.optimizer else None,
+                        "optimizer_text": describe_optimizer(ph.optimizer) if ph.optimizer else None}
     return {"kind": "topology", "name": ir.name, "variant": ir.variant,
             "references": list(ir.references), "nets": nets,
-            "states": {n: {"shape": list(st.shape), "init": st.init, "dtype": st.dtype}
+            "states": {n: {"shape": list(st.shape), "dtype": st.dtype,
+                           "init": st.init.describe() if isinstance(st.init, LRSchedule) else st.init}
                        for n, st in ir.states.items()},
             "phases": phases}
 
@@ -441,6 +460,8 @@ def _print_topology(data: dict, extra: list[str] = ()) -> None:
         if ph["times"] != 1:
             text += f", {ph['times']} times per round"
         click.echo(text)
+        if ph["optimizer_text"]:
+            click.echo(f"       optimizer {ph['optimizer_text']}")
     for line in extra:
         click.echo(line)
     click.echo("MACs = FLOPs / 2 (what most papers call FLOPs), per call of each network")
@@ -462,21 +483,49 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--deploy", is_flag=True,
               help="Build the inference form: BatchNorm folded into convs, RepVGG/ACNet/DiracNet "
                    "branches fused into one conv (eval mode).")
-@click.option("--output", "-o", "output", metavar="FILE", default=None,
+@click.option("--output", "-o", "outputs", metavar="FILE", multiple=True,
               help="Also write the model: .py (standalone PyTorch source), .pt2 (torch.export), "
-                   ".onnx, or .safetensors (the initialised weights).")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, output):
+                   ".onnx, or .safetensors (the initialised weights, in --dtype). Repeatable: "
+                   "every file is written from the one model built.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights: the same seed gives the same weights and files.")
+@click.option("--dynamic", type=click.Choice(["auto", "batch", "none"]), default="auto",
+              show_default=True,
+              help="Which input sizes of .pt2 / .onnx may vary: the batch and spatial sizes where "
+                   "the network allows (auto), the batch only, or none.")
+@click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
+              help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
+                   "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
+@click.option("--weights", "-w", "weights", metavar="FILE", default=None,
+              help="Load a checkpoint (.safetensors, or a torch file read with weights_only=True) "
+                   "into the model before printing or exporting, strictly.")
+@click.option("--source", "weights_source", metavar="S", default=None,
+              help="Whose naming the --weights file uses (torchvision/resnet50, timm, moco_v2 …): "
+                   "the spec's `checkpoint` block of that name renames its keys. Default: the spec's own.")
+def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, outputs, seed,
+                dynamic, max_bytes, weights, weights_source):
+    if weights_source and not weights:
+        raise click.UsageError("--source names the naming of a --weights file; give --weights")
     with _errors():
+        if outputs:  # a wrong file name fails before the build
+            from archdsl.export import check_path
+            for output in outputs:
+                check_path(output)
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy, **overrides)
+                                       deploy=deploy and not weights, seed=seed, max_bytes=max_bytes,
+                                       **overrides)
             seconds = time.perf_counter() - start
-        if output:
-            from archdsl.export import export
-            with _Progress(f"writing {output}"):
-                export(module, output)
-            click.echo(f"wrote {output}", err=as_json)
+        if weights:
+            with _Progress(f"loading {weights}"):
+                archdsl.load_weights(module, archdsl.read_weights(weights), source=weights_source)
+            if deploy:  # folded from the loaded weights
+                from archdsl.lower.deploy import deploy as to_deploy
+                module = to_deploy(module)
+            click.echo(f"loaded {weights}", err=True)
+        if outputs:
+            _write_exports(module, outputs, dtype, dynamic, as_json)
         info = {
             "class": type(module).__name__,
             "build_seconds": round(seconds, 4),
@@ -506,6 +555,18 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy,
         if info["params"] != report.totals.params:
             click.echo(f"warning: the built module has {info['params']:,} parameters but the "
                        f"cost report counts {report.totals.params:,} (a bug in archdsl)", err=True)
+
+
+def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> None:
+    """Write every -o file from the one model; say what was written and what is dynamic."""
+    from archdsl.export import export_all
+    with _Progress(f"writing {', '.join(outputs)}"):
+        written = export_all(module, list(outputs), dtype=dtype, dynamic=dynamic)
+    for w in written:
+        how = f" (dynamic: {', '.join(w.dynamic)})" if w.dynamic else ""
+        click.echo(f"wrote {w.path}{how}", err=as_json)
+        for note in w.notes:
+            click.echo(f"note: {w.path.name}: {note}", err=True)
 
 
 def torch_parameters(module):
@@ -760,8 +821,12 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
                    "source of this command: it is for trying a topology, not for real runs).")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rounds of the topology's phases (each followed by after_step()).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=float, default=None,
+              help="Learning rate of --optimizer (default 1e-3); giving it replaces the recipe.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None,
+              help="Replace the topology's declared recipe (its phases' `optimizer=`, used by "
+                   "default) with Adam (betas 0.5, 0.999) or SGD (momentum 0.9); the default for "
+                   "topologies that declare none is adam.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Integer inputs (labels, indices) are drawn from range(CLASSES): keep it within "
@@ -774,14 +839,18 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
     Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
     --input 8x3x64x64 --input 8x3x64x64
     """
-    from archdsl.topology.train import synthetic_pool, train
+    from archdsl.topology.train import check_batch, synthetic_pool, train
     with _errors():
         args = _spec(spec)
         if _kind(args, variant) != "topology":
-            raise archdsl.ArchError(f"'{spec}' is a network; `archdsl train` runs topologies",
-                                    hint="see `archdsl list` for the stdlib's topologies")
+            raise archdsl.ArchError(
+                f"'{spec}' is a network; `archdsl train` runs topologies",
+                hint=f"train a classifier with the supervised topology: `archdsl train "
+                     f"bag_of_tricks_resnet50 --synthetic --set backbone={spec} --set num_classes=10 "
+                     f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
         with _Progress(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
+        check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
         data = synthetic_pool(topo, classes=classes, seed=seed)
         if as_json:
             with _integer_inputs_hint(classes):
@@ -814,6 +883,45 @@ def _integer_inputs_hint(classes: int):
         raise archdsl.ArchError(f"a training step failed: {e}",
                                 hint=f"integer inputs are drawn from range({classes}); pass --classes N "
                                      f"no larger than the spec's class count") from None
+
+
+@main.command("args")
+@click.argument("spec", metavar="SPEC")
+@click.option("--variant", "-v", metavar="NAME", help="Which variant (or network) of the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the arguments as JSON.")
+def args_cmd(spec, variant, as_json):
+    """Print a network's or topology's arguments: type, default, what the variant sets, docs.
+
+    Example: archdsl args convnext_tiny
+    """
+    with _errors():
+        args = _spec(spec)
+        sig = archdsl.spec_args(args["spec"], variant, source=args.get("source"))
+    if as_json:
+        _emit_json(sig.to_dict())
+        return
+    click.echo(_signature_text(sig))
+
+
+def _signature_text(sig) -> str:
+    import textwrap
+    where = f"{sig.file}:{sig.line}"
+    head = f"{sig.kind} {sig.name} ({where})" + (f", as variant {sig.variant}" if sig.variant else "")
+    out = [head]
+    if sig.doc:
+        out += textwrap.wrap(sig.doc, 96, initial_indent="  ", subsequent_indent="  ")
+    out.append("")
+    for a in sig.arguments:
+        line = f"  {a.name}" + (f": {a.type}" if a.type else "")
+        shown = a.value if a.value is not None else a.default
+        line += f" = {shown}" if shown is not None else ""
+        if a.value is not None:
+            line += f"    ({sig.variant}; " + (f"default {a.default})" if a.default else "required)")
+        elif a.default is None:
+            line += "    (required)"
+        out.append(line)
+        out += textwrap.wrap(a.doc, 96, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":  # pragma: no cover

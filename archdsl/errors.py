@@ -13,6 +13,11 @@ def register_source(filename: str, text: str) -> None:
     _SOURCES[filename] = text
 
 
+def source_text(filename: str) -> str | None:
+    """The text of a file that was parsed (None if it never was)."""
+    return _SOURCES.get(filename)
+
+
 @dataclass(frozen=True)
 class Span:
     file: str
@@ -63,6 +68,16 @@ class ArchError(Exception):
         return "\n".join(lines)
 
 
+class ArchWarning(UserWarning):
+    """Something a spec says that is allowed but likely unintended (`repeat(0)`)."""
+
+
+def warn(message: str, span: Span | None, hint: str | None = None) -> None:
+    import warnings
+    text = ArchError(message, span, hint=hint).render().replace("error: ", "", 1)
+    warnings.warn(ArchWarning(text), stacklevel=2)
+
+
 def _quote(span: Span) -> list[str]:
     out = [f"  --> {span}"]
     text = _SOURCES.get(span.file)
@@ -81,5 +96,24 @@ def _quote(span: Span) -> list[str]:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """The candidate that is the same name in another spelling (`ReLU` → `relu`, `SEModule` →
+    `SE`, `BatchNorm2d` → `batch_norm`), else the closest one by difflib."""
+    if len(name) > 128:  # no name is that long; difflib's cost grows with the product of lengths
+        return None
+    pool = sorted(set(candidates))
+    key = _spelling(name)
+    same = [c for c in pool if _spelling(c) == key] if key else []
+    close = same or difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+_SUFFIXES = ("module", "block", "layer", "1d", "2d", "3d")
+
+
+def _spelling(name: str) -> str:
+    """A name without case, underscores and the class-name suffixes of PyTorch and timm."""
+    key = name.lower().replace("_", "")
+    for suffix in _SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[:-len(suffix)]
+    return key

@@ -144,7 +144,8 @@ def test_compile_json_schema(small):
     assert {"name", "variant", "references", "batch", "inputs", "outputs", "totals", "nodes",
             "module"} <= set(data)
     assert set(data["totals"]) == {"params", "buffers", "flops", "macs", "other_flops",
-                                   "activation_bytes"}
+                                   "activation_bytes", "param_bytes", "buffer_bytes"}
+    assert data["totals"]["param_bytes"] == 4 * data["module"]["params"]
     node = data["nodes"][1]
     assert {"path", "op", "shape", "params", "buffers", "flops", "macs", "other_flops",
             "activation_bytes", "receptive_field", "stride", "block"} <= set(node)
@@ -559,3 +560,44 @@ def test_check_a_folder_checks_every_file_and_variant_and_lists_every_error(tmp_
     assert text.exit_code == 1
     assert "2 failed 3 files, 3 variants" in text.stdout
     assert "sub/broken.arch" in text.stderr and "bad.arch:3" in text.stderr
+
+
+def test_compile_loads_weights_before_exporting_and_names_the_keys_that_do_not_fit(small, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+    state = archdsl.load_spec(small).state_dict()
+    state = {k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"epoch": 7, "state_dict": state}, tmp_path / "ckpt.pth")  # as training scripts save
+    result = run("compile", small, "--weights", tmp_path / "ckpt.pth", "-o", tmp_path / "out.safetensors")
+    assert result.exit_code == 0, result.output
+    out = load_file(tmp_path / "out.safetensors")
+    assert torch.equal(out["head.bias"], torch.full((5,), 0.25))
+    assert torch.equal(out["blocks.1.conv1.weight"], state["blocks.1.conv1.weight"])
+
+    bad = dict(state)
+    bad["blocks.0.conv1.weigth"] = bad.pop("blocks.0.conv1.weight")
+    bad["head.weight"] = torch.zeros(7, 8)
+    save_file(bad, tmp_path / "bad.safetensors")
+    result = run("compile", small, "--weights", tmp_path / "bad.safetensors")
+    assert result.exit_code == 1
+    assert "missing blocks.0.conv1.weight" in result.output
+    assert "unexpected blocks.0.conv1.weigth" in result.output
+    assert "shape of head.weight: [7, 8], the model has [5, 8]" in result.output
+    assert "did you mean 'blocks.0.conv1.weight'?" in result.output
+    _no_traceback(result)
+
+    torch.save([1, 2], tmp_path / "list.pt")
+    result = run("compile", small, "--weights", tmp_path / "list.pt")
+    assert result.exit_code == 1 and "holds no state_dict" in result.output
+    assert run("compile", small, "--source", "torchvision").exit_code == 2
+
+
+def test_compile_weights_in_another_naming_through_the_spec_checkpoint_block(small, tmp_path):
+    import torch
+    small.write_text(SMALL + 'checkpoint "lib" {\n  "classifier.{p}" -> "head.{p}"\n}\n')
+    state = {("classifier." + k[5:] if k.startswith("head.") else k): v
+             for k, v in archdsl.load_spec(small).state_dict().items()}
+    torch.save(state, tmp_path / "lib.pt")
+    assert run("compile", small, "--weights", tmp_path / "lib.pt", "--source", "lib").exit_code == 0
+    result = run("compile", small, "--weights", tmp_path / "lib.pt")
+    assert result.exit_code == 1 and "unexpected classifier.weight" in result.output

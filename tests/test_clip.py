@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -231,18 +232,41 @@ def test_topology_loss_is_the_symmetric_cross_entropy():
     torch.testing.assert_close(clip_loss(f["text_features"], f["image_features"], t.state.logit_scale), loss)
 
 
-def test_logit_scale_is_clamped_at_log_100():
+def test_stored_logit_scale_is_clamped_after_the_step_not_in_the_forward():
+    """open_clip training/train.py clamps the parameter to [0, ln 100] after optimizer.step(); the
+    forward uses exp(logit_scale) as it is, so its gradient is never cut."""
     t = tiny_topo()
+    image, text = torch.randn(4, 3, 16, 16), _texts(4)
+    with torch.no_grad():
+        t.state.logit_scale.fill_(7.0)
+    out = t(image, text)
+    out.loss.backward()
+    assert t.state.logit_scale.grad.item() != 0.0          # no clamp in the forward
+    t.after_step()
+    assert t.state.logit_scale.item() == pytest.approx(math.log(100.0))
+    with torch.no_grad():
+        t.state.logit_scale.fill_(-1.0)
+    t(image, text)
+    t.after_step()
+    assert t.state.logit_scale.item() == 0.0
+
+
+def test_clamp_in_forward_is_an_option():
+    args = ", ".join(f"{k}={v}" for k, v in TINY.items())
+    t = archdsl.load_spec(source=f"from nets.clip import CLIP\nfrom ssl.clip import CLIPTrain\nvariant t = CLIPTrain("
+                                 f"model=CLIP({args}), img=16, context=7, clamp_in_forward=true)\n", seed=0)
     image, text = torch.randn(4, 3, 16, 16), _texts(4)
     with torch.no_grad():
         t.state.logit_scale.fill_(math.log(100.0))
     at_max = t(image, text).loss.detach()
     with torch.no_grad():
-        t.state.logit_scale.fill_(7.0)        # exp(7) ≈ 1097 > 100: clamped to 100
+        t.state.logit_scale.fill_(7.0)
     out = t(image, text)
     torch.testing.assert_close(out.loss.detach(), at_max)
     out.loss.backward()
     assert t.state.logit_scale.grad.item() == 0.0
+    t.after_step()
+    assert t.state.logit_scale.item() == 7.0                # nothing clamps the stored value
 
 
 def test_a_phase_that_does_not_list_the_parameter_leaves_it_alone():
@@ -274,7 +298,7 @@ variant t = T()
 
 @pytest.mark.parametrize("decl, message", [
     ("param s: [] = \"x\"", "needs a number"),
-    ("param s: [0] = 1.0", "positive sizes"),
+    ("param s: [0] = 1.0", "must be between 1 and"),
     ("state s: [] = 0.0\n  param s: [] = 1.0", "declared twice"),
 ])
 def test_bad_topology_parameters_are_arch_errors(decl, message):
@@ -304,3 +328,74 @@ def test_short_training_run_lowers_the_loss():
     opt = torch.optim.Adam(t.parameters(phase="train"), lr=1e-3)
     losses = loss_curve(t, opt, images, texts, steps=15)
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+# ---- the recipe, step for step against open_clip's training code -------------------------------
+# mlfoundations/open_clip src/training/main.py (AdamW groups: `exclude = p.ndim < 2 or "bn" in n or
+# "ln" in n or "bias" in n or "logit_scale" in n` get weight decay 0), src/training/scheduler.py
+# (cosine_lr: base_lr · (step + 1) / warmup, then 0.5 · (1 + cos(π e / es)) · base_lr),
+# src/training/train.py (train_one_epoch: scheduler(step), forward, backward, step, then
+# logit_scale.clamp_(0, ln 100)), src/open_clip/loss.py (ClipLoss, one process).
+
+def open_clip_cosine_lr(base_lr, warmup_length, steps, step):
+    if step < warmup_length:
+        return base_lr * (step + 1) / warmup_length
+    e, es = step - warmup_length, steps - warmup_length
+    return 0.5 * (1 + np.cos(np.pi * e / es)) * base_lr
+
+
+def open_clip_loss(image_features, text_features, logit_scale):
+    logits_per_image = logit_scale * image_features @ text_features.T
+    logits_per_text = logit_scale * text_features @ image_features.T
+    labels = torch.arange(logits_per_image.shape[0])
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+
+def test_recipe_steps_equal_open_clip_training():
+    """Five steps from a logit_scale of 4.7 (above ln 100): the first forward uses exp(4.7), then
+    the stored value is clamped; warm-up, cosine, AdamW betas/eps and decay groups as open_clip."""
+    from recipe_checks import close, close_all, recipe_step
+    args = ", ".join(f"{k}={v}" for k, v in TINY.items())
+    recipe = "base_lr=1e-3, warmup=2, epochs=2, steps_per_epoch=3"
+    t = archdsl.load_spec(source=f"from nets.clip import CLIP\nfrom ssl.clip import CLIPTrain\nvariant t = CLIPTrain("
+                                 f"model=CLIP({args}), img=16, context=7, temperature={math.exp(-4.7)}, {recipe})\n",
+                          seed=0).double()
+    optimizers, schedule = t.configure_optimizers()
+    model = RefCLIP(**TINY).double()
+    model.load_state_dict({**t.nets["clip"].state_dict(), "logit_scale": t.state.logit_scale.detach().clone()})
+    assert model.logit_scale.item() == pytest.approx(4.7)
+    named = list(model.named_parameters())
+    exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
+    gain_or_bias = [p for n, p in named if exclude(n, p) and p.requires_grad]
+    rest = [p for n, p in named if not exclude(n, p) and p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": gain_or_bias, "weight_decay": 0.}, {"params": rest, "weight_decay": 0.2}],
+                                  lr=1e-3, betas=(0.9, 0.98), eps=1e-6)
+    ours_no_decay = {n.removeprefix("clip.") for g in optimizers["train"].param_groups if not g["decay"] for n in g["names"]}
+    assert ours_no_decay == {n for n, p in named if exclude(n, p)}
+
+    def ours():
+        return {**t.nets["clip"].state_dict(), "logit_scale": t.state.logit_scale}
+
+    for step in range(5):
+        image = torch.randn(4, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(step))
+        text = _texts(4, seed=step)
+        lr = open_clip_cosine_lr(1e-3, 2, 6, step)
+        assert schedule.values()["train.lr"] == pytest.approx(lr, rel=1e-12)
+        loss, grads = recipe_step(t, optimizers, schedule, image, text)
+
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        img_f, txt_f = model(image, text)
+        ref_loss = open_clip_loss(F.normalize(img_f, dim=-1), F.normalize(txt_f, dim=-1), model.logit_scale.exp())
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {n: p.grad.clone() for n, p in named}
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+
+        close(loss, ref_loss, f"step {step} loss")
+        close_all({n.removeprefix("clip."): g for n, g in grads.items()}, ref_grads, f"step {step} grad")
+        close_all(ours(), model.state_dict(), f"step {step} weights")
+        if step == 0:  # the first step started above ln 100 and AdamW moves it by about lr
+            assert t.state.logit_scale.item() == pytest.approx(math.log(100), rel=1e-12)

@@ -26,14 +26,15 @@ network Flat(num_classes: int = 0) {
 }
 """
 SPECS = {
-    "simclr": "from ssl.simclr import SimCLR\nvariant t = SimCLR(backbone=Flat, dim=8, hidden=16, img=8)\n",
-    "moco": "from ssl.moco import MoCo\nvariant t = MoCo(backbone=Flat, dim=8, hidden=16, K=16, m=0.9, img=8)\n",
+    "simclr": "from ssl.simclr import SimCLR\nvariant t = SimCLR(backbone=Flat, dim=8, hidden=16, img=8, "
+              "head_bn=false)\n",  # the head's BN would need SyncBatchNorm (CUDA only) to equal one process
+    "moco": "from ssl.moco import MoCo\nvariant t = MoCo(version=1, backbone=Flat, dim=8, hidden=16, K=16, m=0.9, img=8)\n",
     # SwAV: Sinkhorn sums all-reduced; prototypes frozen for step 0 (DDP then needs
     # find_unused_parameters, as the reference's prototypes get no gradient in those steps)
     "swav": ("from ssl.swav import SwAV\nvariant t = SwAV(backbone=Flat, dim=8, hidden=0, n_prototypes=16, "
              "n_local=2, global_size=8, local_size=8, freeze_iters=1)\n"),
     "dino": ("from ssl.dino import DINO\nvariant t = DINO(backbone=Flat, out_dim=16, n_local=2, "
-             "global_size=8, local_size=8, m=0.9)\n"),
+             "global_size=8, local_size=8, m=0.9, freeze_last_layer=0)\n"),
 }
 WORLD, LOCAL, STEPS = 2, 4, 3
 

@@ -6,11 +6,13 @@ loads the compiled model's weights into it strictly, and compares the outputs.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 import archdsl
 from archdsl import ArchError
-from archdsl.export import SUPPORTED_SUFFIXES, export
+from archdsl.export import SUPPORTED_SUFFIXES, ExportNote, export, export_all
 from archdsl.lower.emit import emit_python
 from archdsl.testing.strategies import spec_cases
 
@@ -202,10 +204,15 @@ def test_source_from_a_graph_equals_source_from_the_model():
         emit_python(torch.nn.Linear(2, 2))
 
 
-def exec_source(source: str) -> torch.nn.Module:
+def exec_source(source: str, fresh: bool = False) -> torch.nn.Module:
+    """An instance of the source's network class; unless `fresh`, its init rules are skipped
+    (the caller loads weights: BigGAN's orthogonal inits alone take minutes)."""
     ns: dict = {"__name__": "emitted"}
     exec(compile(source, "<emitted>", "exec"), ns)
-    return ns[root_class(source)]()
+    cls = ns[root_class(source)]
+    if not fresh and hasattr(cls, "init_weights"):
+        cls.init_weights = lambda self: None
+    return cls()
 
 
 def test_instances_differing_in_constants_share_a_class():
@@ -330,36 +337,77 @@ def test_export_py_writes_the_emitted_source(tmp_path):
         export(torch.nn.Linear(2, 2), tmp_path / "linear.py")
 
 
+def at_size(case: str, model, shape) -> torch.nn.Module:
+    """The case's network elaborated at another input shape, with `model`'s weights."""
+    kw = dict(CASES[case])
+    kw.pop("input_shape", None)
+    other = archdsl.load_spec(kw.pop("spec", None), input_shape=shape, **kw)
+    other.load_state_dict(model.state_dict(), strict=True)
+    return other.eval()
+
+
+def random_input(shape) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(2))
+
+
 @pytest.mark.parametrize("case", ["resnet18", "multi"])
-def test_export_pt2_loads_and_matches(case, tmp_path):
+def test_export_pt2_runs_at_two_batch_sizes_and_equals_the_model(case, tmp_path):
+    """resnet18 may vary in batch and image size; Multi's `pos` parameter [1, 8, 16, 16] fixes
+    its image size (a note says so), not its batch."""
     model = compiled(case).train()
-    path = export(model, tmp_path / "model.pt2")
+    written = export_all(model, [tmp_path / "model.pt2"])[0]
     assert model.training and all(m.training for m in model.modules())  # mode restored
-    program = torch.export.load(str(path))
-    args = example(model)
-    with torch.no_grad():
-        assert_same(model.eval()(*args), program.module()(*args))
+    program = torch.export.load(str(written.path)).module()
+    if case == "resnet18":
+        assert written.dynamic == ["batch", "height", "width"] and written.notes == []
+        shapes = [(1, 3, 64, 64), (3, 3, 96, 80)]
+    else:
+        assert written.dynamic == ["batch"]
+        assert written.notes == ["height, width fixed at 16x16: the spec does not elaborate at "
+                                 "another size (add: shapes [2, 8, 32, 16] and [1, 8, 16, 16] "
+                                 "do not broadcast)"]
+        shapes = [(1, 3, 16, 16), (5, 3, 16, 16)]
+    for shape in shapes:
+        x = random_input(shape)
+        with torch.no_grad():
+            assert_same(at_size(case, model, shape)(x), program(x), atol=1e-5)
+    if case == "multi":
+        with pytest.raises(Exception, match="16"):  # the fixed size is guarded
+            program(random_input((2, 3, 32, 32)))
 
 
-def test_export_pt2_dynamic_batch(tmp_path):
-    model = compiled("multi")
-    program = torch.export.load(str(export(model, tmp_path / "m.pt2", dynamic_batch=True)))
-    x = torch.randn(5, 3, 16, 16)
-    with torch.no_grad():
-        assert_same(model(x), program.module()(x))
-    fixed = archdsl.load_spec(source="""
+FIXED_BATCH = """
 network N() {
   in x: [B = 2, 4, H = 4, W = 4]
   out x -> reshape([2, 4, 16]) -> mean(dims=[2])
-}""")
-    with pytest.raises(ArchError, match="dynamic batch"):
-        export(fixed, tmp_path / "fixed.pt2", dynamic_batch=True)
-    export(fixed, tmp_path / "fixed.pt2")  # a static batch is fine
+}"""
+
+
+def test_a_spec_that_fixes_the_batch_exports_with_a_note(tmp_path):
+    fixed = archdsl.load_spec(source=FIXED_BATCH)
+    with pytest.warns(ExportNote) as notes:
+        program = torch.export.load(str(export(fixed, tmp_path / "fixed.pt2"))).module()
+    assert [str(n.message).split(":")[1] for n in notes] == [" batch fixed at 2",
+                                                             " height, width fixed at 4x4"]
+    assert "cannot reshape [3, 4, 4, 4] (192 elements) to [2, 4, 16]" in str(notes[0].message)
+    x = random_input((2, 4, 4, 4))
+    assert_same(fixed(x), program(x))
+    flat = archdsl.load_spec(source=FIXED_BATCH.replace("[2, 4, 16]", "[B, 4, H * W]"))
+    written = export_all(flat, [tmp_path / "flat.pt2"])[0]
+    assert written.dynamic == [] and written.notes == [  # reshape writes out every size
+        f"{axes}: the generated code holds a size computed from it "
+        "(`reshape = x.reshape(2, 4, 16)`)" for axes in ("batch fixed at 2",
+                                                       "height, width fixed at 4x4")]
+    with pytest.raises(ArchError, match="cannot export with a dynamic batch size"):
+        export(fixed, tmp_path / "fixed.pt2", dynamic="batch")
+    with pytest.raises(ArchError, match="unknown dynamic mode"):
+        export(fixed, tmp_path / "fixed.pt2", dynamic="yes")
 
 
 def test_export_pt2_of_a_graph_and_of_any_module(tmp_path):
     graph = archdsl.load_graph(source=MULTI)
-    program = torch.export.load(str(export(graph, tmp_path / "g.pt2", seed=3)))
+    with pytest.warns(ExportNote, match="height, width fixed at 16x16"):
+        program = torch.export.load(str(export(graph, tmp_path / "g.pt2", seed=3)))
     model = archdsl.load_spec(source=MULTI, seed=3).eval()
     x = example(model)
     with torch.no_grad():
@@ -421,33 +469,235 @@ ONNX = importlib.util.find_spec("onnx") is not None and \
 NO_ONNX = "onnx / onnxruntime not installed (pip install 'archdsl[onnx]')"
 
 
+# a small network whose every input size may vary (and a deployed form of it: BN folded)
+SMALL = """
+network Small(width: int = 8) {
+  in x: [B, 3, H = 32, W = 32]
+  y = x -> stem: [conv(width, 3, stride=2, bias=false), bn, relu]
+  y = y + (y -> body: [conv(width, 3, bias=false), bn, relu])
+  out y -> mean(dims=[2, 3]) -> head: linear(10)
+}"""
+
+
 @pytest.mark.skipif(not ONNX, reason=NO_ONNX)
-@pytest.mark.parametrize("case", ["resnet18", "multi"])
+@pytest.mark.parametrize("deploy", [False, True], ids=["trained", "deployed"])
+def test_export_onnx_runs_at_two_batch_and_image_sizes(deploy, tmp_path):
+    import onnxruntime as ort
+    model = archdsl.load_spec(source=SMALL, seed=0, deploy=deploy).eval()
+    written = export_all(model, [tmp_path / "small.onnx"])[0]
+    assert written.dynamic == ["batch", "height", "width"]
+    session = ort.InferenceSession(str(written.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    for shape in [(1, 3, 32, 32), (4, 3, 48, 40)]:
+        x = random_input(shape)
+        other = archdsl.load_spec(source=SMALL, input_shape=shape, deploy=deploy).eval()
+        other.load_state_dict(model.state_dict(), strict=True)
+        got = session.run(None, {"x": x.numpy()})[0]
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(got), other(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not ONNX, reason=NO_ONNX)
+@pytest.mark.parametrize("case", [pytest.param("resnet18", marks=pytest.mark.slow), "multi"])
 def test_export_onnx_runs_in_onnxruntime(case, tmp_path):
+    """Named inputs and outputs; Multi's batch varies (its image size is fixed by `pos`)."""
     import onnxruntime as ort
     model = compiled(case)
-    path = export(model, tmp_path / "model.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExportNote)
+        path = export(model, tmp_path / "model.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     graph = model.arch_graph
     assert [i.name for i in session.get_inputs()] == list(graph.inputs)
     assert [o.name for o in session.get_outputs()] == list(graph.outputs)
-    args = example(model)
-    outs = session.run(None, {i: a.numpy() for i, a in zip(graph.inputs, args)})
-    with torch.no_grad():
-        want = model(*args)
-    want = want if isinstance(want, dict) else {"out": want}
-    for name, got in zip(graph.outputs, outs):
-        torch.testing.assert_close(torch.from_numpy(got), want[name], rtol=1e-4, atol=1e-4)
+    assert session.get_inputs()[0].shape[0] == "batch"
+    for batch in (2, 5):
+        args = (random_input((batch, *graph.node("x").shape[1:])),)
+        outs = session.run(None, {i: a.numpy() for i, a in zip(graph.inputs, args)})
+        with torch.no_grad():
+            want = model(*args)
+        want = want if isinstance(want, dict) else {"out": want}
+        for name, got in zip(graph.outputs, outs):
+            torch.testing.assert_close(torch.from_numpy(got), want[name], rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# compile -o: one model, several files, reproducible with --seed
+
+def run_cli(*args):
+    from click.testing import CliRunner
+
+    from archdsl.cli import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def compile_to(tmp_path: Path, folder: str, *args: str) -> list[Path]:
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    out = tmp_path / folder
+    out.mkdir()
+    files = [out / f"small{suffix}" for suffix in (".py", ".pt2", ".onnx", ".safetensors")]
+    argv = ["compile", spec, *args]
+    for f in files:
+        argv += ["-o", f]
+    result = run_cli(*argv)
+    assert result.exit_code == 0, result.output
+    for f in files:
+        assert f"wrote {f}" in result.output
+    assert f"wrote {files[1]} (dynamic: batch, height, width)" in result.output
+    return files
 
 
 @pytest.mark.skipif(not ONNX, reason=NO_ONNX)
-def test_export_onnx_dynamic_batch(tmp_path):
-    import onnxruntime as ort
-    model = compiled("multi")
-    path = export(model, tmp_path / "model.onnx", dynamic_batch=True)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = torch.randn(5, 3, 16, 16)
-    outs = session.run(None, {"x": x.numpy()})
-    with torch.no_grad():
-        want = model(x)
-    torch.testing.assert_close(torch.from_numpy(outs[1]), want["logits"], rtol=1e-4, atol=1e-4)
+def test_compile_writes_every_output_from_one_model_byte_identical_for_a_seed(tmp_path):
+    from safetensors.torch import load_file
+    first = compile_to(tmp_path, "a", "--seed", "7")
+    again = compile_to(tmp_path, "b", "--seed", "7")
+    for a, b in zip(first, again):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    import zipfile
+    assert zipfile.ZipFile(first[1]).testzip() is None  # the .pt2 archive's CRCs hold
+    # all four files come from one model: the seed's weights
+    want = archdsl.load_spec(source=SMALL, seed=7).state_dict()
+    weights = load_file(str(first[3]))
+    assert weights.keys() == want.keys()
+    assert all(torch.equal(weights[k], want[k]) for k in want)
+    program = torch.export.load(str(first[1]))
+    assert all(torch.equal(program.state_dict[k], want[k]) for k in program.state_dict)
+    import onnx
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(first[2])).graph.initializer}
+    assert torch.equal(torch.from_numpy(stored["head.weight"].copy()), want["head.weight"])
+    emitted = exec_source(first[0].read_text())
+    emitted.load_state_dict(weights, strict=True)
+    other = tmp_path / "seed8.safetensors"
+    assert run_cli("compile", tmp_path / "small.arch", "--seed", "8", "-o", other).exit_code == 0
+    assert other.read_bytes() != first[3].read_bytes()
+
+
+def test_compile_dtype_applies_to_safetensors(tmp_path):
+    from safetensors import safe_open
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    out = tmp_path / "w.safetensors"
+    result = run_cli("compile", spec, "--dtype", "float16", "-o", out)
+    assert result.exit_code == 0, result.output
+    want = archdsl.load_spec(source=SMALL, seed=0).state_dict()
+    with safe_open(str(out), "pt") as f:
+        for k, v in want.items():
+            stored = f.get_tensor(k)
+            assert stored.dtype == (torch.float16 if v.is_floating_point() else v.dtype), k
+            assert torch.equal(stored, v.to(stored.dtype))
+    assert "num_batches_tracked" in " ".join(want)  # an integer buffer kept its dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# model.py starts where load_spec starts
+
+def _stats(state: dict) -> dict:
+    """Per floating tensor [n, mean, std] (as tests/fixtures/init), leaving out single elements
+    (random or constant cannot be told from one value)."""
+    return {k: [t.numel(), t.double().mean().item(), t.double().std().item()]
+            for k, t in state.items() if t.is_floating_point() and t.numel() > 1}
+
+
+INIT_SAMPLE = ["resnet18", "efficientnet_b0", "vit_tiny_patch16_224", "mobilenetv3_small_050",
+               "regnetx_002"]
+
+
+def _init_variants():
+    from test_init_stats import FIXTURES, _variant_of
+    out = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        variant = _variant_of(json.loads(path.read_text())["reference"])
+        marks = [] if variant in INIT_SAMPLE else [pytest.mark.slow]
+        out.append(pytest.param(variant, path, marks=marks, id=variant))
+    return out
+
+
+@pytest.mark.parametrize("variant, fixture", _init_variants())
+def test_emitted_class_starts_from_the_spec_init(variant, fixture, one_thread):
+    """The written class's fresh tensors have load_spec's statistics (constants exactly: ResNet's
+    zero-initialised last BN, zero biases), and so the reference library's."""
+    from test_init_stats import mismatches
+    model = archdsl.load_spec(variant, seed=0)
+    source = emit_python(model)
+    assert ("self.init_weights()" in source) == bool(model.arch_graph.inits)
+    torch.manual_seed(1)
+    fresh = exec_source(source, fresh=True).state_dict()
+    want = model.state_dict()
+    del model
+    assert list(fresh) == list(want)
+    bad = mismatches(fresh, _stats(want))
+    assert not bad, "\n".join(bad[:12])
+    reference = json.loads(fixture.read_text())["stats"]
+    bad = mismatches(fresh, {k: v for k, v in reference.items() if v[0] > 1})
+    assert not bad, "\n".join(bad[:12])
+
+
+def test_init_rules_are_written_as_readable_loops():
+    source = emit_python(archdsl.load_graph("resnet50"))
+    method = source[source.index("    def init_weights(self):"):source.index('if __name__')]
+    assert "        for m in self.modules():\n            if isinstance(m, nn.Conv2d):\n" \
+           '                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")' \
+        in method
+    assert 'if name.endswith(".bn3.weight"):\n                nn.init.zeros_(t)' in method
+    grouped = emit_python(archdsl.load_graph("efficientnet_b0"))
+    assert "fan_out = m.weight.shape[0] // m.groups * m.weight[0][0].numel()" in grouped
+    plain = emit_python(archdsl.load_spec(source=SMALL))
+    assert "init_weights" not in plain  # no rules: torch's defaults, as load_spec
+
+
+# ---------------------------------------------------------------------------------------------
+# the written file's self-test
+
+SELF_TEST = {  # small variants of several families, token ids among the inputs
+    "resnet18": dict(input_shape=(1, 3, 64, 64)),
+    "mobilenetv3_small_050": dict(input_shape=(1, 3, 64, 64)),
+    "vit_tiny_patch16_224": {},
+    "transformer_base": dict(vocab=1000, layers=2),
+    "multi": dict(source=MULTI),
+}
+
+
+def test_written_files_pass_their_own_self_test(tmp_path):
+    """`python model.py` builds the class, runs it on inputs of the declared dtypes (integer token
+    ids for the Transformer) and checks the output shapes."""
+    for name, kw in SELF_TEST.items():
+        kw = dict(kw)
+        graph = archdsl.load_graph(None if "source" in kw else name, **kw)
+        (tmp_path / f"{name}.py").write_text(emit_python(graph))
+    script = textwrap.dedent(f"""
+        import runpy, torch
+        torch.set_num_threads(1)
+        for name in {sorted(SELF_TEST)!r}:
+            runpy.run_path(name + ".py", run_name="__main__")
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    proc = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:len(SELF_TEST)] == [  # in the order of the names
+        "(1, 1000)", "{'feats': (2, 8, 16, 16), 'logits': (2, 10)}", "(1, 1000)",
+        "(1, 64, 1000)", "(1, 1000)"]
+    source = (tmp_path / "transformer_base.py").read_text()
+    assert "torch.randint(0, 2, (1, 64), dtype=torch.int64)" in source
+
+
+def test_init_rules_on_spectral_norm_weights_refresh_its_estimate():
+    """An init rule that rewrites a spectral-normalised weight (BigGAN's orthogonal init) leaves
+    u, v stale: the written init_weights re-estimates them, as load_spec does, so a fresh
+    instance's eval-mode weight has spectral norm 1."""
+    model = archdsl.load_spec(source="""
+network SN() {
+  in x: [B = 2, 3, H = 8, W = 8]
+  init "sn_conv:parametrizations.weight.original" = orthogonal(gain=3.0)
+  out x -> c: sn_conv(8, 3) -> mean(dims=[2, 3])
+}""", seed=0)
+    source = emit_python(model)
+    assert "p._power_method(matrix, 15)" in source
+    torch.manual_seed(0)
+    fresh = exec_source(source, fresh=True).eval()
+    for m in (model.eval(), fresh):
+        with torch.no_grad():
+            sigma = torch.linalg.matrix_norm(m.c.weight.flatten(1), ord=2)
+        assert abs(sigma.item() - 1.0) < 1e-3

@@ -302,7 +302,8 @@ def test_gan_traps(name):
 
 def test_dcgan_losses_are_bce_on_d():
     """d_step = BCE(D(x), 1) + BCE(D(G(z)), 0) and g_step = BCE(D(G(z)), 1) on D's probability
-    (pytorch/examples' criterion), with z ~ N(0, 1) of shape [N, nz, 1, 1]."""
+    (pytorch/examples' criterion), with z ~ N(0, 1) of shape [N, nz, 1, 1], the G-step on the
+    D-step's z (main.py reuses `fake`)."""
     topo = TOPOS["dcgan"]()
     G, D = topo.nets.G, topo.nets.D
     (x,) = _inputs(topo)
@@ -314,7 +315,7 @@ def test_dcgan_losses_are_bce_on_d():
         fake = G(torch.randn(4, 100, 1, 1))
         p_real, p_fake = torch.sigmoid(D(x)), torch.sigmoid(D(fake))
         want_d = F.binary_cross_entropy(p_real, torch.ones(4)) + F.binary_cross_entropy(p_fake, torch.zeros(4))
-        want_g = F.binary_cross_entropy(torch.sigmoid(D(G(torch.randn(4, 100, 1, 1)))), torch.ones(4))
+        want_g = F.binary_cross_entropy(torch.sigmoid(D(fake)), torch.ones(4))
     assert torch.allclose(d_loss, want_d, atol=1e-5) and torch.allclose(g_loss, want_g, atol=1e-5)
 
 

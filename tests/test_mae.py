@@ -331,3 +331,76 @@ def test_tiny_mae_compiles_without_graph_breaks():
     out = compiled(x)
     (out["pred"] * out["mask"].unsqueeze(-1)).sum().backward()
     assert x.grad is not None and out["mask"].sum() == 2 * 12
+
+
+# ---- the recipe, step for step against main_pretrain.py / engine_pretrain.py -------------------
+# facebookresearch/mae: main_pretrain.py (lr = blr · eff_batch / 256, timm optim_factory.add_weight_decay
+# groups, AdamW betas (0.9, 0.95)), engine_pretrain.py (train_one_epoch: lr_sched per iteration on
+# the fractional epoch, forward, backward, step; accum_iter 1), util/lr_sched.py.
+
+def mae_adjust_learning_rate(optimizer, epoch, lr, min_lr, warmup_epochs, epochs):
+    """util/lr_sched.py adjust_learning_rate."""
+    if epoch < warmup_epochs:
+        lr = lr * epoch / warmup_epochs
+    else:
+        lr = min_lr + (lr - min_lr) * 0.5 * (1. + np.cos(np.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr * param_group.get("lr_scale", 1.0)
+    return lr
+
+
+def timm_add_weight_decay(model, weight_decay=1e-5, skip_list=()):
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if len(param.shape) == 1 or name.endswith(".bias") or name in skip_list:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": no_decay, "weight_decay": 0.}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def test_parameters_of_a_phase_leave_out_the_frozen_sincos_tables():
+    t = tiny_topo()
+    trained = {id(p) for p in t.parameters(phase="train")}
+    net = t.nets["mae"]
+    assert id(net.pos_embed.weight) not in trained and id(net.decoder_pos_embed.weight) not in trained
+    assert trained == {id(p) for p in net.parameters() if p.requires_grad}
+    optimizers, _ = t.configure_optimizers()
+    assert {id(p) for g in optimizers["train"].param_groups for p in g["params"]} == trained
+
+
+def test_recipe_steps_equal_the_official_engine_pretrain():
+    """Five AdamW steps (warm-up over epoch 1 of 2 steps, then cosine), norm_pix_loss, the same
+    random masks (one torch stream), decay groups as timm's add_weight_decay."""
+    from recipe_checks import close, close_all, recipe_step
+    src = ("from nets.mae import MAE\nfrom ssl.mae import MAEPretrain\nvariant t = MAEPretrain(model=MAE(4, 32, 2, 2, "
+           "16, 1, 2, img_size=16), patch=4, img=16, batch_size=512, blr=1e-3, epochs=3, warmup_epochs=1, "
+           "steps_per_epoch=2)\n")
+    t = archdsl.load_spec(source=src, seed=0).double()
+    optimizers, schedule = t.configure_optimizers()
+    model = RefMAE(16, 4, 32, 2, 2, 16, 1, 2).double()
+    model.load_state_dict({_ref_key(k): v for k, v in t.nets["mae"].state_dict().items()})
+    lr = 1e-3 * 512 / 256
+    optimizer = torch.optim.AdamW(timm_add_weight_decay(model, 0.05), lr=lr, betas=(0.9, 0.95))
+    ours_no_decay = {n.removeprefix("mae.") for g in optimizers["train"].param_groups if not g["decay"] for n in g["names"]}
+    assert {_ref_key(n) for n in ours_no_decay} == {n for n, p in model.named_parameters()
+                                                    if p.requires_grad and (p.ndim == 1 or n.endswith(".bias"))}
+    g = torch.Generator().manual_seed(0)
+    for it in range(5):
+        samples = torch.randn(3, 3, 16, 16, generator=g, dtype=torch.float64)
+        torch.manual_seed(10 + it)
+        loss, grads = recipe_step(t, optimizers, schedule, samples)
+        want_lr = mae_adjust_learning_rate(optimizer, it / 2, lr, 0.0, 1, 3)
+        assert schedule.values(it)["train.lr"] == pytest.approx(want_lr, rel=1e-12, abs=1e-15)
+        torch.manual_seed(10 + it)
+        pred, mask = model(samples, 0.75)
+        ref_loss = model.loss(samples, pred, mask, True)
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        optimizer.step()
+        close(loss, ref_loss, f"step {it} loss")
+        close_all({_ref_key(n.removeprefix("mae.")): v for n, v in grads.items()}, ref_grads, f"step {it} grad")
+        close_all({_ref_key(k): v for k, v in t.nets["mae"].state_dict().items()}, model.state_dict(), f"step {it} weights")

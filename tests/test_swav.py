@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import archdsl
 from topology_checks import step
@@ -176,3 +177,121 @@ def test_cli_train_runs_three_synthetic_steps():
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("{")]
     assert len(lines) == 3
+
+
+# ---- the recipe, step for step against main_swav.py ----------------------------------------------
+# facebookresearch/swav: main_swav.py (lr_schedule: np.linspace warm-up from start_warmup, then
+# cosine to final_lr; SGD wrapped in apex LARC(trust_coefficient=0.001, clip=False); train():
+# prototypes L2-normalised before the forward, swapped-prediction loss, prototype gradients
+# dropped for the first freeze_prototypes_niters iterations), src/resnet50.py (multi-crop forward,
+# projection head, prototypes). apex/parallel/LARC.py transcribed. One process, no queue.
+
+class RefSwAV(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.fc = nn.Conv2d(3, 4, 3, 2, 1), nn.Linear(4, 8)
+        self.projection_head = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(inplace=True), nn.Linear(16, 8))
+        self.prototypes = nn.Linear(8, 10, bias=False)
+
+    def forward_backbone(self, x):
+        return self.fc(F.relu(self.conv1(x)).mean(dim=(2, 3)))
+
+    def forward(self, inputs):
+        idx_crops = torch.cumsum(torch.unique_consecutive(
+            torch.tensor([inp.shape[-1] for inp in inputs]), return_counts=True)[1], 0)
+        start_idx, output = 0, None
+        for end_idx in idx_crops:
+            _out = self.forward_backbone(torch.cat(inputs[start_idx:end_idx]))
+            output = _out if start_idx == 0 else torch.cat((output, _out))
+            start_idx = end_idx
+        x = F.normalize(self.projection_head(output), dim=1, p=2)
+        return x, self.prototypes(x)
+
+
+class RefLARC:
+    """apex/parallel/LARC.py (clip=False, eps 1e-8) around an optimizer."""
+
+    def __init__(self, optimizer, trust_coefficient=0.02, clip=True, eps=1e-8):
+        self.optim, self.trust_coefficient, self.eps, self.clip = optimizer, trust_coefficient, eps, clip
+        self.param_groups = optimizer.param_groups
+
+    def zero_grad(self):
+        self.optim.zero_grad()
+
+    def step(self):
+        with torch.no_grad():
+            weight_decays = []
+            for group in self.optim.param_groups:
+                weight_decay = group["weight_decay"] if "weight_decay" in group else 0
+                weight_decays.append(weight_decay)
+                group["weight_decay"] = 0
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    param_norm, grad_norm = torch.norm(p.data), torch.norm(p.grad.data)
+                    if param_norm != 0 and grad_norm != 0:
+                        adaptive_lr = self.trust_coefficient * param_norm / (grad_norm + param_norm * weight_decay + self.eps)
+                        p.grad.data += weight_decay * p.data
+                        p.grad.data *= adaptive_lr
+        self.optim.step()
+        for i, group in enumerate(self.optim.param_groups):
+            group["weight_decay"] = weight_decays[i]
+
+
+def test_recipe_steps_equal_main_swav():
+    """Five steps over epochs of two: the prototypes frozen for the first 3 iterations, LARC, the
+    warm-up from start_warmup (linspace over 2 steps) then cosine to final_lr."""
+    import math
+
+    import numpy as np
+    from recipe_checks import close, close_all, recipe_step
+    recipe = ("base_lr=0.5, final_lr=0.01, start_warmup=0.1, warmup_epochs=1, weight_decay=0.01, epochs=3, "
+              "steps_per_epoch=2")
+    t = topo(NET + f"variant t = SwAV(backbone=Flat, dim=8, hidden=16, n_prototypes=10, n_local=2, global_size=8, "
+                   f"local_size=4, freeze_iters=3, {recipe})\n").double()
+    optimizers, schedule = t.configure_optimizers()
+    model = RefSwAV().double()
+    model.load_state_dict({**t.nets["encoder"].state_dict(), **t.nets["head"].state_dict()})
+    optimizer = RefLARC(torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.01),
+                        trust_coefficient=0.001, clip=False)
+    warmup_lr_schedule = np.linspace(0.1, 0.5, 2 * 1)
+    iters = np.arange(2 * (3 - 1))
+    cosine_lr_schedule = np.array([0.01 + 0.5 * (0.5 - 0.01) * (1 + math.cos(math.pi * t / (2 * (3 - 1)))) for t in iters])
+    lr_schedule = np.concatenate((warmup_lr_schedule, cosine_lr_schedule))
+    g = torch.Generator().manual_seed(0)
+    bs = 3
+    for iteration in range(5):
+        inputs = [torch.randn(bs, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(2)] + \
+                 [torch.randn(bs, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(2)]
+        assert schedule.values()["train.lr"] == pytest.approx(lr_schedule[iteration], rel=1e-12)
+        loss, grads = recipe_step(t, optimizers, schedule, torch.stack(inputs[:2]), torch.stack(inputs[2:]))
+
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr_schedule[iteration]
+        with torch.no_grad():
+            model.prototypes.weight.copy_(F.normalize(model.prototypes.weight.data.clone(), dim=1, p=2))
+        embedding, output = model(inputs)
+        ref_loss = 0
+        for crop_id in (0, 1):
+            with torch.no_grad():
+                q = reference_sinkhorn(output[bs * crop_id:bs * (crop_id + 1)].detach(), 0.05, 3)
+            subloss = 0
+            for v in np.delete(np.arange(4), crop_id):
+                x = output[bs * v:bs * (v + 1)] / 0.1
+                subloss -= torch.mean(torch.sum(q * F.log_softmax(x, dim=1), dim=1))
+            ref_loss += subloss / 3
+        ref_loss /= 2
+        optimizer.zero_grad()
+        ref_loss.backward()
+        if iteration < 3:
+            for name, p in model.named_parameters():
+                if "prototypes" in name:
+                    p.grad = None
+        ref_grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        optimizer.step()
+
+        close(loss, ref_loss, f"step {iteration} loss")
+        close_all({k.partition(".")[2]: v for k, v in grads.items()}, ref_grads, f"step {iteration} grad")
+        ref_state = dict(model.state_dict())   # ours renormalises after the step, the reference before the next
+        ref_state["prototypes.weight"] = F.normalize(ref_state["prototypes.weight"], dim=1)
+        close_all({**t.nets["encoder"].state_dict(), **t.nets["head"].state_dict()}, ref_state, f"step {iteration} weights")

@@ -28,7 +28,7 @@ def topo(text: str, seed: int = 0, **kw):
     return archdsl.load_spec(source=TINY + text, seed=seed, **kw)
 
 
-MOCO = "from ssl.moco import MoCo\nvariant t = MoCo(backbone=Tiny, dim=16, hidden=32, K=32, m=0.9, img=16)\n"
+MOCO = "from ssl.moco import MoCo\nvariant t = MoCo(version=1, backbone=Tiny, dim=16, hidden=32, K=32, m=0.9, img=16)\n"
 
 
 def views(b=8, seed=0, pool=None):
@@ -66,7 +66,7 @@ def test_ema_update_is_m_old_plus_one_minus_m_new_once_per_step():
 
 def test_cosine_momentum_schedule_hits_its_endpoints():
     t = topo("from ssl.byol import BYOL\nvariant t = BYOL(backbone=Tiny, dim=8, hidden=16, tau=0.9, "
-             "total_steps=10, img=16)\n")
+             "epochs=10, dataset_size=4, batch_size=4, img=16)\n")
     assert t.momentum("target") == pytest.approx(0.9)
     t.steps.fill_(5)
     assert t.momentum("target") == pytest.approx(0.95)
@@ -198,11 +198,13 @@ def test_d_step_sees_detached_fakes_and_g_step_leaves_d_untouched():
 
 # ---- CLIP loss
 
-def test_clip_loss_is_symmetric_and_clamps_the_scale():
+def test_clip_loss_is_symmetric_and_clamps_the_scale_only_when_asked():
     a, b = torch.randn(5, 4), torch.randn(5, 4)
     torch.testing.assert_close(losses.clip_loss(a, b, torch.tensor(2.0)), losses.clip_loss(b, a, torch.tensor(2.0)))
-    torch.testing.assert_close(losses.clip_loss(a, b, torch.tensor(9.0)),
-                               losses.clip_loss(a, b, torch.tensor(math.log(100.0))))
+    ln100 = math.log(100.0)
+    torch.testing.assert_close(losses.clip_loss(a, b, torch.tensor(9.0), max_scale=ln100),
+                               losses.clip_loss(a, b, torch.tensor(ln100)))
+    assert not torch.allclose(losses.clip_loss(a, b, torch.tensor(9.0)), losses.clip_loss(a, b, torch.tensor(ln100)))
 
 
 # ---- short runs lower the loss

@@ -225,7 +225,7 @@ topology T() {
 # ------------------------------------------------------------------ state and updates
 
 @pytest.mark.parametrize("name,states", [("moco_v2", {"queue": "128×65536", "queue_ptr": "scalar"}),
-                                         ("dino", {"center": "1×65536"})])
+                                         ("dino", {"center": "1×65536", "temp": "scalar"})])
 def test_state_nodes_are_cylinders_with_their_shape(name, states):
     d = dot_of(name)
     assert {n for n in d.nodes if n.startswith("state:")} == {f"state:{s}" for s in states}

@@ -54,22 +54,24 @@ OPS = (
     'sincos_pos_embed', 'sinusoid_pos', 'sn_conv', 'sn_embedding', 'sn_linear', 'softmax',
     'split', 'split_heads', 'stack', 'stop_grad', 'style_mix', 'sub', 'swav_loss', 'tanh',
     'transpose', 'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq', 'vq_ema',
-    'window_partition', 'window_reverse', 'ws_conv',
+    'window_partition', 'window_reverse', 'wn_linear', 'ws_conv',
 )
 
 # archdsl.semantics.builtins.BUILTINS
 BUILTINS = (
     'abs', 'bool', 'ceil', 'constant', 'enumerate', 'exp', 'float', 'floor', 'int',
     'kaiming_normal', 'kaiming_uniform', 'len', 'list', 'log2', 'log_e', 'make_divisible',
-    'max', 'min', 'normal', 'ones', 'orthogonal', 'prod', 'range', 'reversed', 'round',
-    'sorted', 'sqrt', 'str', 'sum', 'trunc_normal', 'tuple', 'uniform', 'xavier_normal',
-    'xavier_uniform', 'zeros', 'zip',
+    'max', 'min', 'normal', 'ones', 'orthogonal', 'per_stage', 'prod', 'range', 'reversed',
+    'round', 'sorted', 'sqrt', 'str', 'sum', 'trunc_normal', 'tuple', 'uniform',
+    'xavier_normal', 'xavier_uniform', 'zeros', 'zip',
 )
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
 TOPOLOGY_BUILTINS = (
-    'bank_update', 'center_update', 'constant_lr', 'cosine_lr', 'ema', 'enqueue', 'frozen',
-    'grad_penalty', 'l2_normalize_param', 'noam_lr', 'shuffle_bn', 'store',
+    'adam', 'adamw', 'bank_update', 'center_update', 'clamp', 'constant_lr', 'cosine_lr',
+    'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',
+    'l2_normalize_param', 'larc', 'lars', 'noam_lr', 'sgd', 'shuffle_bn', 'step_schedule',
+    'store', 'warmup_schedule',
 )
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -140,6 +142,6 @@ class ArchLexer(RegexLexer):
             (r"\*\*|//|==|!=|<=|>=|[-+*/%<>=?]", Operator),
             (r"\[", Punctuation, ("list", "item")),
             (r"\(", Punctuation, "paren"),
-            (r"[\]){}.,:]", Punctuation),
+            (r"[\]){}.,:|]", Punctuation),   # `|` separates a choice type's strings
         ],
     }

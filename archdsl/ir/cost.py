@@ -43,6 +43,8 @@ class Totals:
     macs: int = 0
     other_flops: int = 0
     activation_bytes: int = 0
+    param_bytes: int = 0     # what building the module allocates, at the report's dtype
+    buffer_bytes: int = 0
 
 
 @dataclass
@@ -100,6 +102,7 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
         totals.other_flops += c.other_flops
         totals.activation_bytes += c.activation_bytes
     totals.macs = totals.flops // 2
+    totals.param_bytes, totals.buffer_bytes = totals.params * nb, totals.buffers * nb
     first = graph.node(graph.inputs[0]).shape if graph.inputs else ()
     return CostReport(
         name=graph.name, variant=graph.variant,

@@ -1,12 +1,16 @@
 """IR → nn.Module tree + torch.fx forward (a GraphModule): straight-line code, no interpretation."""
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.fx as fx
 from torch import nn
 
+from archdsl.errors import ArchError
 from archdsl.ir.graph import Graph
 from archdsl.ops.base import REGISTRY, Emitter
+from archdsl.ir.names import name_problem, path_problem, shown
 
 
 class _FxEmitter(Emitter):
@@ -97,12 +101,31 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
         g.output({name: values[i] for name, i in graph.outputs.items()})
     if install:
         _inplace_activations(g, root)
+    _check_generated_names(g)
     g.lint()
     module = fx.GraphModule(root, g, class_name=_class_name(graph))
     if install and graph.inits:
         from archdsl.lower.init import apply_rules
         apply_rules(module, graph.inits, graph)
     return module
+
+
+def _check_generated_names(g: fx.Graph) -> None:
+    """torch.fx writes placeholder names and module/attribute targets into the Python source of
+    the forward unescaped. The elaborator admits only identifiers there; this is the last line of
+    defence, so that no spec text can ever become code."""
+    for node in g.nodes:
+        if node.op == "placeholder":
+            problem = name_problem(node.target, index_ok=False)
+        elif node.op in ("call_module", "get_attr"):
+            problem = path_problem(node.target)
+        elif node.op == "call_method":
+            problem = None if str(node.target).isidentifier() else "is not an identifier"
+        else:
+            continue
+        if problem:
+            raise ArchError(f"cannot build '{shown(str(node.target))}': {problem}",
+                            hint="labels and names must be identifiers")
 
 
 def _by_position(outputs: dict, names: tuple) -> tuple:
@@ -120,8 +143,9 @@ def _initial(shape, init) -> torch.Tensor:
 
 
 def _class_name(graph: Graph) -> str:
-    name = graph.variant or graph.name
-    return "".join(p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_")) or "Model"
+    name = re.sub(r"[^A-Za-z0-9_]", "_", graph.variant or graph.name)
+    name = "".join(p[:1].upper() + p[1:] for p in name.split("_"))
+    return name if name.isidentifier() else f"Model{name}"
 
 
 def _inplace_activations(g: fx.Graph, root: nn.Module) -> None:

@@ -122,13 +122,21 @@ def plan(graph: Graph) -> tuple[Graph, list[Step]]:
     _dirac_to_conv(w, steps)
     while _fold_bns(w, steps) | _merge_sums(w, steps):
         pass
-    return w.to_graph(), steps
+    new = w.to_graph()
+    if getattr(graph, "resize", None) is not None:
+        new.resize = _deployed_resize(graph)
+    return new, steps
 
 
 def deploy_graph(graph: Graph) -> Graph:
     """The inference-time IR of `graph` (no torch): `cost(deploy_graph(g))` is the deployed
     network's params and FLOPs."""
     return plan(graph)[0]
+
+
+def _deployed_resize(graph: Graph):
+    """`resize` of a deployed graph: the deployed form of the network at another input size."""
+    return lambda input_shape: deploy_graph(graph.resize(input_shape=input_shape))
 
 
 def _drop_identities(w: _Work) -> None:

@@ -29,6 +29,13 @@ How it reads:
   take `out` or the node's name; tuples only indexed by constants are unpacked
   (`split_0, split_1 = torch.split(...)`).
 
+- The spec's `init` rules become the root class's `init_weights()` (its __init__ ends with it),
+  one loop per run of rules: over the modules of one type, the keys with one suffix, or the keys
+  listed, whichever selects exactly the tensors the rules select in the compiled model; so a
+  fresh instance starts with `load_spec`'s statistics.
+- `python file.py` runs a self-test: inputs of the declared shapes and dtypes, output shapes
+  checked.
+
 `emit_python` checks its output once: it runs the file and instantiates the class on the meta
 device, comparing the state_dict keys, shapes and order with the compiled model's.
 """
@@ -732,9 +739,38 @@ def _full(shape, init, prefix: str) -> Expr:
         return Call(Raw("torch.full"), [Display("(", dims), fill], [])
     if init.kind == "constant":
         return Call(Raw("torch.full"), [Display("(", dims), Lit(float(init.get("value")))], [])
-    empty = Call(Raw("torch.empty"), [Display("(", dims)], [])
-    kwargs = [(k, Lit(v), _REQUIRED) for k, v in init.args]
-    return Call(Raw(f"nn.init.{init.kind}_"), [empty], kwargs)
+    return _init_call(init, Call(Raw("torch.empty"), [Display("(", dims)], []))
+
+
+# the defaults of torch.nn.init's functions, left out of the written calls
+_INIT_DEFAULTS = {"mean": 0.0, "std": 1.0, "a": 0.0, "b": 1.0, "gain": 1.0, "mode": "fan_in",
+                  "nonlinearity": "leaky_relu"}
+
+
+def _init_call(spec, tensor: Expr) -> Expr:
+    """`nn.init.<kind>_(tensor, ...)` for an initialiser of the spec (archdsl/lower/init.py's
+    `fill`, as source). kaiming_normal(grouped=true) is torch's fan-out one for an ungrouped
+    tensor; a grouped conv's is written by `_rule_call`."""
+    args = dict(spec.args)
+    args.pop("grouped", None)
+    if spec.kind == "constant":
+        value = args["value"]
+        if value in (0.0, 1.0):
+            return Call(Raw("nn.init.zeros_" if value == 0.0 else "nn.init.ones_"), [tensor], [])
+        return Call(Raw("nn.init.constant_"), [tensor, Lit(value)], [])
+    defaults = dict(_INIT_DEFAULTS, **({"a": -2.0, "b": 2.0} if spec.kind == "trunc_normal"
+                                       else {}))
+    kwargs = [(k, Lit(v), defaults.get(k, _REQUIRED)) for k, v in sorted(args.items())]
+    return Call(Raw(f"nn.init.{spec.kind}_"), [tensor], kwargs)
+
+
+def _rule_call(spec, tensor: str, groups: str) -> list[str]:
+    """The source lines of one init rule on `tensor` (`groups`: the source of its conv's groups)."""
+    if spec.kind == "kaiming_normal" and spec.get("grouped"):
+        gain = f"nn.init.calculate_gain({_str(spec.get('nonlinearity'))})"
+        return [f"fan_out = {tensor}.shape[0] // {groups} * {tensor}[0][0].numel()  # per group",
+                f"nn.init.normal_({tensor}, std={gain} / fan_out ** 0.5)"]
+    return [_Printer({}, False).inline(_init_call(spec, Raw(tensor)))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1463,11 +1499,96 @@ class _Writer:
             used.add(name)
             cls.name = name
 
+    # ---- the spec's init rules
+
+    def _init_method(self) -> list[str]:
+        """The spec's init rules as the root class's `init_weights` method (its __init__ ends
+        with it): per run of rules with the same initialiser, a loop over the modules of one type,
+        the keys with one suffix, or the keys themselves, whichever selects exactly the keys
+        those rules match in the compiled model."""
+        from archdsl.lower.init import _SN_ORIGINAL, matching
+        runs: list[tuple[Any, dict]] = []
+        for rule in self.graph.inits:
+            keys = dict.fromkeys(k for k, _ in matching(self.root, rule, self.graph))
+            if runs and runs[-1][0] == rule.init:
+                runs[-1][1].update(keys)
+            elif keys:
+                runs.append((rule.init, keys))
+        if not runs:
+            return []
+        tensors = dict(self.root.named_parameters())
+        tensors.update((k, b) for k, b in self.root.named_buffers() if b.is_floating_point())
+        body = []
+        for spec, keys in runs:
+            body += self._by_type(spec, list(keys)) or self._by_suffix(spec, list(keys), tensors) \
+                or self._by_key(spec, list(keys))
+        if any(b.startswith("for name, t in tensors") or "tensors[" in b for b in body):
+            floats = "(k, b) for k, b in self.named_buffers() if b.is_floating_point()"
+            body = ["tensors = dict(self.named_parameters())", f"tensors.update({floats})", *body]
+        spectral = [k[: -len(_SN_ORIGINAL)].rstrip(".") for _, keys in runs for k in keys
+                    if k.endswith(_SN_ORIGINAL)]
+        if spectral:
+            body += [f"for name in {_lit_src(tuple(dict.fromkeys(spectral)))}:"
+                     "  # spectral norm: u, v of the new weight",
+                     "    weight = self.get_submodule(name).parametrizations.weight",
+                     "    for p in weight:",
+                     '        if hasattr(p, "_power_method"):',
+                     "            matrix = p._reshape_weight_to_matrix(weight.original)",
+                     "            p._power_method(matrix, 15)"]
+        return ["    @torch.no_grad()", "    def init_weights(self):",
+                '        """The spec\'s initialisation: its `init` rules in order (a later rule '
+                'wins)."""', *(f"        {b}" for b in body)]
+
+    def _by_type(self, spec, keys: list[str]) -> list[str]:
+        owners = {k.rpartition(".")[0] for k in keys}
+        leaves = {k.rpartition(".")[2] for k in keys}
+        types = {type(self.mods[o]) for o in owners if o in self.mods}
+        if len(leaves) != 1 or "" in owners or len(types) != 1 or not _ident(next(iter(leaves))):
+            return []
+        T, leaf = types.pop(), leaves.pop()
+        try:
+            name = self.helpers.class_name(T, "")
+        except ArchError:
+            return []
+        held = [(p, m._parameters.get(leaf, m._buffers.get(leaf)))
+                for p, m in self.root.named_modules() if isinstance(m, T)]
+        if {f"{p}.{leaf}" for p, t in held if t is not None} != set(keys):
+            return []
+        test = f"isinstance(m, {name})"
+        if any(t is None for _, t in held):  # e.g. convs without a bias
+            test += f" and m.{leaf} is not None"
+        return ["for m in self.modules():", f"    if {test}:",
+                *(f"        {line}" for line in _rule_call(spec, f"m.{leaf}", "m.groups"))]
+
+    def _by_suffix(self, spec, keys: list[str], tensors: dict) -> list[str]:
+        parts = [k.split(".") for k in keys]
+        n = 0
+        while all(len(p) > n + 1 for p in parts) and len({p[-n - 1] for p in parts}) == 1:
+            n += 1
+        if n == 0 or len(keys) == 1:
+            return []
+        suffix = "." + ".".join(parts[0][-n:])
+        if [k for k in tensors if k.endswith(suffix)] != keys:
+            return []
+        groups = 'getattr(self.get_submodule(name.rpartition(".")[0]), "groups", 1)'
+        return ["for name, t in tensors.items():", f"    if name.endswith({_str(suffix)}):",
+                *(f"        {line}" for line in _rule_call(spec, "t", groups))]
+
+    def _by_key(self, spec, keys: list[str]) -> list[str]:
+        groups = 'getattr(self.get_submodule(name.rpartition(".")[0]), "groups", 1)'
+        if len(keys) == 1:
+            groups = groups.replace("name", _str(keys[0]))
+            return _rule_call(spec, f"tensors[{_str(keys[0])}]", groups)
+        listed = _Printer({}, False).block(Display("(", [Raw(_str(k)) for k in keys]), 8, 12)
+        return [f"for name in {listed}:",
+                *(f"    {line}" for line in _rule_call(spec, "tensors[name]", groups))]
+
     # ---- the file
 
     def source(self) -> str:
         self.find_scopes()
         classes = self.classes()
+        self.init_lines = self._init_method()
         root_cls = self.root_scope.cls
         out = [self._header(root_cls.name)]
         if self.helpers:
@@ -1556,6 +1677,9 @@ class _Writer:
                 lines.append(f"        {st.target} = {init_p.block(st.expr, 8, lead)}")
             else:
                 lines.append("        " + init_p.block(st.expr, 8, 0))
+        root = s is self.root_scope and self.init_lines
+        if root:
+            lines.append("        self.init_weights()")
         if not s.inherits_forward:
             lines.append("")
             lines.append(f"    def forward({', '.join(['self', *(v.name for v in s.args)])}):")
@@ -1567,17 +1691,42 @@ class _Writer:
                 lines.append(f"        return {', '.join(fwd_p.inline(r) for r in s.ret.items)}")
             elif s.ret is not None:
                 lines.append(f"        return {fwd_p.block(s.ret, 8, 7)}")
+        if root:
+            lines += ["", *self.init_lines]
         return "\n".join(lines) + "\n"
 
     def _main(self, name: str) -> str:
-        shapes = [tuple(self.graph.node(i).shape) for i in self.graph.inputs]
-        args = ", ".join(f"torch.randn({_lit_src(sh)[1:-1].rstrip(',')})" for sh in shapes)
-        show = "out.shape" if self.graph.single_output else \
-            "{k: tuple(v.shape) for k, v in out.items()}"
-        return (f'if __name__ == "__main__":\n'
+        """A self-test: inputs of the declared shapes and dtypes (token ids and labels 0 or 1),
+        checked against the declared output shapes."""
+        args = []
+        for i in self.graph.inputs:
+            node = self.graph.node(i)
+            shape = _lit_src(tuple(node.shape))[1:-1].rstrip(",")
+            dtype = getattr(torch, node.dtype)
+            if dtype.is_floating_point:
+                extra = "" if dtype == torch.float32 else f", dtype={dtype}"
+                args.append(f"torch.randn({shape}{extra})" if shape else f"torch.randn((){extra})")
+            else:
+                args.append(f"torch.randint(0, 2, ({shape}{',' if ',' not in shape else ''}), "
+                            f"dtype={dtype})" if shape else f"torch.zeros((), dtype={dtype})")
+        outs = {k: self.graph.node(i).shape for k, i in self.graph.outputs.items()}
+        plain = all(not (s and isinstance(s[0], tuple)) for s in outs.values())
+        if self.graph.single_output:
+            show = "tuple(out.shape)"
+            want = _lit_src(tuple(next(iter(outs.values()))))
+        else:
+            show = "{k: tuple(v.shape) for k, v in out.items()}"
+            want = _lit_src({k: tuple(v) for k, v in outs.items()})
+        check = f"    assert {show} == {want}, {show}\n" if plain else ""
+        call = f"        out = model({', '.join(args)})\n"
+        if len(call) > WIDTH:
+            call = "        out = model(\n" + "".join(f"            {a},\n" for a in args) + \
+                "        )\n"
+        return (f'if __name__ == "__main__":  # a self-test on random inputs\n'
                 f"    model = {name}().eval()\n"
                 f"    with torch.no_grad():\n"
-                f"        out = model({args})\n"
+                f"{call}"
+                f"{check}"
                 f"    print({show})\n")
 
 

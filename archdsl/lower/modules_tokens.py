@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from archdsl.ops.tokens import keep_count
+
 
 def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     """MAE's `get_1d_sincos_pos_embed_from_grid`: [M] positions → [M, dim] (sin half, cos half).
@@ -56,11 +58,6 @@ class SincosPosEmbed(nn.Module):
 
     def extra_repr(self) -> str:
         return f"grid={self.grid}, dim={self.weight.shape[-1]}, cls_token={self.cls_token}"
-
-
-def keep_count(length: int, ratio: float) -> int:
-    """MAE: `len_keep = int(L * (1 - mask_ratio))`."""
-    return int(length * (1 - ratio))
 
 
 class RandomMasking(nn.Module):

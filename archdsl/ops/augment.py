@@ -61,6 +61,11 @@ class RandAugmentAttrs(Attrs):
     ops: list[str] | None = None
 
 
+MAX_MAGNITUDE = 30   # the paper's scale: M ∈ [0, 30] (ResNet-50: N = 2, M = 9; EfficientNet-B7: M = 28)
+OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize",
+       "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y")
+
+
 @register
 class RandAugmentOp(Op):
     """RandAugment (Cubuk et al. 2020) on float images [B, C, H, W] in [0, 1]: per image, N ops
@@ -72,7 +77,6 @@ class RandAugmentOp(Op):
     positional = ("n", "m")
 
     def infer(self, a, ins):
-        from archdsl.topology.augment import MAX_MAGNITUDE, OPS
         x = ins[0]
         if len(x) != 4:
             raise ShapeError(f"randaugment expects images [B, C, H, W], got {list(x)}")
@@ -87,7 +91,7 @@ class RandAugmentOp(Op):
         return 10 * a.n * numel(ins[0])
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.augment import OPS, randaugment
+        from archdsl.topology.augment import randaugment
         return fx.call(randaugment, args[0], a.n, a.m, tuple(a.ops or OPS))
 
 

@@ -25,7 +25,7 @@ class ShapeError(Exception):
 
 
 class Attrs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NoAttrs(Attrs):
@@ -38,6 +38,9 @@ class Op:
     Attrs: ClassVar[type[Attrs]] = NoAttrs
     positional: ClassVar[tuple[str, ...]] = ()   # attribute names that may be given positionally
     n_inputs: ClassVar[int | None] = 1           # None: one or more
+    # a loss whose negatives are the rest of the batch is exactly 0 below this many rows (dim 0
+    # of its first input); training refuses such a batch (see train_problem)
+    min_batch: ClassVar[int] = 1
     doc: ClassVar[str] = ""
 
     # --- static rules (no torch)
@@ -58,6 +61,14 @@ class Op:
     def other_flops(self, a: Any, ins: Sequence[Shape], out) -> int:
         """Default: one operation per output element."""
         return numel_out(out)
+
+    def train_problem(self, a: Any, ins: Sequence[Shape]) -> str | None:
+        """Why a training step could not learn with inputs of these shapes (None: it can)."""
+        rows = ins[0][0] if ins and ins[0] and not isinstance(ins[0][0], tuple) else None
+        if rows is not None and rows < self.min_batch:
+            return (f"'{self.name}' gets {rows} row(s) per step and needs at least {self.min_batch}: "
+                    f"its negatives are the other samples of the batch, so its loss would be 0")
+        return None
 
     def window(self, a: Any) -> tuple[int, int, int] | None:
         """(kernel, stride, dilation) along spatial dims, for receptive-field tracking."""

@@ -104,6 +104,12 @@ class LevelConv(Op):
         return fx.call(torch.cat, outs, dim=2)
 
 
+def level_grid(size: int, stride: int) -> int:
+    """Cells of a pyramid level along one side: ⌈size / stride⌉ — what a chain of stride-2 convs
+    and pools with 'auto' padding (ResNet + FPN) leaves of `size` pixels."""
+    return -(-size // stride)
+
+
 class AnchorAttrs(Attrs):
     strides: list[int]
     sizes: list[list[float]]
@@ -133,7 +139,6 @@ class AnchorGrid(Op):
             raise ShapeError("anchor_grid strides and sizes must be positive (and each level needs a size)")
         if not a.ratios or any(r <= 0 for r in a.ratios):
             raise ShapeError("anchor_grid aspect ratios must be positive (and at least one)")
-        from archdsl.topology.detection import level_grid
         n = sum(level_grid(h, s) * level_grid(w, s) * len(a.ratios) * len(lv)
                 for s, lv in zip(a.strides, a.sizes))
         return (n, 4)

@@ -57,3 +57,44 @@ class Linear(Op):
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
+
+
+class WNLinearAttrs(Attrs):
+    out: int
+    bias: bool = False
+    fix_g: bool = True
+
+
+@register
+class WNLinear(Op):
+    """Weight-normalised linear layer (Salimans & Kingma 2016): W = g · v / ‖v‖ per output row,
+    as `torch.nn.utils.weight_norm(nn.Linear(...))` (DINO's `last_layer`). g starts at 1;
+    `fix_g=true` keeps it there (DINO's norm_last_layer: weight_g.requires_grad = False, in the
+    state_dict and the parameter count, never trained).
+
+    keys: weight_g [out, 1], weight_v [out, Cin], bias [out] (bias=true). shape: [..., Cin] →
+    [..., out]. flops: as `linear`. other_flops: the bias add, numel(out) when bias=true; the
+    normalisation of W (≈ 3 · out · Cin per forward, whatever the batch) is not included.
+    """
+    name = "wn_linear"
+    Attrs = WNLinearAttrs
+    positional = ("out", "bias")
+
+    def infer(self, a, ins):
+        return linear_shape(self.name, a.out, ins[0])
+
+    def params(self, a, ins):
+        return {"weight_g": (a.out, 1), "weight_v": (a.out, ins[0][-1]), **({"bias": (a.out,)} if a.bias else {})}
+
+    def flops(self, a, ins, out):
+        return linear_flops(ins[0][-1], out)
+
+    def other_flops(self, a, ins, out):
+        return numel(out) if a.bias else 0
+
+    def build(self, a, ins):
+        from archdsl.lower.modules import WeightNormLinear
+        return WeightNormLinear(ins[0][-1], a.out, a.bias, a.fix_g)
+
+    def emit(self, a, ins, fx, args):
+        return fx.module(args[0])

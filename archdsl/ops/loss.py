@@ -109,13 +109,20 @@ class InfoNCE(_Loss):
         return 2 * n * d + 4 * n * (k + 1)
 
 
+class NTXentAttrs(TempAttrs):
+    sum_views: bool = False
+
+
 @register
 class NTXent(_Loss):
-    """SimCLR NT-Xent. inputs: z1, z2 [N, D] → scalar. flops: 2 · (2N)² · D (similarities);
-    other_flops: 6·N·D (normalise) + 4·(2N)² (scale, mask, softmax)."""
+    """SimCLR NT-Xent. inputs: z1, z2 [N, D] → scalar: the mean over the 2N views (the paper's
+    L = 1/2N Σ ℓ), or with `sum_views=true` the sum of the two views' means, 2× that (the official
+    TF code's `tf.reduce_mean(loss_a + loss_b)`, objective.py add_contrastive_loss).
+    flops: 2 · (2N)² · D (similarities); other_flops: 6·N·D (normalise) + 4·(2N)² (scale, mask, softmax)."""
     name = "nt_xent"
     fn_name = "nt_xent"
-    Attrs = TempAttrs
+    min_batch = 2
+    Attrs = NTXentAttrs
     positional = ("temperature",)
     n_inputs = 2
 
@@ -204,15 +211,20 @@ class DinoAttrs(Attrs):
 @register
 class DinoLoss(_Loss):
     """DINO cross-entropy. inputs: student [V·B, K] (all crops, global first), teacher
-    [G·B, K] (global crops), center [1, K] → scalar. Same-view pairs are skipped.
+    [G·B, K] (global crops), center [1, K], and optionally the teacher temperature as a scalar
+    tensor [] (a scheduled state: DINO's warm-up), which then replaces `teacher_temp` → scalar.
+    Same-view pairs are skipped.
     other_flops: 4 · (V + G) · B · K (sharpen, centre, softmaxes) + 3 · B · K per pair."""
     name = "dino_loss"
     fn_name = "dino_loss"
     Attrs = DinoAttrs
-    n_inputs = 3
+    n_inputs = None
 
     def infer(self, a, ins):
-        s, t, c = ins
+        if len(ins) not in (3, 4) or (len(ins) == 4 and tuple(ins[3]) not in ((), (1,))):
+            raise ShapeError("dino_loss takes student, teacher, center and optionally a scalar teacher "
+                             f"temperature, got {[list(i) for i in ins]}")
+        s, t, c = ins[:3]
         _matrix(self.name, s, "[V·B, K]")
         _matrix(self.name, t, "[G·B, K]")
         if t[1] != s[1] or tuple(c) != (1, s[1]) or a.n_global <= 0 or t[0] % a.n_global:
@@ -225,11 +237,15 @@ class DinoLoss(_Loss):
         return ()
 
     def other_flops(self, a, ins, out):
-        s, t, _ = ins
+        s, t = ins[:2]
         b = t[0] // a.n_global
         views = s[0] // b
         pairs = a.n_global * views - min(a.n_global, views)
         return 4 * (s[0] + t[0]) * s[1] + 3 * b * s[1] * pairs
+
+    def emit(self, a, ins, fx, args):
+        temp = {"temp": args[3]} if len(args) == 4 else {}
+        return fx.call(_losses().dino_loss, *args[:3], **dict(a), **temp)
 
 
 class MaeAttrs(Attrs):
@@ -258,12 +274,21 @@ class MaeLoss(_Loss):
         return (8 if a.norm_pix else 3) * numel(ins[0]) + 2 * numel(ins[2])
 
 
+class ClipAttrs(Attrs):
+    max_scale: float | None = None
+
+
 @register
 class ClipLoss(_Loss):
-    """CLIP symmetric loss. inputs: image [N, D], text [N, D], logit_scale [] → scalar.
+    """CLIP symmetric loss. inputs: image [N, D], text [N, D], logit_scale [] → scalar: the mean of
+    the two cross-entropies over exp(logit_scale) · cosine similarities. `max_scale` clamps the
+    log-scale in the forward (its gradient is then 0 above it); the official training instead
+    clamps the stored parameter after each step (`after clamp(logit_scale, min=0, max=log_e(100))`).
     flops: 2 · N² · D; other_flops: 6 · N · D (normalise) + 8 · N² (scale, two softmax CEs)."""
     name = "clip_loss"
     fn_name = "clip_loss"
+    min_batch = 2
+    Attrs = ClipAttrs
     n_inputs = 3
 
     def infer(self, a, ins):
@@ -281,9 +306,6 @@ class ClipLoss(_Loss):
     def other_flops(self, a, ins, out):
         n, d = ins[0]
         return 6 * n * d + 8 * n * n
-
-    def _kwargs(self, a):
-        return {}
 
 
 class GanAttrs(Attrs):

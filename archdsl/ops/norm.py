@@ -12,11 +12,14 @@ class BNAttrs(Attrs):
     eps: float = 1e-5
     momentum: float = 0.1
     affine: bool = True
+    bias: bool = True
 
 
 @register
 class BatchNorm(Op):
-    """Batch norm over dim 1 of [B, C], [B, C, L] or [B, C, H, W]."""
+    """Batch norm over dim 1 of [B, C], [B, C, L] or [B, C, H, W]. `affine`: a learned scale
+    `weight` and shift `bias`; `bias=false` keeps the scale only (TensorFlow's center=False,
+    SimCLR's last projection layer)."""
     name = "batch_norm"
     aliases = ("bn",)
     Attrs = BNAttrs
@@ -29,7 +32,7 @@ class BatchNorm(Op):
 
     def params(self, a, ins):
         c = ins[0][1]
-        return {"weight": (c,), "bias": (c,)} if a.affine else {}
+        return ({"weight": (c,), **({"bias": (c,)} if a.bias else {})}) if a.affine else {}
 
     def buffers(self, a, ins):
         c = ins[0][1]
@@ -38,10 +41,19 @@ class BatchNorm(Op):
     def other_flops(self, a, ins, out):
         return 2 * numel(out)
 
+    def train_problem(self, a, ins):
+        per_channel = numel(ins[0]) // ins[0][1]
+        if per_channel < 2:  # torch refuses it: no variance to normalise by
+            return f"batch norm sees {per_channel} value per channel (batch × spatial size) in training"
+        return None
+
     def build(self, a, ins):
         from torch import nn
         cls = nn.BatchNorm2d if len(ins[0]) == 4 else nn.BatchNorm1d
-        return cls(ins[0][1], eps=a.eps, momentum=a.momentum, affine=a.affine)
+        module = cls(ins[0][1], eps=a.eps, momentum=a.momentum, affine=a.affine)
+        if a.affine and not a.bias:
+            module.register_parameter("bias", None)   # F.batch_norm takes a scale without a shift
+        return module
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

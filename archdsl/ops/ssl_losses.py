@@ -105,6 +105,7 @@ class InvaSpread(Op):
     augmentations') → scalar. flops: 2·(2N)²·D (all similarities). other_flops: 2·(2N)·D
     (positives) + 8·(2N)² (exp, mask, probabilities, logs)."""
     name = "inva_spread"
+    min_batch = 4   # 2N rows: N ≥ 2 images
     Attrs = SpreadAttrs
     positional = ("temperature",)
     n_inputs = 1
@@ -138,6 +139,7 @@ class CpcNce(Op):
     for k = 1..steps) → scalar; needs T > steps. flops: Σ_k 2·(T − k)·B²·D (one bmm per step).
     other_flops: Σ_k 4·(T − k)·B² (softmax cross-entropy)."""
     name = "cpc_nce"
+    min_batch = 2
     Attrs = CpcAttrs
     positional = ("steps",)
     n_inputs = 2

@@ -38,6 +38,11 @@ def _grid(grid, n: int, what: str) -> tuple[int, int]:
     return gh, gw
 
 
+def keep_count(length: int, ratio: float) -> int:
+    """MAE: `len_keep = int(L * (1 - mask_ratio))`."""
+    return int(length * (1 - ratio))
+
+
 @register
 class PatchMerge(_Movement):
     """Swin's 2x2 patch merging gather (timm `PatchMerging` before its norm and reduction), NHWC:
@@ -153,7 +158,6 @@ class RandomMasking(Op):
             raise ShapeError(f"random_masking expects tokens [B, L, D], got {list(x)}")
         if not 0.0 <= a.ratio < 1.0:
             raise ShapeError(f"random_masking ratio must be in [0, 1), got {a.ratio}")
-        from archdsl.lower.modules_tokens import keep_count
         b, length, d = x
         keep = keep_count(length, a.ratio)
         if keep < 1:

@@ -65,6 +65,16 @@ def _seq(fn):
     return wrapped
 
 
+def _per_stage(v, n: int):
+    """A per-stage argument: a list is one value per stage as given; anything else is the value of
+    every one of the n stages (`per_stage(block, 4)`)."""
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_ITEMS:
+        raise BuiltinError("per_stage takes a value and a number of stages")
+    return [v] * n
+
+
 def _num(fn, name):
     def wrapped(x, *rest):
         if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -99,6 +109,7 @@ BUILTINS = {
     "exp": _num(math.exp, "exp"),
     "prod": _prod,
     "make_divisible": make_divisible,
+    "per_stage": _per_stage,
 }
 
 

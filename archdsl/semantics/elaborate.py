@@ -7,26 +7,26 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from archdsl.errors import ArchError, Span, did_you_mean
+from archdsl.errors import ArchError, Span, did_you_mean, warn
 from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
+from archdsl.semantics.budget import Budget
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
-from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec
+from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
+from archdsl.ir.names import ROOT_ATTRS, check_name, name_problem, path_problem, shown
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
-                                      Partial, RepeatVal, Tensor, describe)
+                                      Partial, RepeatVal, Tensor, describe, spec_text)
 from archdsl.syntax import ast as A
 from archdsl.syntax.fmt import fmt_expr
 
 INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
-MAX_DEPTH = 64          # nested block instances (catches unbounded recursion)
-MAX_NODES = 200_000     # IR nodes in one graph
-MAX_REPEAT = 100_000
-MAX_STEPS = 5_000_000   # expressions evaluated, loop iterations and list items processed
+MAX_DIM = 2 ** 31 - 1   # one tensor dim: larger ones are typos (10 ** 30) that torch cannot build
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
           "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
@@ -56,6 +56,7 @@ class Frame:
     next_input: int = 0
     outputs: list[tuple[str | None, Tensor, Span]] = field(default_factory=list)
     call: Span | None = None             # where this instance was created
+    given: dict[str, Span | None] = field(default_factory=dict)  # arguments the caller gave, where
 
 
 class Elaborator:
@@ -67,22 +68,15 @@ class Elaborator:
         self.counters: dict[str, int] = {}
         self.stack: list[Frame] = []
         self.used: set[str] = set()
-        self.steps = 0
+        self.containers: set[str] = set()   # proper prefixes of node paths: modules that hold others
+        self.budget = Budget()
+        self.variants: dict[str, Any] = {}   # stdlib variants named in the spec, each loaded once
 
     # ---- entry ---------------------------------------------------------------------------
 
     def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
-        if isinstance(callee, Partial):
-            block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
-            arg_spans, kw_spans = callee.positional_spans(), dict(callee.kw_spans)
-        else:
-            block, args, kwargs, arg_spans, kw_spans = callee, [], {}, (), {}
-        if not isinstance(block, BlockRef):
-            raise ArchError(f"{describe(block)} is not a network", span,
-                            hint="a variant must call a `network` or `block`")
-        kwargs.update(overrides)
-        for k in overrides:  # given from outside the spec: they have no place in it
-            kw_spans.pop(k, None)
+        block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
+        span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):
@@ -97,14 +91,14 @@ class Elaborator:
     def instantiate(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
                     scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
         decl = block.decl
-        if len(self.stack) >= MAX_DEPTH:
+        if len(self.stack) >= self.budget.limits.depth:
             chain = " → ".join(f.decl.name for f in self.stack[-4:])
-            raise ArchError(f"block '{decl.name}' is nested more than {MAX_DEPTH} deep "
+            raise ArchError(f"block '{decl.name}' is nested more than {self.budget.limits.depth} deep "
                             f"(… {chain} → {decl.name})", span,
                             hint="a block that instantiates itself needs a condition that stops it")
         env = Env(block.module, None, block.module.prelude)
-        self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
-        frame = Frame(decl, scope, inputs, call=span)
+        given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans or {})
+        frame = Frame(decl, scope, inputs, call=span, given=given)
         if scope.prefix:
             self.graph.blocks[scope.prefix] = BlockInstance(scope.prefix, decl.name, span)
         self.stack.append(frame)
@@ -127,9 +121,10 @@ class Elaborator:
         return Outputs(tuple(names), tuple(t for _, t, _ in frame.outputs))
 
     def bind_params(self, decl: A.BlockDef, args: list, kwargs: dict, env: Env, span,
-                    arg_spans=(), kw_spans: dict | None = None):
+                    arg_spans=(), kw_spans: dict | None = None) -> dict[str, Span | None]:
         """Bind a call's arguments; errors point at the argument (`arg_spans`: one per positional
-        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides)."""
+        argument, `kw_spans`: by name; either may lack an entry, e.g. for command-line overrides).
+        Returns where each given argument was written."""
         params = {p.name: p for p in decl.params}
         kw_spans = kw_spans or {}
         declared = [(f"'{decl.name}' is declared here", decl.span)]
@@ -140,13 +135,17 @@ class Elaborator:
                             hint=f"its parameters: {', '.join(params) or '(none)'}")
         given = dict(zip((p.name for p in decl.params), args))
         at = {p.name: _nth(arg_spans, i) for i, p in enumerate(decl.params[:len(args)])}
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:  # name every missing one at once: a block passed as `block=` needs them all
+            where = kw_spans.get(unknown[0]) or span
+            missing = ", ".join(f"'{k}'" for k in unknown)
+            hint = did_you_mean(unknown[0], params) if len(unknown) == 1 else None
+            raise ArchError(f"'{decl.name}' has no parameter{'s' if len(unknown) > 1 else ''} {missing}",
+                            where, notes=declared,
+                            hint=hint or f"it is called with: {', '.join(kwargs)}; its parameters: "
+                                         f"{', '.join(params) or '(none)'}")
         for k, v in kwargs.items():
             where = kw_spans.get(k) or span
-            if k not in params:
-                raise ArchError(f"'{decl.name}' has no parameter '{k}'", where,
-                                notes=declared if where is None else (),
-                                hint=did_you_mean(k, params) or
-                                f"its parameters: {', '.join(params) or '(none)'}")
             if k in given:
                 raise ArchError(f"argument '{k}' given twice to '{decl.name}'", where,
                                 hint="it is also given by position")
@@ -163,12 +162,17 @@ class Elaborator:
                 raise ArchError(f"missing argument '{p.name}' for {decl.kind} '{decl.name}'", span,
                                 notes=[("declared here", p.span)],
                                 hint=f"pass it: `{decl.name}({p.name}=…)`")
+            if p.type is not None and p.type.args:  # list[int]: every element is checked
+                self.budget.charge_values(at.get(p.name) or span, f"checking '{p.name}'", value)
             if p.type is not None and not type_matches(value, p.type):
-                where = at.get(p.name) or span
+                where = at[p.name] if p.name in at else span  # an override has no place: its declaration
                 raise ArchError(f"argument '{p.name}' of '{decl.name}' must be {type_text(p.type)}",
-                                where or p.span, expected=type_text(p.type), found=describe(value),
-                                notes=[("declared here", p.span)] if where is not None else ())
+                                where or p.span, expected=type_text(p.type), found=_found(value, p.type),
+                                notes=[("declared here", p.span)] if where is not None else (),
+                                hint=did_you_mean(value, p.type.choices)
+                                if p.type.choices and isinstance(value, str) else None)
             env.vars[p.name] = value
+        return {k: at.get(k) for k in given}
 
     @property
     def frame(self) -> Frame:
@@ -184,9 +188,25 @@ class Elaborator:
         message = self.eval(s.message, env) if s.message is not None else None
         if message is not None and not isinstance(message, str):
             raise ArchError("an assert's message must be a string", s.message.span, found=describe(message))
-        calls = [(f"in {f.decl.name}, created here", f.call) for f in reversed(self.stack) if f.call]
-        raise ArchError(message or "assertion failed", s.cond.span,
-                        hint=f"the spec requires `{fmt_expr(s.cond)}`", notes=calls[:3])
+        names = _names_in(s.cond)
+        values = ", ".join(f"{n} = {spec_text(v)}" for n, v in ((n, _value_of(env, n)) for n in names)
+                           if v is not None)
+        hint = f"the spec requires `{fmt_expr(s.cond)}`" + (f" ({values})" if values else "")
+        span, notes = self.assert_site(s, names, message)
+        raise ArchError(message or "assertion failed", span, hint=hint, notes=notes)
+
+    def assert_site(self, s: A.AssertStmt, names: list[str], message: str | None):
+        """Where a failed assert points: at the caller's argument when every argument it reads was
+        written by the caller (the one the message names first: "num_heads must divide dim"), else
+        at the condition, with the call sites that led there."""
+        frame = self.frame
+        culprits = sorted((n for n in names if n in frame.given), key=lambda n: _mentioned_at(n, message))
+        at = [frame.given[n] for n in culprits]
+        if at and all(at):
+            notes = [(f"required by '{frame.decl.name}' here", s.cond.span)]
+            return at[0], notes + [(f"'{n}' given here", a) for n, a in zip(culprits[1:], at[1:])]
+        return s.cond.span, [(f"in {f.decl.name}, created here", f.call)
+                             for f in reversed(self.stack) if f.call][:3]
 
     def exec_body(self, stmts: list[A.Stmt], env: Env):
         for s in stmts:
@@ -205,7 +225,10 @@ class Elaborator:
                 raise ArchError("`out` needs a tensor", s.value.span, found=describe(value),
                                 hint="index a multi-output value: `out parts[0]`")
             if any(n == s.name for n, _, _ in self.frame.outputs):
-                raise ArchError(f"output '{s.name}' declared twice", s.span)
+                first = next(sp for n, _, sp in self.frame.outputs if n == s.name)
+                what = "a second unnamed `out`" if s.name is None else f"output '{s.name}' declared twice"
+                raise ArchError(what, s.span, notes=[("the first is here", first)],
+                                hint="a block has one unnamed output, or names each: `out y = …`")
             self.frame.outputs.append((s.name, value, s.span))
         elif isinstance(s, A.If):
             for cond, body in s.branches:
@@ -218,10 +241,13 @@ class Elaborator:
             if not isinstance(items, (list, tuple)):
                 raise ArchError("`for` needs a list", s.iter.span, found=describe(items),
                                 hint="iterate over `range(n)` or a list")
+            forecast = self.budget.loop(len(items), f"this loop over {len(items):,} items", s.iter.span)
             for item in items:
                 self.tick(s.span)
+                nodes, steps = len(self.graph), self.budget.steps
                 env.vars[s.var] = item
                 self.exec_body(s.body, env)
+                forecast.iteration(nodes, len(self.graph), steps)
         elif isinstance(s, A.TensorDecl):
             self.exec_tensor_decl(s, env)
         elif isinstance(s, A.InitStmt):
@@ -260,7 +286,7 @@ class Elaborator:
         else:
             if frame.next_input >= len(frame.inputs):
                 raise ArchError(f"'{frame.decl.name}' needs input '{s.name}' but was given only "
-                                f"{len(frame.inputs)} tensor(s)", s.span)
+                                f"{len(frame.inputs)} tensor(s)", s.span, notes=self.call_site())
             tensor = frame.inputs[frame.next_input]
             self.match_shape(s, tensor, env)
         frame.next_input += 1
@@ -269,7 +295,8 @@ class Elaborator:
     def top_input(self, s: A.InStmt, env: Env) -> Tensor:
         k = len(self.graph.inputs)
         if self.input_shapes is not None and k < len(self.input_shapes):
-            shape = tuple(self.input_shapes[k])
+            shape = tuple(self.size_value(n, s.span, f"input '{s.name}' size", least=0)
+                          for n in self.input_shapes[k])
             if len(shape) != len(s.dims):
                 raise ArchError(f"input '{s.name}' has {len(s.dims)} dims but the given shape "
                                 f"{list(shape)} has {len(shape)}", s.span)
@@ -281,6 +308,7 @@ class Elaborator:
         if s.dtype not in INPUT_DTYPES:
             raise ArchError(f"unknown input dtype '{s.dtype}'", s.dtype_span or s.span,
                             hint=did_you_mean(s.dtype, INPUT_DTYPES) or f"one of {', '.join(INPUT_DTYPES)}")
+        check_name(s.name, "input", s.span)
         node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name, dtype=s.dtype)
         self.add_node(node, s.span)
         self.graph.inputs.append(node.id)
@@ -291,16 +319,16 @@ class Elaborator:
     def default_dim(self, d: A.Dim, i: int, s: A.InStmt, env: Env) -> int:
         if d.name is not None:
             if d.value is not None:
-                return self.int_value(self.eval(d.value, env), d.span, "an input size")
+                return self.size_value(self.eval(d.value, env), d.span, "an input size", least=0)
             try:
-                return self.int_value(env.lookup(d.name), d.span, "an input size")
+                return self.size_value(env.lookup(d.name), d.span, "an input size", least=0)
             except KeyError:
                 if i == 0:
                     return 1  # the batch
                 raise ArchError(f"input '{s.name}' has no size for dim '{d.name}'", d.span,
                                 hint=f"give a default (`{d.name} = 224`) or pass the input shape "
                                      f"(`--input 1x3x224x224`)") from None
-        return self.int_value(self.eval(d.value, env), d.span, "an input size")
+        return self.size_value(self.eval(d.value, env), d.span, "an input size", least=0)
 
     def match_shape(self, s: A.InStmt, t: Tensor, env: Env):
         shape = t.shape
@@ -311,7 +339,8 @@ class Elaborator:
         fixed = len(dims) - len(rest)
         if shape and isinstance(shape[0], tuple) or (len(shape) != fixed if not rest else len(shape) < fixed):
             want = f"{fixed} dims" if not rest else f"at least {fixed} dims"
-            raise ArchError(f"input '{s.name}' expects {want}, got shape {_shape_text(shape)}", s.span)
+            raise ArchError(f"input '{s.name}' expects {want}, got shape {_shape_text(shape)}", s.span,
+                            notes=self.call_site())
         if rest:  # `...` absorbs the dims that the others do not name
             k = rest[0]
             shape = shape[:k] + shape[len(shape) - (len(dims) - k - 1):]
@@ -321,18 +350,26 @@ class Elaborator:
                 bound = env.vars.get(d.name)
                 if isinstance(bound, int) and not isinstance(bound, bool) and bound != actual:
                     raise ArchError(f"input '{s.name}' dim '{d.name}' must be {bound}, got {actual}",
-                                    d.span, expected=str(bound), found=str(actual))
+                                    d.span, expected=str(bound), found=str(actual), notes=self.call_site())
                 env.vars[d.name] = actual
             else:
                 want = self.int_value(self.eval(d.value, env), d.span, "a dim")
                 if want != actual:
                     raise ArchError(f"input '{s.name}' expects shape {_pattern(s)}, got "
-                                    f"{list(shape)}", d.span, expected=str(want), found=str(actual))
+                                    f"{list(shape)}", d.span, expected=str(want), found=str(actual),
+                                    notes=self.call_site())
+
+    def call_site(self) -> list:
+        """A note at the place the current block instance was created (when there is one)."""
+        frame = self.frame
+        if frame.inputs is None or frame.call is None:
+            return []
+        return [(f"'{frame.decl.name}' is given this input here", frame.call)]
 
     def exec_init(self, s: A.InitStmt, env: Env):
         value = self.eval(s.value, env)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = InitSpec("constant", (("value", float(value)),))
+            value = InitSpec("constant", (("value", fill_value(value, s.value.span)),))
         if not isinstance(value, InitSpec):
             raise ArchError("an init rule needs an initialiser", s.value.span, found=describe(value),
                             hint=f"one of {', '.join(INITIALISERS)}, or a number")
@@ -343,15 +380,14 @@ class Elaborator:
         self.graph.inits.append(InitRule(self.frame.scope.prefix, s.pattern, value, s.span))
 
     def exec_tensor_decl(self, s: A.TensorDecl, env: Env):
-        shape = tuple(self.int_value(self.eval(d, env), d.span, "a size") for d in s.shape)
-        if any(n <= 0 for n in shape):
-            raise ArchError(f"{s.kind} '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        shape = tuple(self.size_value(self.eval(d, env), d.span, f"a {s.kind}'s size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
         if isinstance(init, bool) or not isinstance(init, (int, float, InitSpec)):
             raise ArchError(f"{s.kind} '{s.name}' initial value must be a number or an initialiser",
                             s.init.span, found=describe(init), hint="e.g. `= 1e-6` or `= trunc_normal(0.02)`")
+        check_name(s.name, s.kind, s.span, root=not self.frame.scope.prefix)
         path = self.frame.scope.path(s.name)
-        init = init if isinstance(init, InitSpec) else float(init)
+        init = init if isinstance(init, InitSpec) else fill_value(init, (s.init or s).span)
         node = Node(path, s.kind, {"init": init}, [], shape, s.span,
                     self.frame.scope.prefix, self.frame.scope.block_type)
         self.add_node(node, s.span)
@@ -370,19 +406,17 @@ class Elaborator:
 
     def tick(self, span: Span | None, work: int = 1):
         """Count evaluation work, so that no spec (nested loops, say) can run for ever."""
-        self.steps += work
-        if self.steps > MAX_STEPS:
-            raise ArchError(f"the spec takes more than {MAX_STEPS} steps to elaborate", span,
-                            hint="check loop bounds and list sizes")
+        self.budget.charge(span, work)
 
     def eval_Name(self, e: A.Name, env: Env):
         try:
             return env.lookup(e.id)
         except KeyError:
             pass
-        variant = stdlib_variant(e.id)  # every stdlib variant name is visible everywhere
-        if variant is not None:
-            return variant
+        if e.id not in self.variants:  # every stdlib variant name is visible everywhere
+            self.variants[e.id] = stdlib_variant(e.id)
+        if self.variants[e.id] is not None:
+            return self.variants[e.id]
         raise ArchError(f"unknown name '{e.id}'", e.span,
                         hint=did_you_mean(e.id, env.visible_names())) from None
 
@@ -405,11 +439,15 @@ class Elaborator:
             raise ArchError("a list comprehension needs a list", e.iter.span, found=describe(items))
         inner = env.child()
         out = []
+        forecast = self.budget.loop(len(items), f"this list comprehension over {len(items):,} items",
+                                    e.iter.span)
         for item in items:
             self.tick(e.span)
+            nodes, steps = len(self.graph), self.budget.steps
             inner.vars[e.var] = item
             if e.cond is None or self.truth(self.eval(e.cond, inner), e.cond.span):
                 out.append(self.eval(e.item, inner))
+            forecast.iteration(nodes, len(self.graph), steps)
         return out
 
     def eval_Attr(self, e: A.Attr, env: Env):
@@ -475,6 +513,9 @@ class Elaborator:
         tensor, scalar = (left, right) if isinstance(left, Tensor) else (right, left)
         if isinstance(scalar, bool) or not isinstance(scalar, (int, float)):
             raise ArchError(f"cannot apply '{e.op}' to a tensor and {describe(scalar)}", e.span)
+        if isinstance(scalar, int) and not -2 ** 1023 < scalar < 2 ** 1023:
+            raise ArchError(f"'{e.op}' with an integer of {scalar.bit_length()} bits: a tensor's "
+                            f"scalar must fit a float", e.span, hint="floats reach about 1.8e308")
         return self.make_node(op, [], {"scalar": float(scalar), "reverse": tensor is right},
                               [tensor], None, e.span)
 
@@ -496,7 +537,8 @@ class Elaborator:
         if e.op == "+" and isinstance(left, (list, str, tuple)) and isinstance(right, (list, str, tuple)):
             if len(left) + len(right) > MAX_ITEMS:
                 raise ArchError("sequence too large", e.span, hint=f"lists hold at most {MAX_ITEMS} items")
-        self.tick(e.span, _size(left) + _size(right))
+        work = _result_size(e.op, left, right)
+        self.budget.charge(e.span, work, f"'{e.op}' builds {work:,} items" if work > 1000 else None)
         try:
             result = _ARITH[e.op](left, right)
         except ZeroDivisionError:
@@ -518,6 +560,7 @@ class Elaborator:
             if op in ("in", "not in") and not isinstance(right, (list, tuple, str)):
                 raise ArchError(f"'{op}' needs a list, tuple or string on its right", expr.span,
                                 found=describe(right))
+            self.budget.charge_values(e.span, f"'{op}'", left, right)
             try:
                 ok = _COMPARE[op](left, right)
             except TypeError:
@@ -561,7 +604,7 @@ class Elaborator:
         if isinstance(fn, Builtin):
             if any(isinstance(v, (Tensor, Outputs)) for v in (*args, *kwargs.values())):
                 raise ArchError(f"builtin '{fn.name}' works on numbers and lists, not tensors", span)
-            self.tick(span, sum(_size(v) for v in (*args, *kwargs.values())))
+            self.budget.charge_values(span, f"'{fn.name}'", *args, *kwargs.values())
             try:
                 result = fn.fn(*args, **kwargs)
             except BuiltinError as err:
@@ -598,8 +641,12 @@ class Elaborator:
 
     def eval_Repeat(self, e: A.Repeat, env: Env):
         n = self.int_value(self.eval(e.count, env), e.count.span, "a repeat count")
-        if not 0 <= n <= MAX_REPEAT:
-            raise ArchError(f"repeat count {n} must be between 0 and {MAX_REPEAT}", e.count.span)
+        if not 0 <= n <= self.budget.limits.repeat:
+            raise ArchError(f"repeat count {n} must be between 0 and {self.budget.limits.repeat}",
+                            e.count.span)
+        if n == 0:
+            warn("repeat(0) applies its body no times: its input passes through unchanged",
+                 e.count.span, hint="that is deliberate for an empty stage; otherwise check the count")
         return RepeatVal(e, n, env.snapshot())
 
     # ---- application: a callable applied to tensors --------------------------------------------
@@ -663,7 +710,9 @@ class Elaborator:
         e = rep.expr
         stages = [A.Stage(span=e.body.head.span, value=e.body.head)] + list(e.body.stages)
         value: Any = inputs
+        forecast = self.budget.loop(rep.count, f"repeat({rep.count})", rep.expr.count.span)
         for j in range(rep.count):
+            nodes, steps = len(self.graph), self.budget.steps
             env = rep.env.child()
             if e.index:
                 env.vars[e.index] = j
@@ -684,6 +733,7 @@ class Elaborator:
                         value = self.apply(fn, self.as_inputs(value, st.span), name, st.span)
             finally:
                 self.frame.scope = outer
+            forecast.iteration(nodes, len(self.graph), steps)
         return value[0] if isinstance(value, list) and len(value) == 1 else value
 
     # ---- nodes ------------------------------------------------------------------------------------
@@ -703,8 +753,12 @@ class Elaborator:
         except ShapeError as err:
             notes = [(f"input {k} '{t.node}' has shape {_shape_text(t.shape)}",
                       self.graph.node(t.node).span) for k, t in enumerate(inputs)]
-            message = err.message if err.message.startswith(f"{op.name} ") else f"{ref.name}: {err.message}"
+            named = any(err.message.startswith(n + sep) for n in (op.name, ref.name) for sep in " :")
+            message = err.message if named else f"{ref.name}: {err.message}"
             raise ArchError(message, span, hint=err.hint, notes=notes) from None
+        if any(n > MAX_DIM for n in _dims(out)):
+            raise ArchError(f"'{ref.name}' gives shape {_shape_text(out)}: a dim is larger than "
+                            f"{MAX_DIM:,}", span, hint="check the sizes given to this op")
         scope = self.frame.scope
         path = self.claim(scope, label, op.name, span)
         node = Node(path, op.name, attrs, [t.node for t in inputs], out, span, scope.prefix,
@@ -718,9 +772,10 @@ class Elaborator:
         op = ref.op
         kw_spans = kw_spans or {}
         if len(args) > len(op.positional):
-            raise ArchError(f"'{ref.name}' takes at most {len(op.positional)} positional "
-                            f"argument(s) ({', '.join(op.positional) or 'none'}), got {len(args)}",
-                            _nth(arg_spans, len(op.positional)) or span, hint="name the others: `stride=2`")
+            most = f"at most {len(op.positional)} positional argument(s) ({', '.join(op.positional)})" \
+                if op.positional else "no positional arguments"
+            raise ArchError(f"'{ref.name}' takes {most}, got {len(args)}",
+                            _nth(arg_spans, len(op.positional)) or span, hint=_name_them(op))
         values = dict(zip(op.positional, args))
         at = {k: _nth(arg_spans, i) for i, k in enumerate(op.positional[:len(args)])}
         for k, v in kwargs.items():
@@ -730,6 +785,7 @@ class Elaborator:
             values[k] = v
             at[k] = kw_spans.get(k)
         fields = op.Attrs.model_fields
+        self.budget.charge_values(span, f"the arguments of '{ref.name}'", *values.values())
         for k in values:
             if k not in fields:
                 raise ArchError(f"'{ref.name}' has no argument '{k}'", at.get(k) or span,
@@ -738,6 +794,9 @@ class Elaborator:
             if isinstance(v, (Tensor, OpRef, BlockRef, Partial, Outputs, RepeatVal)):
                 raise ArchError(f"'{ref.name}' argument '{k}' must be a plain value", at.get(k) or span,
                                 found=describe(v))
+            if any(isinstance(n, int) and not -2 ** 63 <= n < 2 ** 63 for n in _flat_items(v)):
+                raise ArchError(f"'{ref.name}' argument '{k}' does not fit a 64-bit integer",
+                                at.get(k) or span, hint="torch takes sizes, strides and dims as int64")
             wrong = _coerced_kind(v, fields[k].annotation)
             if wrong:  # pydantic's lax mode would quietly turn "64" or true into 64 or 1
                 raise ArchError(f"'{ref.name}' argument '{k}' cannot be {wrong}", at.get(k) or span,
@@ -758,6 +817,10 @@ class Elaborator:
         """Reserve a unique path: an explicit label must be new; an auto name gets a suffix."""
         if label is not None:
             path = scope.path(label)
+            if not scope.prefix and label.split(".")[0] in ROOT_ATTRS:
+                raise ArchError(f"label '{label}' names an attribute of the built network",
+                                span, hint="choose another name (a network's top level cannot use "
+                                           "`graph`, `code`, `meta`, … as labels)")
             if path in self.used:
                 first = self.graph.node(path).span if path in self.graph else \
                     getattr(self.graph.blocks.get(path), "span", None)
@@ -772,6 +835,8 @@ class Elaborator:
             k = scope.auto.get(base, 0)
             scope.auto[base] = k + 1
             name = base if k == 0 else f"{base}_{k}"
+            if name_problem(name, root=not scope.prefix):  # a block named `Class` or `Float`
+                name += "_"
             path = scope.path(name)
             if path not in self.used:
                 self.used.add(path)
@@ -780,11 +845,27 @@ class Elaborator:
     def add_node(self, node: Node, span):
         if node.id in self.graph and node.op in ("input", "param", "buffer"):
             raise ArchError(f"duplicate name '{node.id}'", span)
-        if len(self.graph) >= MAX_NODES:
-            raise ArchError(f"the graph has more than {MAX_NODES} nodes", span,
-                            hint="check repeat counts and loops")
+        self.budget.check_nodes(len(self.graph), span)
+        self.check_nesting(node, span)
         self.used.add(node.id)
         self.graph.add(node)
+
+    def check_nesting(self, node: Node, span):
+        """A node's path may not pass through another node's (`fc.weight` under a linear `fc`
+        is that linear's own weight) nor be a path other nodes are under."""
+        hint = "labels are module paths: give this node a name of its own"
+        if node.id in self.containers:
+            inner = next(p for p in self.graph.nodes() if p.id.startswith(node.id + "."))
+            raise ArchError(f"'{node.id}' is already the path of a group of modules", span,
+                            notes=[(f"'{inner.id}' is inside it", inner.span)], hint=hint)
+        parts = node.id.split(".")
+        prefixes = [".".join(parts[:k]) for k in range(1, len(parts))]
+        for prefix in prefixes:
+            if prefix in self.graph:
+                outer = self.graph.node(prefix)
+                raise ArchError(f"'{node.id}' would be inside the {outer.op} node '{prefix}'", span,
+                                notes=[(f"'{prefix}' is created here", outer.span)], hint=hint)
+        self.containers.update(prefixes)
 
     # ---- helpers -------------------------------------------------------------------------------------
 
@@ -799,13 +880,28 @@ class Elaborator:
                     raise ArchError("a label template must give an integer or a string", p.span,
                                     found=describe(v))
                 out.append(str(v))
-        return "".join(out)
+        text = "".join(out)
+        problem = path_problem(text, root=False)  # `claim` checks the top level
+        if problem:
+            raise ArchError(f"label '{shown(text)}': {problem}", label.span,
+                            hint="a label is part of a module path and of state_dict keys: "
+                                 "identifiers or indices joined by '.', such as `conv1`, "
+                                 "`layer{i + 1}` or `fuse{\".\" + str(i)}`")
+        return text
 
     def truth(self, v, span) -> bool:
         if isinstance(v, (Tensor, Outputs)):
             raise ArchError("a tensor has no truth value while elaborating", span, found=describe(v),
                             hint="conditions are decided from shapes: `if x.shape[1] == 64`")
         return bool(v)
+
+    def size_value(self, v, span, what: str, least: int = 1) -> int:
+        """A tensor dim written in the spec, small enough for torch to build; an input's may be 0
+        (an empty batch of crops: DINO with n_local=0)."""
+        n = self.int_value(v, span, what)
+        if not least <= n <= MAX_DIM:
+            raise ArchError(f"{what} must be between {least} and {MAX_DIM:,}, got {_brief_int(n)}", span)
+        return n
 
     def int_value(self, v, span, what: str) -> int:
         if isinstance(v, float) and v.is_integer():
@@ -815,9 +911,104 @@ class Elaborator:
         return v
 
 
+def _brief_int(n: int) -> str:
+    return str(n) if abs(n) < 10 ** 15 else f"an integer of {len(str(abs(n)))} digits"
+
+
+def fill_value(v, span: Span) -> float:
+    """A number a float32 parameter or buffer is filled with."""
+    try:
+        return f32("initial value", v)
+    except ValueError as err:
+        raise ArchError(str(err), span,
+                        hint="parameters and buffers are float32 tensors") from None
+
+
+def top_call(callee, overrides: dict[str, Any], span: Span | None):
+    """A variant's call with the caller's overrides: (block, args, kwargs, arg_spans, kw_spans).
+    An override replaces the variant's argument, whether the variant gave it by name or position."""
+    if isinstance(callee, Partial):
+        block, args, kwargs = callee.callee, list(callee.args), dict(callee.kwargs)
+        arg_spans, kw_spans = list(callee.positional_spans()), dict(callee.kw_spans)
+    else:
+        block, args, kwargs, arg_spans, kw_spans = callee, [], {}, [], {}
+    if not isinstance(block, BlockRef):
+        raise ArchError(f"{describe(block)} is not a network", span,
+                        hint="a variant must call a `network`, `topology` or `block`")
+    order = [p.name for p in block.decl.params]
+    for k, v in overrides.items():  # given from outside the spec: they have no place in it
+        kw_spans.pop(k, None)
+        if k in order and order.index(k) < len(args):
+            args[order.index(k)], arg_spans[order.index(k)] = v, None
+        else:
+            kwargs[k] = v
+    return block, args, kwargs, arg_spans, kw_spans
+
+
+def _names_in(e) -> list[str]:
+    """The names an expression reads, in order, each once."""
+    out: list[str] = []
+    def visit(x):
+        if isinstance(x, A.Name):
+            if x.id not in out:
+                out.append(x.id)
+        elif isinstance(x, A.Node):
+            for f in type(x).model_fields:
+                visit(getattr(x, f))
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                visit(y)
+    visit(e)
+    return out
+
+
+def _mentioned_at(name: str, message: str | None) -> int:
+    found = re.search(rf"\b{re.escape(name)}\b", message or "")
+    return found.start() if found else len(message or "")
+
+
+def _value_of(env: Env, name: str):
+    """A name's value when it is data (a number, string, list, block): None for ops and builtins."""
+    try:
+        v = env.lookup(name)
+    except KeyError:
+        return None
+    return None if isinstance(v, (OpRef, Builtin, Namespace, Tensor)) else v
+
+
 def _size(v) -> int:
     """Work to process a value, for the step budget: its length if it is a sequence."""
     return len(v) if isinstance(v, (list, tuple, str)) else 1
+
+
+def _result_size(op: str, left, right) -> int:
+    """Work of a binary operation on plain values: the length of what it builds."""
+    if op == "*" and isinstance(left, int) and isinstance(right, (list, tuple, str)):
+        left, right = right, left
+    if op == "*" and isinstance(left, (list, tuple, str)) and isinstance(right, int):
+        return max(1, len(left) * right)
+    return _size(left) + _size(right)
+
+
+def _flat_items(v) -> list:
+    """A value, or the items of a (nested) list or tuple of values."""
+    if not isinstance(v, (list, tuple)):
+        return [v]
+    return [x for item in v for x in _flat_items(item)]
+
+
+def _name_them(op: Op) -> str:
+    named = [k for k in op.Attrs.model_fields if k not in op.positional]
+    if not named:
+        return f"'{op.name}' takes no arguments"
+    return f"name the others: {', '.join(f'`{k}=…`' for k in named[:4])}"
+
+
+def _dims(shape) -> list[int]:
+    """Every dim of a shape, or of each part of a multi-output shape."""
+    if shape and isinstance(shape[0], tuple):
+        return [n for part in shape for n in part]
+    return list(shape)
 
 
 def _nth(spans, i: int) -> Span | None:
@@ -887,12 +1078,21 @@ def type_matches(v, t: A.TypeExpr) -> bool:
         return False
     if not isinstance(v, kinds):
         return False
+    if t.choices:
+        return v in t.choices
     if t.name in ("list", "tuple") and t.args:
         return all(type_matches(x, t.args[0]) for x in v)
     return True
 
 
+def _found(value, t: A.TypeExpr) -> str:
+    """What a wrong argument was: the string itself when the type lists choices."""
+    return spec_text(value) if t.choices and isinstance(value, str) else describe(value)
+
+
 def type_text(t: A.TypeExpr) -> str:
+    if t.choices:
+        return "one of " + ", ".join(f'"{c}"' for c in t.choices) + (" or none" if t.optional else "")
     args = f"[{', '.join(type_text(a) for a in t.args)}]" if t.args else ""
     return f"{t.name}{args}" + (" or none" if t.optional else "")
 
@@ -926,8 +1126,5 @@ def _coerced_kind(value, annotation) -> str | None:
 
 def stdlib_variant(name: str):
     """The value of a stdlib variant (`resnet50`), or None when no variant has that name."""
-    from archdsl import api
-    if name not in api.variant_index():
-        return None
-    module, named, _ = api.open_module(name)
-    return module.globals[named]
+    from archdsl.semantics.catalog import stdlib_value
+    return stdlib_value(name)

@@ -195,8 +195,47 @@ class Loader:
                 if item.source in env.checkpoints:
                     raise ArchError(f"two checkpoint blocks for '{item.source}' in {path.name}", item.span,
                                     notes=[("first declared here", env.checkpoints[item.source].span)])
-                check_rules(item)
                 env.checkpoints[item.source] = item
+        for item in env.checkpoints.values():  # after every `let`: rules may use any of them
+            check_rules(item, env)
+        for item in env.ast.items:
+            if isinstance(item, A.BlockDef):
+                _check_shadowing(item, {**prelude, **env.globals})
+
+
+_DATA_TYPES = {"int", "float", "bool", "str", "list", "tuple"}
+
+
+def _check_shadowing(block: A.BlockDef, visible: dict) -> None:
+    """A data parameter (`drop_path: float`) named like an op or block that the body calls makes
+    the call reach the number instead: refuse it where the parameter is declared."""
+    called = _called_names(block.body)
+    for prm in block.params:
+        if prm.type is None or prm.type.name not in _DATA_TYPES:
+            continue
+        if prm.name in called and prm.name in visible:
+            what = describe(visible[prm.name])
+            raise ArchError(f"parameter '{prm.name}' of {block.name} hides {what}, "
+                            f"which the body calls", prm.span, found=f"{prm.name}: {prm.type.name}",
+                            hint=f"rename the parameter (e.g. '{prm.name}_rate' or 'dpr')")
+
+
+def _called_names(node) -> set[str]:
+    """Names the statements call: `f(...)` and bare chain stages (`-> relu`)."""
+    out: set[str] = set()
+    if isinstance(node, list | tuple):
+        for item in node:
+            out |= _called_names(item)
+        return out
+    if not isinstance(node, A.Node):
+        return out
+    if isinstance(node, A.Call) and isinstance(node.func, A.Name):
+        out.add(node.func.id)
+    if isinstance(node, A.Chain):
+        out |= {s.value.id for s in node.stages if isinstance(s.value, A.Name)}
+    for field in type(node).model_fields:
+        out |= _called_names(getattr(node, field))
+    return out
 
 
 def _exports(env: ModuleEnv) -> dict:

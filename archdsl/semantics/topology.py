@@ -13,10 +13,11 @@ from typing import Any
 from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Graph, Node
-from archdsl.semantics.elaborate import Elaborator, Frame, Scope
+from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
+from archdsl.ir.names import check_name
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
-from archdsl.topology.ir import Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
+from archdsl.topology.ir import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
 from archdsl.topology.updates import ACTIONS, STATE_INITS
 
 STATE_DTYPES = ("float32", "float64", "int64", "bool")
@@ -76,7 +77,6 @@ def grad_penalty(net, kind: str = "r1"):
     kind "r1": inputs (real, *extra), mean ‖∇ₓD(x)‖² at the real samples (StyleGAN: × gamma / 2).
     kind "wgan_gp": inputs (real, fake, *extra), mean (‖∇D(x̂)‖ − 1)² at random interpolates x̂
     (PGGAN: × lambda). Extra inputs (labels, alpha) go to the network as they are."""
-    from archdsl.topology.runtime import PENALTIES
     if not isinstance(net, NetRef) or net.shuffle or net.penalty:
         raise TypeError("grad_penalty() takes a network declared with `net`")
     if kind not in PENALTIES:
@@ -98,21 +98,21 @@ def frozen(network):
     return FrozenVal(network)
 
 
-from archdsl.topology.schedule import SCHEDULES  # noqa: E402  (lr = cosine_lr(...) and friends)
+from archdsl.topology.recipe import OPTIMIZERS, OptimizerSpec  # noqa: E402  (optimizer=adamw(...))
+from archdsl.topology.schedule import SCHEDULES, LRSchedule  # noqa: E402  (lr = cosine_lr(...) and friends)
 
 TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn, "grad_penalty": grad_penalty,
-                     "frozen": frozen, **SCHEDULES}
+                     "frozen": frozen, **SCHEDULES, **OPTIMIZERS}
 
 
 class TopologyElaborator(Elaborator):
     def topology(self, callee, overrides: dict[str, Any], span: Span | None,
                  variant: str | None = None) -> TopologyIR:
-        block, args, kwargs = (callee.callee, list(callee.args), dict(callee.kwargs)) \
-            if isinstance(callee, Partial) else (callee, [], {})
-        kwargs.update(overrides)
+        block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
+        span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
         decl = block.decl
         env = Env(block.module, None, block.module.prelude)
-        self.bind_params(decl, args, kwargs, env, span)
+        given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans)
         self.ir = TopologyIR(decl.name, variant, {}, {}, {})
         self.ir.args = {p.name: env.vars[p.name] for p in decl.params if p.name in env.vars}
         shapes, name = self.input_shapes, self.graph.name
@@ -120,7 +120,7 @@ class TopologyElaborator(Elaborator):
         self.ir.rebuild = lambda input_shapes=shapes, **more: TopologyElaborator(name, input_shapes).topology(
             callee, {**overrides, **more}, span, variant)
         self.in_stmts: list[A.InStmt] = []
-        frame = Frame(decl, Scope("", decl.name), None)
+        frame = Frame(decl, Scope("", decl.name), None, given=given)
         self.stack.append(frame)
         try:
             phases = []
@@ -136,7 +136,6 @@ class TopologyElaborator(Elaborator):
                 self.exec_phase(p, env)
         finally:
             self.stack.pop()
-        from archdsl.topology.schedule import LRSchedule
         if isinstance(env.vars.get("lr"), LRSchedule):  # `lr = cosine_lr(...)`: the declared schedule
             self.ir.lr = env.vars["lr"]
         return self.ir
@@ -152,15 +151,16 @@ class TopologyElaborator(Elaborator):
             self.exec_state(s, env)
         elif isinstance(s, A.TensorDecl) and s.kind == "param":
             self.exec_topology_param(s, env)
-        elif isinstance(s, (A.Assign, A.Unpack, A.If, A.For)):
+        elif isinstance(s, (A.Assign, A.Unpack, A.If, A.For, A.AssertStmt)):
             self.exec(s, env)
         else:
             raise ArchError(f"`{_keyword(s)}` belongs inside a `phase`", s.span,
-                            hint="a topology body holds `in`, `net`, `state`, values and phases")
+                            hint="a topology body holds `in`, `net`, `state`, values, asserts and phases")
 
     def exec_net(self, s: A.NetStmt, env: Env):
         if s.name in self.ir.nets:
             raise ArchError(f"network '{s.name}' declared twice", s.span)
+        check_name(s.name, "network", s.span)
         value = self.eval(s.value, env)
         is_frozen = isinstance(value, FrozenVal)
         value = value.network if is_frozen else value
@@ -181,26 +181,33 @@ class TopologyElaborator(Elaborator):
         env.vars[s.name] = NetRef(s.name)
 
     def stdlib_variant(self, name: str, span: Span):
-        from archdsl.api import _entry, open_module
+        from archdsl.semantics.catalog import entry, open_variant
         try:
-            module, named, _ = open_module(name)
-            callee, _, _ = _entry(module, named)
+            module, named, _ = open_variant(name)
+            callee, _, _ = entry(module, named)
         except ArchError as err:
-            raise ArchError(err.message, span, hint=err.hint) from None
+            hint = err.hint if err.hint and err.hint.startswith("did you mean") else \
+                "a string here names a stdlib variant (`net f = \"resnet50\"`); to use a network " \
+                "from a file, import it (`from mynets import Encoder`)"
+            raise ArchError(err.message, span, hint=hint) from None
         return callee
 
     def exec_state(self, s: A.StateStmt, env: Env):
-        shape = tuple(self.int_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
-        if any(n <= 0 for n in shape):
-            raise ArchError(f"state '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        check_name(s.name, "state", s.span)
+        shape = tuple(self.size_value(self.eval(d, env), d.span, "a state size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
-        if isinstance(init, str):
+        if isinstance(init, LRSchedule):  # a scheduled state: set to the schedule's value each step
+            if shape != () and shape != (1,):
+                raise ArchError(f"state '{s.name}' follows a schedule: it must be a scalar `[]`", s.span)
+        elif isinstance(init, str):
             if init not in STATE_INITS:
                 raise ArchError(f"unknown state initialiser '{init}'", s.init.span,
                                 hint=did_you_mean(init, STATE_INITS) or f"one of {', '.join(STATE_INITS)}")
         elif isinstance(init, bool) or not isinstance(init, (int, float)):
             raise ArchError(f"state '{s.name}' initial value must be a number or an initialiser name",
                             s.init.span, found=describe(init))
+        else:
+            init = fill_value(init, (s.init or s).span)
         if s.dtype not in STATE_DTYPES:
             raise ArchError(f"unknown state dtype '{s.dtype}'", s.span,
                             hint=did_you_mean(s.dtype, STATE_DTYPES) or f"one of {', '.join(STATE_DTYPES)}")
@@ -211,16 +218,16 @@ class TopologyElaborator(Elaborator):
     def exec_topology_param(self, s: A.TensorDecl, env: Env):
         """`param logit_scale: [] = 2.659`: a trained tensor that belongs to no network (CLIP's
         learned temperature). Held as a trainable state; phases train it when `update` lists it."""
-        shape = tuple(self.int_value(self.eval(d, env), d.span, "a parameter size") for d in s.shape)
-        if any(n <= 0 for n in shape):
-            raise ArchError(f"parameter '{s.name}' needs positive sizes, got {list(shape)}", s.span)
+        check_name(s.name, "parameter", s.span)
+        shape = tuple(self.size_value(self.eval(d, env), d.span, "a parameter size") for d in s.shape)
         init = 0.0 if s.init is None else self.eval(s.init, env)
         if isinstance(init, bool) or not isinstance(init, (int, float)):
             raise ArchError(f"topology parameter '{s.name}' needs a number as its initial value",
                             (s.init or s).span, found=describe(init), hint="e.g. `param logit_scale: [] = 2.659`")
         if s.name in self.ir.states or s.name in self.ir.nets:
             raise ArchError(f"'{s.name}' declared twice", s.span)
-        self.ir.states[s.name] = StateDecl(s.name, shape, float(init), "float32", s.span, trainable=True)
+        init = fill_value(init, (s.init or s).span)
+        self.ir.states[s.name] = StateDecl(s.name, shape, init, "float32", s.span, trainable=True)
         env.vars[s.name] = ParamRef(s.name)
 
     # ---- phases
@@ -228,12 +235,17 @@ class TopologyElaborator(Elaborator):
         if p.name in self.ir.phases:
             raise ArchError(f"phase '{p.name}' declared twice", p.span)
         options = {a.name: self.eval(a.value, env) for a in p.args}
-        known = ["update", "times", "freeze", "freeze_steps"]
+        known = ["update", "times", "freeze", "freeze_steps", "optimizer"]
         unknown = set(options) - set(known)
         if unknown or any(a.name is None for a in p.args):
-            raise ArchError("a phase takes `update=[nets]`, `times=k` and `freeze=[\"net.param\"], "
-                            "freeze_steps=n`", p.span,
+            raise ArchError("a phase takes `update=[nets]`, `times=k`, `freeze=[\"net.param\"], "
+                            "freeze_steps=n` and `optimizer=sgd(...)`", p.span,
                             hint=did_you_mean(next(iter(unknown)), known) if unknown else None)
+        optimizer = options.get("optimizer")
+        if optimizer is not None and not isinstance(optimizer, OptimizerSpec):
+            span = next(a.value.span for a in p.args if a.name == "optimizer")
+            raise ArchError("`optimizer` takes sgd(...), adam(...), adamw(...), lars(...) or larc(...)", span,
+                            found=describe(optimizer), hint="optimizer=sgd(lr=0.03, momentum=0.9)")
         update = options.get("update", [NetRef(n) for n, d in self.ir.nets.items()
                                          if d.twin is None and not d.frozen])
         update = update if isinstance(update, (list, tuple)) else [update]
@@ -251,8 +263,8 @@ class TopologyElaborator(Elaborator):
         repeat = self.int_value(options.get("times", 1), p.span, "a phase's `times`")
         if repeat < 1:
             raise ArchError("a phase runs at least once per round (`times` ≥ 1)", p.span)
-        saved = self.graph, self.used, self.frame.scope
-        self.graph, self.used = Graph(f"{self.ir.name}.{p.name}"), set()
+        saved = self.graph, self.used, self.containers, self.frame.scope
+        self.graph, self.used, self.containers = Graph(f"{self.ir.name}.{p.name}"), set(), set()
         self.frame.scope = Scope("", self.ir.name)
         self.logs: dict[str, str] = {}
         self.actions: list[Action] = []
@@ -278,14 +290,37 @@ class TopologyElaborator(Elaborator):
             for a in self.actions:
                 for t in a.tensors:
                     graph.outputs[f"keep.{t}"] = t
+            _drop_dead(graph)
             self.ir.phases[p.name] = Phase(p.name, graph, [u.name for u in update], loss.node,
                                            dict(self.logs), list(self.actions), repeat, p.span)
             self.ir.phases[p.name].params = trained_params
+            self.ir.phases[p.name].optimizer = optimizer
+            self._check_trains_something(p, update, trained_params)
             if "freeze" in options or "freeze_steps" in options:
                 phase = self.ir.phases[p.name]
                 phase.freeze, phase.freeze_steps = self._freeze(options, phase.update, p.span)
         finally:
-            self.graph, self.used, self.frame.scope = saved
+            self.graph, self.used, self.containers, self.frame.scope = saved
+            self.logs = None
+
+    def exec(self, s: A.Stmt, env: Env):
+        if isinstance(s, (A.LogStmt, A.AfterStmt)) and getattr(self, "logs", None) is not None:
+            return self.exec_phase_stmt(s, env)   # `log` / `after` inside a phase's `if` or `for`
+        return super().exec(s, env)
+
+    def _check_trains_something(self, p: A.PhaseStmt, update: list, params: tuple):
+        """A phase whose optimizer step would change nothing is a mistake (an empty `update`, or
+        networks without parameters): say so rather than train silently."""
+        if params:
+            return
+        nets = [self.ir.nets[u.name] for u in update]
+        # a listed network not called yet has no graph: it may hold parameters
+        if any(not d.graphs or any(cost(g).totals.params for g in d.graphs.values()) for d in nets):
+            return
+        listed = ", ".join(d.name for d in nets)
+        raise ArchError(f"phase '{p.name}' updates no parameter", p.span,
+                        found=f"update=[{listed}], networks without parameters" if nets else "update=[]",
+                        hint=f"list the networks this phase trains: `phase {p.name}(update=[net])`")
 
     def exec_phase_stmt(self, s: A.Stmt, env: Env):
         if isinstance(s, A.LogStmt):
@@ -474,3 +509,14 @@ def _weights(graph: Graph) -> list[tuple[str, tuple]]:
             op = REGISTRY[n.op]
             out += [(f"{n.id}.{k}", tuple(v)) for k, v in {**op.params(n.attrs, ins), **op.buffers(n.attrs, ins)}.items()]
     return out
+
+
+def _drop_dead(graph: Graph) -> None:
+    """Remove what no output of a phase (loss, logs, after-step tensors) depends on: such a value
+    is neither built nor counted, and a dead network call does not move its BN statistics."""
+    import networkx as nx
+    live = set(graph.outputs.values())
+    for node in list(live):
+        live |= nx.ancestors(graph.g, node)
+    graph.g.remove_nodes_from([n.id for n in graph.nodes()
+                               if n.id not in live and n.op not in ("input", "state")])

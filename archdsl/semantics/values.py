@@ -143,6 +143,27 @@ class Env:
         return names
 
 
+def spec_text(v) -> str:
+    """A plain value as the spec language writes it (`[2, 2]`, `"deep"`, `none`); else its kind."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(spec_text(x) for x in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    if isinstance(v, (BlockRef, OpRef)):
+        return v.name
+    if isinstance(v, Partial):
+        args = [spec_text(a) for a in v.args] + [f"{k}={spec_text(a)}" for k, a in v.kwargs]
+        return f"{v.name}({', '.join(args)})"
+    return describe(v)
+
+
 def describe(v) -> str:
     """A value's kind, for error messages."""
     if isinstance(v, bool):

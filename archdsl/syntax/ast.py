@@ -9,7 +9,7 @@ from archdsl.errors import Span
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
     span: Span
 
 
@@ -216,6 +216,7 @@ class TypeExpr(Node):
     name: str
     args: list["TypeExpr"] = []
     optional: bool = False
+    choices: list[str] = []   # name "str" with choices: one of these strings
 
 
 class Param(Node):

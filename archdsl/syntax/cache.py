@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from archdsl.errors import register_source
+from archdsl.syntax.cache_dir import cache_dir
 from archdsl.syntax import ast as A
 from archdsl.syntax.parser import parse
 
@@ -25,20 +26,14 @@ _HERE = Path(__file__).resolve().parent
 
 @lru_cache(maxsize=1)
 def _salt() -> bytes:
-    from archdsl import __version__
+    from archdsl._version import __version__
     h = hashlib.sha256(__version__.encode())
     for name in ("grammar.lark", "parser.py", "ast.py"):
         h.update((_HERE / name).read_bytes())
     return h.digest()
 
 
-def cache_dir() -> Path | None:
-    if os.environ.get("ARCHDSL_CACHE", "").lower() in ("off", "0", "no", "false"):
-        return None
-    if os.environ.get("ARCHDSL_CACHE_DIR"):
-        return Path(os.environ["ARCHDSL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "archdsl" / "ast"
+
 
 
 def parse_cached(text: str, name: str) -> A.Module:

@@ -19,6 +19,10 @@ def fmt_expr(e: A.Expr) -> str:
     return _expr(e)
 
 
+def fmt_type(t: A.TypeExpr) -> str:
+    return _type(t)
+
+
 class _Printer:
     def __init__(self, comments: list[A.Comment]):
         self.pending = sorted(comments, key=lambda c: (c.line, c.col))
@@ -185,6 +189,8 @@ def _param(p: A.Param) -> str:
 
 
 def _type(t: A.TypeExpr) -> str:
+    if t.choices:
+        return " | ".join(_str(c) for c in t.choices) + ("?" if t.optional else "")
     args = f"[{', '.join(_type(a) for a in t.args)}]" if t.args else ""
     return t.name + args + ("?" if t.optional else "")
 

@@ -1,20 +1,52 @@
 """Text → AST. The only module that knows about lark."""
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from archdsl.errors import ArchError, Span, register_source
 from archdsl.syntax import ast as A
+from archdsl.syntax.cache_dir import cache_dir
 
 _GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text()
 _comments: list[Token] = []
 _lock = threading.Lock()
-_parser = Lark(_GRAMMAR, parser="lalr", start=["start", "test"], propagate_positions=True,
-               maybe_placeholders=True, lexer_callbacks={"COMMENT": _comments.append})
+
+
+def _lark_cache() -> str | bool:
+    """Lark's analysis of the grammar, cached beside the parse cache (loading it is ~10x faster
+    than building the tables, most of a cold start): the file name carries the grammar's and
+    lark's hash, so any change builds anew."""
+    root = cache_dir()
+    if root is None:
+        return False
+    key = hashlib.sha256(_GRAMMAR.encode() + lark.__version__.encode()).hexdigest()[:24]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return str(root / f"lark-{key}.tables")
+
+
+def _build_parser() -> Lark:
+    quiet = logging.getLogger("lark")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # a cache another process is writing: lark rebuilds, silently
+    try:
+        return Lark(_GRAMMAR, parser="lalr", start=["start", "test"], propagate_positions=True,
+                    maybe_placeholders=True, lexer_callbacks={"COMMENT": _comments.append},
+                    cache=_lark_cache())
+    finally:
+        quiet.setLevel(level)
+
+
+_parser = _build_parser()
 
 _TERMINAL_NAMES = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
@@ -28,13 +60,16 @@ _CLOSERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _ARROW = next(t.name for t in _parser.terminals if t.pattern.type == "str" and t.pattern.value == "->")
 _KEYWORDS = {t.name for t in _parser.terminals if t.pattern.type == "str" and t.pattern.value.isalpha()}
 MAX_INT_DIGITS = 1000   # integer literals; arithmetic is bounded separately by the elaborator
+MAX_NESTING = 200       # brackets and operators nested in one expression
+_NESTING_OPS = {"?", "-", "+", "*", "/", "//", "%", "**", ".", "not"}
 
 
 def parse(text: str, filename: str = "<string>") -> A.Module:
     """Parse a whole .arch file."""
     with _lock:
         register_source(filename, text)
-        _comments.clear()
+        _check_nesting(text, filename)
+        _comments.clear()  # after the scan: lexing it ran the comment callback too
         tree = _run(lambda: _parser.parse(text, start="start"), text, filename)
         comments = [A.Comment(line=t.line, col=t.column, text=str(t).rstrip()) for t in _comments]
         module = _transform(tree, filename)
@@ -45,6 +80,7 @@ def parse_expr(text: str, filename: str = "<expr>") -> A.Expr:
     """Parse one expression (used for `--set k=v` values)."""
     with _lock:
         register_source(filename, text)
+        _check_nesting(text, filename)
         tree = _run(lambda: _parser.parse(text, start="test"), text, filename)
         return _transform(tree, filename)
 
@@ -59,6 +95,29 @@ def _run(thunk, text: str, filename: str):
                         hint="split it into named intermediate values") from None
 
 
+def _check_nesting(text: str, filename: str) -> None:
+    """Refuse an expression nested more than MAX_NESTING deep before parsing it: the parser and
+    the tree it builds take time quadratic in the depth (20,000 parentheses: 20 s). Brackets
+    nest; so do operators, each adding a level to its operand (`- - - x`, `a ? b : c ? …`,
+    `1 + 1 + …`) until a ',' or, outside brackets, a new line ends the operand."""
+    levels, line = [0], 1
+    for tok in _tokens(text):
+        if tok.line != line and len(levels) == 1:
+            levels[0] = 0
+        line = tok.line
+        if tok.type in _CLOSERS:
+            levels.append(0)
+        elif tok.type in _CLOSERS.values() and len(levels) > 1:
+            levels.pop()
+        elif tok.type == "COMMA":
+            levels[-1] = 0
+        elif str(tok) in _NESTING_OPS:
+            levels[-1] += 1
+        if len(levels) + sum(levels) > MAX_NESTING:
+            raise ArchError(f"expression nested more than {MAX_NESTING} deep", _tok_span(filename, tok),
+                            hint="split it into named intermediate values")
+
+
 def _transform(tree, filename):
     try:
         return _ToAst(filename).transform(tree)
@@ -68,6 +127,9 @@ def _transform(tree, filename):
             orig = orig.orig_exc
         if isinstance(orig, ArchError):
             raise orig from None
+        if isinstance(orig, RecursionError):
+            raise ArchError("expression nested too deeply", _deepest(tree, filename),
+                            hint="split it into named intermediate values") from None
         raise
     except RecursionError:
         raise ArchError("expression nested too deeply", _deepest(tree, filename),
@@ -123,7 +185,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> ArchError:
                              notes=[("this '->' has nothing after it", _tok_span(filename, prev))],
                              hint="write what the tensor flows into: `x -> relu`")
         return ArchError(f"unexpected {found}", span, expected=expected_text, found=found,
-                         hint=_hint_for(tok, prev, expected))
+                         hint=_hint_for(tok, prev, expected), notes=_open_bracket(text, tok, expected, filename))
     if isinstance(e, UnexpectedEOF):
         return _unexpected_end(text, filename, expected_text)
     return ArchError("syntax error", span)
@@ -159,6 +221,15 @@ def _unclosed(text: str) -> Token | None:
         elif stack and tok.type == _CLOSERS[stack[-1].type]:
             stack.pop()
     return stack[-1] if stack else None
+
+
+def _open_bracket(text: str, tok: Token, expected, filename: str) -> list:
+    """A note at the bracket still open where the parser wanted its closer (an unclosed `(` is
+    found only at the next line's first token)."""
+    opener = _unclosed(text[:tok.start_pos])
+    if opener is None or _CLOSERS[opener.type] not in expected or opener.line == tok.line:
+        return []
+    return [(f"this {_describe(opener.type)} is not closed", _tok_span(filename, opener))]
 
 
 def _previous_token(text: str, tok: Token) -> Token | None:
@@ -257,15 +328,20 @@ class _ToAst(Transformer):
         args = [a for a in rest if isinstance(a, A.TypeExpr)]
         return A.TypeExpr(span=self._s(meta), name=str(name), args=args, optional=optional)
 
+    def choice_type(self, meta, c):
+        optional = bool(c and c[-1] is not None and c[-1].type == "OPTIONAL")
+        choices = [self._unquote(t) for t in c if t is not None and t.type == "STRING"]
+        return A.TypeExpr(span=self._s(meta), name="str", choices=choices, optional=optional)
+
     def variant_def(self, meta, c):
         return A.Variant(span=self._s(meta), name=str(c[0]), value=c[1], references=c[2] or [])
 
     def references(self, meta, c):
-        return [_unquote(str(s)) for s in c]
+        return [self._unquote(s) for s in c]
 
     def checkpoint_def(self, meta, c):
         source, *rules = c
-        return A.Checkpoint(span=self._s(meta), source=_unquote(str(source)), rules=rules)
+        return A.Checkpoint(span=self._s(meta), source=self._unquote(source), rules=rules)
 
     def key_rule(self, meta, c):
         source, target, reshape, cond = c
@@ -275,7 +351,7 @@ class _ToAst(Transformer):
             raise ArchError("a checkpoint key template cannot contain escapes", _tok_span(self.f, target))
         else:
             template = self._template(str(target)[1:-1], target, 1, "a key template")
-        return A.KeyRule(span=self._s(meta), source=_unquote(str(source)), target=template,
+        return A.KeyRule(span=self._s(meta), source=self._unquote(source), target=template,
                          reshape=reshape, cond=cond)
 
     def key_reshape(self, meta, c):
@@ -346,7 +422,7 @@ class _ToAst(Transformer):
 
     def init_stmt(self, meta, c):
         pattern, value = c
-        return A.InitStmt(span=self._s(meta), pattern=_unquote(str(pattern)), value=value)
+        return A.InitStmt(span=self._s(meta), pattern=self._unquote(pattern), value=value)
 
     def net_stmt(self, meta, c):
         return A.NetStmt(span=self._s(meta), name=str(c[0]), value=c[1])
@@ -488,8 +564,14 @@ class _ToAst(Transformer):
     def name(self, meta, c):
         return A.Name(span=self._s(meta), id=str(c[0]))
 
+    def _tok(self, tok: Token) -> Span:
+        return _tok_span(self.f, tok)
+
     def _const(self, tok: Token, value):
-        return A.Const(span=_tok_span(self.f, tok), value=value, text=str(tok))
+        return A.Const(span=self._tok(tok), value=value, text=str(tok))
+
+    def _unquote(self, tok: Token) -> str:
+        return _unquote(str(tok), self._tok(tok))
 
     def int_lit(self, meta, c):
         digits = str(c[0]).replace("_", "")
@@ -503,7 +585,7 @@ class _ToAst(Transformer):
         return self._const(c[0], float(str(c[0])))
 
     def str_lit(self, meta, c):
-        return self._const(c[0], _unquote(str(c[0])))
+        return self._const(c[0], self._unquote(c[0]))
 
     def true_lit(self, meta, c):
         return A.Const(span=self._s(meta), value=True, text="true")
@@ -544,11 +626,32 @@ class _ShiftedAst(_ToAst):
     def _s(self, meta) -> Span:
         return Span(self.f, self.line, meta.column + self.off, self.line, meta.end_column + self.off)
 
-    def _const(self, tok, value):
-        return A.Const(span=Span(self.f, self.line, tok.column + self.off, self.line,
-                                 tok.end_column + self.off), value=value, text=str(tok))
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.f, self.line, tok.column + self.off, self.line, tok.end_column + self.off)
 
 
-def _unquote(s: str) -> str:
-    body = s[1:-1]
-    return body.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in body else body
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
+
+
+def _unquote(text: str, span: Span) -> str:
+    r"""A string literal's value. Only the escapes of _ESCAPES exist: any other backslash is an
+    error, so "timm\xception" or "C:\Users" never turn silently into other characters."""
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+    out, i = [], 0
+    while i < len(body):
+        if body[i] != "\\":
+            out.append(body[i])
+            i += 1
+            continue
+        ch = body[i + 1]  # the grammar puts a character after every backslash
+        if ch not in _ESCAPES:
+            col = span.col + 1 + i
+            raise ArchError(f"unknown escape '\\{ch}' in a string",
+                            Span(span.file, span.line, col, span.line, col + 2),
+                            hint='the escapes are \\\\ \\" \\n \\t; write a backslash as \\\\ '
+                                 '(or a path with /)')
+        out.append(_ESCAPES[ch])
+        i += 2
+    return "".join(out)

@@ -16,6 +16,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from archdsl.ops.augment import MAX_MAGNITUDE, OPS  # the op's vocabulary and scale
+
 
 def smooth_one_hot(y: torch.Tensor, num_classes: int, smoothing: float = 0.0,
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -107,11 +109,8 @@ def pseudo_label(logits: torch.Tensor, kind: str = "hard", temperature: float = 
 
 # ---- RandAugment (Cubuk et al. 2020) on float images in [0, 1], [B, C, H, W]
 
-MAX_MAGNITUDE = 30   # the paper's scale: M ∈ [0, 30] (ResNet-50: N = 2, M = 9; EfficientNet-B7: M = 28)
 FILL = 0.5           # what geometric ops move into the image (timm: 128 / 255)
 
-OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize",
-       "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y")
 SIGNED = {"rotate", "color", "contrast", "brightness", "sharpness", "shear_x", "shear_y",
           "translate_x", "translate_y"}
 

@@ -11,14 +11,10 @@ import math
 
 import torch
 
+from archdsl.ops.detection import level_grid  # the op's grid arithmetic
+
 BELOW_LOW_THRESHOLD = -1     # a background anchor
 BETWEEN_THRESHOLDS = -2      # an ignored anchor (IoU in [bg_iou, fg_iou))
-
-
-def level_grid(size: int, stride: int) -> int:
-    """Cells of a pyramid level along one side: ⌈size / stride⌉ — what a chain of stride-2 convs
-    and pools with 'auto' padding (ResNet + FPN) leaves of `size` pixels."""
-    return -(-size // stride)
 
 
 def base_anchors(sizes, ratios) -> torch.Tensor:

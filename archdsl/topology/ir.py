@@ -8,6 +8,9 @@ from archdsl.errors import Span
 from archdsl.ir.graph import Graph
 
 
+PENALTIES = ("r1", "wgan_gp")  # grad_penalty kinds (topology/runtime.py computes them)
+
+
 @dataclass(frozen=True)
 class EmaSpec:
     """A momentum twin of `source`: after each optimizer step,
@@ -41,7 +44,8 @@ class NetDecl:
 class StateDecl:
     name: str
     shape: tuple[int, ...]
-    init: Any            # a number, or the name of an initialiser ("normal_l2", "uniform", …)
+    init: Any            # a number, the name of an initialiser ("normal_l2", "uniform", …), or a
+                         # schedule (LRSchedule): the state takes its value at every step
     dtype: str = "float32"
     span: Span | None = None
     trainable: bool = False    # `param logit_scale: [] = …` in a topology: an nn.Parameter, trained
@@ -71,6 +75,7 @@ class Phase:
     freeze: tuple = ()          # ((net, parameter path or prefix), …) kept out of the first steps
     freeze_steps: int = 0       # (SwAV freezes its prototypes for 313 iterations)
     params: tuple = ()          # topology-level parameters this phase trains (`update=[net, logit_scale]`)
+    optimizer: Any = None       # `optimizer=adamw(...)`: an archdsl.topology.recipe.OptimizerSpec
 
 
 @dataclass

@@ -24,10 +24,11 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     return F.cross_entropy(logits, labels)
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, sum_views: bool = False) -> torch.Tensor:
     """SimCLR's NT-Xent over 2N views: each view's positive is its pair, negatives are the other
-    2N − 2 views; self-pairs are excluded. Across ranks, the negatives are gathered with the local
-    gradient kept (dist.gather_with_grad)."""
+    2N − 2 views; self-pairs are excluded. The mean over the 2N views, or (sum_views) twice that:
+    the official TF code sums the two views' means. Across ranks, the negatives are gathered with
+    the local gradient kept (dist.gather_with_grad)."""
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     local = torch.cat([z1, z2], dim=0)                       # [2n, D]
     everything = dist.gather_with_grad(local)                # [2n·world, D]
@@ -38,7 +39,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     self_mask = F.one_hot(idx + offset, sim.shape[1]).bool()
     sim = sim.masked_fill(self_mask, float("-inf"))
     positives = torch.cat([idx[n:], idx[:n]]) + offset
-    return F.cross_entropy(sim, positives)
+    return F.cross_entropy(sim, positives) * (2.0 if sum_views else 1.0)
 
 
 def neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -68,10 +69,13 @@ def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
 
 
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, n_global: int,
-              student_temp: float, teacher_temp: float) -> torch.Tensor:
+              student_temp: float, teacher_temp: float, temp: torch.Tensor | None = None) -> torch.Tensor:
     """DINO's cross-entropy between sharpened, centred teacher outputs (global crops only, no
     gradient) and student outputs over all crops, skipping same-view pairs.
-    student: [V·B, K] (views stacked, globals first); teacher: [G·B, K]."""
+    student: [V·B, K] (views stacked, globals first); teacher: [G·B, K]; `temp`, when given,
+    is the teacher temperature of this step (a scalar tensor), replacing `teacher_temp`."""
+    if temp is not None:
+        teacher_temp = temp.detach().reshape(())
     views = student.shape[0] // (teacher.shape[0] // n_global)
     if views < 2:
         raise ValueError("DINO needs at least two views: a single view gives no cross-view pairs")
@@ -99,11 +103,12 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_
 
 
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-              max_scale: float = math.log(100.0)) -> torch.Tensor:
+              max_scale: float | None = None) -> torch.Tensor:
     """CLIP's symmetric loss: (CE(img→txt) + CE(txt→img)) / 2 over cosine similarities scaled
-    by exp(logit_scale), the log-scale clamped at log(100)."""
+    by exp(logit_scale) (open_clip's ClipLoss). The official training clamps the stored
+    log-scale after each step (`after clamp(...)`); `max_scale` clamps it here instead."""
     image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
-    scale = logit_scale.clamp(max=max_scale).exp()
+    scale = (logit_scale if max_scale is None else logit_scale.clamp(max=max_scale)).exp()
     logits = scale * image @ text.t()
     labels = torch.arange(image.shape[0], device=image.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2

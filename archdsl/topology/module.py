@@ -115,8 +115,9 @@ class TopologyModule(nn.Module):
             raise KeyError(f"no phase {name!r}; phases: {self.phases}")
         p = self.ir.phases[name]
         self._flush_stores(name)
+        self._set_scheduled_states()
         others = [self.nets[n] for n, d in self.ir.nets.items() if d.twin is None and n not in p.update]
-        if p.freeze and int(self.steps) < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
+        if p.freeze and self._step() < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
             others = others + [_Params(self.nets[n], prefix) for n, prefix in p.freeze]
         others = others + [_Params(self.state, n) for n, st in self.ir.states.items()
                            if getattr(st, "trainable", False) and n not in p.params]
@@ -139,21 +140,54 @@ class TopologyModule(nn.Module):
                                 [kept[action.tensors[0]]], action.options)  # after_step repeats it: same value
 
     def parameters(self, recurse: bool = True, phase: str | None = None) -> Iterator[nn.Parameter]:
-        """All parameters, or only those the given phase trains (twins never)."""
+        """All trained parameters, or only those the given phase trains (twins never; nor frozen
+        tensors such as MAE's sin-cos tables or DINO's fixed weight_g)."""
         if phase is None:
             yield from (p for p in super().parameters(recurse) if p.requires_grad)
             return
-        for n in self.ir.phases[phase].update:
-            yield from self.nets[n].parameters()
-        for n in self.ir.phases[phase].params:  # topology-level parameters listed in `update=[…]`
-            yield getattr(self.state, n)
+        yield from (p for _, p in self.named_parameters_of(phase))
 
-    def momentum(self, twin: str) -> float:
-        """The EMA weight on the old value at the current step."""
+    def named_parameters_of(self, phase: str) -> list[tuple[str, nn.Parameter]]:
+        """("net.path", parameter) of every tensor the phase trains; a topology-level parameter
+        (listed in `update=[…]`) by its own name."""
+        out = [(f"{n}.{k}", p) for n in self.ir.phases[phase].update
+               for k, p in self.nets[n].named_parameters() if p.requires_grad]
+        return out + [(n, getattr(self.state, n)) for n in self.ir.phases[phase].params]
+
+    def configure_optimizers(self):
+        """The recipe's optimizers, one per phase that declares `optimizer=…`, and the
+        RecipeSchedule that sets their learning rates and weight decays for a step
+        (archdsl/topology/recipe.py). Call `schedule.apply()` before each optimizer step."""
+        from archdsl.topology.recipe import RecipeSchedule, build_optimizer
+        specs = {n: p.optimizer for n, p in self.ir.phases.items() if p.optimizer is not None}
+        if not specs:
+            raise ValueError(f"topology '{self.ir.name}' declares no optimizer "
+                             "(a phase option: `optimizer=sgd(lr=0.03, momentum=0.9)`)")
+        optimizers = {n: build_optimizer(spec, self.named_parameters_of(n)) for n, spec in specs.items()}
+        schedule = RecipeSchedule(self, optimizers, specs)
+        schedule.apply()
+        return optimizers, schedule
+
+    @torch.no_grad()
+    def _set_scheduled_states(self) -> None:
+        """States declared with a schedule (`state teacher_temp: [] = warmup_schedule(…)`) take its
+        value at the current step."""
+        from archdsl.topology.schedule import LRSchedule
+        for name, st in self.ir.states.items():
+            if isinstance(st.init, LRSchedule):
+                getattr(self.state, name).fill_(st.init.at(self._step()))
+
+    def _step(self) -> int:
+        """The optimizer steps taken (0 on the meta device, where a module is only shaped)."""
+        return 0 if self.steps.is_meta else int(self.steps)
+
+    def momentum(self, twin: str, step: int | None = None) -> float:
+        """The EMA weight on the old value at `step` (default: the current step)."""
         spec = self.ir.nets[twin].twin
+        step = int(self.steps) if step is None else int(step)
         if spec.schedule == "constant":  # m = 0 (a plain copy) before start_step (BigGAN's G-EMA)
-            return 0.0 if int(self.steps) < spec.start_step else spec.momentum
-        t = min(max(int(self.steps) - spec.start_step, 0), spec.total_steps) / spec.total_steps
+            return 0.0 if step < spec.start_step else spec.momentum
+        t = min(max(step - spec.start_step, 0), spec.total_steps) / spec.total_steps
         return spec.end - (spec.end - spec.momentum) * (math.cos(math.pi * t) + 1) / 2
 
     @torch.no_grad()

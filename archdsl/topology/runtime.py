@@ -31,7 +31,6 @@ def noise_like(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn((x.shape[0], *shape), device=x.device, dtype=x.dtype)
 
 
-PENALTIES = ("r1", "wgan_gp")
 
 
 def penalty_call(module: torch.nn.Module, kind: str, *inputs: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,17 @@ so lr(warmup) = base and lr(total) = lr(after total) = final (0 by default).
 constant: lr = base at every step (with the same optional linear warm-up).
 noam (Vaswani et al. 2017, §5.3, eq. 3): lr = d_model^−0.5 · min(n^−0.5, n · warmup^−1.5) with
     n = step + 1; the peak `base` = (d_model · warmup)^−0.5 is reached at n = warmup.
+
+The recipes' schedules (`cosine_schedule`, `warmup_schedule`) follow the official codes' own
+conventions, named by `warmup_style` (u = the step counted in units of `every` steps):
+    "linspace"  start + (base − start) · u / (warmup − 1)   DINO/SwAV `cosine_scheduler`
+                                                           (np.linspace: base at u = warmup − 1)
+    "linear"    start + (base − start) · u / warmup         MAE `lr_sched`, SimCLR, BYOL
+    "next"      base · (u + 1) / warmup                     Bag of Tricks, open_clip `cosine_lr`
+then for u ≥ warmup the cosine of (u − warmup) / (total − warmup) down to `final`. `every`
+holds the value for that many steps: `every = steps_per_epoch` is a per-epoch schedule (MoCo's
+and SimSiam's `adjust_learning_rate`, DINO's teacher-temperature warm-up), with `warmup` and
+`total` then counted in epochs.
 """
 from __future__ import annotations
 
@@ -27,39 +38,62 @@ class LRSchedule:
     warmup: int = 0
     total: int = 1
     final: float = 0.0
+    start: float = 0.0
+    warmup_style: str = "next"
+    every: int = 1
+    milestones: tuple = ()      # kind "step": × gamma at each milestone reached
+    gamma: float = 0.1
 
     def at(self, step: int) -> float:
-        step = max(int(step), 0)
+        step = max(int(step), 0) // self.every
         if self.kind == "noam":
             n = step + 1
             return self.base * min((n / self.warmup) ** -0.5, n / self.warmup)
         if step < self.warmup:
-            return self.base * (step + 1) / self.warmup
+            done = {"next": (step + 1) / self.warmup, "linear": step / self.warmup,
+                    "linspace": step / max(self.warmup - 1, 1)}[self.warmup_style]
+            return self.start + (self.base - self.start) * done
         if self.kind == "constant":
             return self.base
+        if self.kind == "step":
+            return self.base * self.gamma ** sum(step >= m for m in self.milestones)
         t = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
         return self.final + (self.base - self.final) * (1 + math.cos(math.pi * t)) / 2
 
     def scale(self, step: int) -> float:
         return self.at(step) / self.base
 
+    def describe(self) -> str:
+        unit = "steps" if self.every == 1 else f"× {self.every} steps"
+        warm = (f", warm-up {self.warmup} {unit} from {self.start:g} ({self.warmup_style})"
+                if self.warmup and self.kind != "noam" else "")
+        if self.kind == "cosine":
+            return f"cosine {self.base:g} → {self.final:g} over {self.total} {unit}{warm}"
+        if self.kind == "step":
+            return f"{self.base:g} × {self.gamma:g} at {list(self.milestones)} ({unit})"
+        if self.kind == "noam":
+            return f"noam, peak {self.base:g} at step {self.warmup}"
+        return f"constant {self.base:g}{warm}"
 
-def _check(base, warmup, total, final) -> None:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 0:
-        raise ValueError(f"the peak learning rate must be a positive number, got {base!r}")
+
+def _check(base, warmup, total, final, floor: float = 0.0) -> None:
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= floor:
+        raise ValueError(f"the peak value must be a number above {floor}, got {base!r}")
     for name, v in (("warmup", warmup), ("total", total)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} is a number of steps (an int ≥ 0), got {v!r}")
     if total < 1 or warmup > total:
         raise ValueError(f"need 0 ≤ warmup ≤ total and total ≥ 1, got warmup={warmup}, total={total}")
-    if isinstance(final, bool) or not isinstance(final, (int, float)) or not 0 <= final <= base:
-        raise ValueError(f"final must be in [0, base], got {final!r}")
+    if isinstance(final, bool) or not isinstance(final, (int, float)) or final < 0:
+        raise ValueError(f"final must be a number ≥ 0, got {final!r}")
 
 
 def cosine_lr(base: float, warmup: int = 0, total: int = 1, final: float = 0.0) -> LRSchedule:
     """`lr = cosine_lr(0.1, warmup=5 * 5005, total=120 * 5005)`: linear warm-up over `warmup`
     steps to `base`, then half a cosine down to `final` at step `total`."""
     _check(base, warmup, total, final)
+    if final > base:
+        raise ValueError(f"final must be in [0, base], got {final!r}")
     return LRSchedule(float(base), "cosine", warmup, total, float(final))
 
 
@@ -79,4 +113,49 @@ def noam_lr(d_model: int, warmup: int = 4000) -> LRSchedule:
     return LRSchedule((d_model * warmup) ** -0.5, "noam", warmup, warmup, 0.0)
 
 
-SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr}
+WARMUP_STYLES = ("linspace", "linear", "next")
+
+
+def _recipe_check(warmup_style: str, every: int, start) -> None:
+    if warmup_style not in WARMUP_STYLES:
+        raise ValueError(f"warmup_style is one of {', '.join(WARMUP_STYLES)}, got {warmup_style!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every is a number of steps (an int ≥ 1), got {every!r}")
+    if isinstance(start, bool) or not isinstance(start, (int, float)):
+        raise ValueError(f"start must be a number, got {start!r}")
+
+
+def cosine_schedule(base: float, final: float = 0.0, total: int = 1, warmup: int = 0, start: float = 0.0,
+                    warmup_style: str = "linspace", every: int = 1) -> LRSchedule:
+    """`cosine_schedule(0.0005 * batch / 256, 1e-6, total=epochs * ipe, warmup=10 * ipe)`: a
+    learning rate, weight decay (0.04 → 0.4: final may exceed base) or any value stepped per
+    iteration — warm-up from `start`, then half a cosine from `base` to `final` at `total`."""
+    _check(base, warmup, total, final, floor=-math.inf)
+    _recipe_check(warmup_style, every, start)
+    return LRSchedule(float(base), "cosine", warmup, total, float(final), float(start), warmup_style, every)
+
+
+def warmup_schedule(base: float, warmup: int = 0, start: float = 0.0, warmup_style: str = "linspace",
+                    every: int = 1) -> LRSchedule:
+    """`warmup_schedule(0.07, warmup=30, start=0.04, every=ipe)`: from `start` to `base` over
+    `warmup` units, then `base` (DINO's teacher temperature, warmed per epoch)."""
+    _check(base, warmup, max(warmup, 1), 0.0, floor=-math.inf)
+    _recipe_check(warmup_style, every, start)
+    return LRSchedule(float(base), "constant", warmup, max(warmup, 1), 0.0, float(start), warmup_style, every)
+
+
+def step_schedule(base: float, milestones=(), gamma: float = 0.1, every: int = 1) -> LRSchedule:
+    """`step_schedule(0.03, milestones=[120, 160], gamma=0.1, every=ipe)`: `base` multiplied by
+    `gamma` at each milestone reached (MoCo v1's `--schedule 120 160`)."""
+    _check(base, 0, 1, 0.0)
+    _recipe_check("linear", every, 0.0)
+    if not isinstance(milestones, (list, tuple)) or any(isinstance(m, bool) or not isinstance(m, int) or m < 0
+                                                        for m in milestones):
+        raise ValueError(f"milestones is a list of steps (ints ≥ 0), got {milestones!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
+        raise ValueError(f"gamma must be a positive number, got {gamma!r}")
+    return LRSchedule(float(base), "step", 0, 1, 0.0, 0.0, "linear", every, tuple(milestones), float(gamma))
+
+
+SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr,
+             "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule, "step_schedule": step_schedule}

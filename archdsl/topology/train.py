@@ -2,9 +2,12 @@
 
 Synthetic data: a fixed pool of random inputs shaped like the topology's inputs (integer
 inputs drawn from range(classes)); every step draws a batch from the pool, so a topology that
-learns shows a falling loss. One optimizer per phase over `parameters(phase=…)`; each round
-runs the phases in `schedule()` order (k D-steps per G-step), then `after_step()` once. A topology
-that declares a schedule (`lr = cosine_lr(...)`) gets `lr × topo.lr_scale(step)` at each step.
+learns shows a falling loss. Optimizers: the topology's recipe (`configure_optimizers()`: each
+phase's declared optimizer, groups and schedules, set every step) when every phase declares one
+and neither `optimizer` nor `lr` is given; else one Adam (betas (0.5, 0.999)) or SGD (momentum
+0.9) per phase over `parameters(phase=…)`, at `lr` (1e-3 by default) — times
+`topo.lr_scale(step)` when the topology declares `lr = cosine_lr(...)`. Each round runs the
+phases in `schedule()` order (k D-steps per G-step), then `after_step()` once.
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from typing import Callable
 
 import torch
 
+from archdsl.errors import ArchError
+from archdsl.ops import REGISTRY
+from archdsl.topology.ir import TopologyIR
 from archdsl.topology.module import TopologyModule
 
 
@@ -42,24 +48,58 @@ def synthetic_pool(topo: TopologyModule, pool: int = 64, classes: int = 10,
     return out
 
 
-def train(topo: TopologyModule, steps: int, *, lr: float = 1e-3, optimizer: str = "adam",
+def check_batch(ir: TopologyIR) -> None:
+    """Refuse a batch too small to train on: a loss whose only negatives are the rest of the batch
+    is exactly 0 on one sample, and batch norm cannot normalise one value per channel."""
+    graphs = [("", p.graph) for p in ir.phases.values()]
+    graphs += [(f"{n.name}.", g) for n in ir.nets.values() if not n.frozen for g in n.graphs.values()]
+    for prefix, graph in graphs:
+        for node in graph.nodes():
+            op = REGISTRY.get(node.op)
+            problem = op and node.inputs and op.train_problem(
+                node.attrs, [graph.node(i).shape for i in node.inputs])
+            if problem:
+                raise ArchError(f"{problem} (at '{prefix}{node.id}')", node.span,
+                                hint="give a larger batch as the first dim of every input "
+                                     "(`--input 8x3x64x64`, once per input)")
+
+
+def has_recipe(topo: TopologyModule) -> bool:
+    return all(p.optimizer is not None for p in topo.ir.phases.values())
+
+
+def optimizers(topo: TopologyModule, lr: float | None = None, optimizer: str | None = None):
+    """{phase: optimizer} and a callable setting the learning rates of a step (see the module doc)."""
+    if optimizer is None and lr is None and has_recipe(topo):
+        optims, schedule = topo.configure_optimizers()
+        return optims, lambda step: schedule.apply(step)
+    lr = 1e-3 if lr is None else lr
+    make = {"adam": lambda ps: torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.999)),
+            "sgd": lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9)}[optimizer or "adam"]
+    optims = {p: make(list(topo.parameters(phase=p))) for p in topo.phases}
+
+    def set_lr(step: int) -> None:  # a declared schedule (`lr = cosine_lr(...)`) scales `lr`
+        for opt in optims.values():
+            for group in opt.param_groups:
+                group["lr"] = lr * topo.lr_scale(step)
+    return optims, set_lr
+
+
+def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimizer: str | None = None,
           data: list[torch.Tensor] | None = None, seed: int = 0,
           on_step: Callable[[StepLog], None] | None = None) -> list[StepLog]:
     """Run `steps` rounds of the topology's phases on `data` (default: a synthetic pool)."""
+    check_batch(topo.ir)
     torch.manual_seed(seed)
     data = data if data is not None else synthetic_pool(topo, seed=seed)
     batch = input_specs(topo)[0][1][0]
-    make = {"adam": lambda ps: torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.999)),
-            "sgd": lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9)}[optimizer]
-    optims = {p: make(list(topo.parameters(phase=p))) for p in topo.phases}
+    optims, set_lr = optimizers(topo, lr, optimizer)
     topo.train()
     history = []
     g = torch.Generator().manual_seed(seed + 1)
     for step in range(steps):
         losses, logs = {}, {}
-        for opt in optims.values():  # a declared schedule (`lr = cosine_lr(...)`) scales `lr`
-            for group in opt.param_groups:
-                group["lr"] = lr * topo.lr_scale(step)
+        set_lr(int(topo.steps))
         for phase in topo.schedule():
             idx = torch.randperm(len(data[0]), generator=g)[:batch]
             out = topo(*[d[idx] for d in data], phase=phase)

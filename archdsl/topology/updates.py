@@ -47,6 +47,16 @@ def _check_bank(states, tensors, options):
     return None
 
 
+def _check_clamp(states, tensors, options):
+    bounds = [options.get(k) for k in ("min", "max")]
+    if all(b is None for b in bounds) or any(b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)))
+                                             for b in bounds):
+        return "clamp needs a number `min=`, `max=` or both"
+    if None not in bounds and bounds[0] > bounds[1]:
+        return f"clamp: min {bounds[0]} is above max {bounds[1]}"
+    return None
+
+
 ACTIONS: dict[str, UpdateSpec] = {
     "enqueue": UpdateSpec(2, 1, "enqueue(queue, ptr, keys): queue [D, K], ptr [] int64, keys [N, D]",
                           check=_check_enqueue),
@@ -58,6 +68,10 @@ ACTIONS: dict[str, UpdateSpec] = {
     # them at the start of every iteration; the two orders give the same weights at every forward)
     "l2_normalize_param": UpdateSpec(0, 0, 'l2_normalize_param(net, weight="prototypes.weight", dim=1)',
                                      ("weight", "dim"), n_nets=1, at_build=True),
+    # CLIP (open_clip training/train.py): the stored logit_scale clamped to [0, ln 100] after every
+    # optimizer step; a clamp in the forward would stop its gradient once it passed ln 100
+    "clamp": UpdateSpec(1, 0, "clamp(state, min=0, max=4.605): the state (or topology parameter) clamped in place",
+                        ("min", "max"), _check_clamp),
     # a value carried from one phase to the next (Meta Pseudo Labels): written as soon as another
     # phase starts — i.e. after this phase's optimizer step — or at after_step(), whichever is first
     "store": UpdateSpec(1, 1, "store(state, tensor): the state takes the tensor's value (same shape)",
@@ -69,7 +83,10 @@ ACTIONS: dict[str, UpdateSpec] = {
 def init_state(init, shape, dtype):
     """A state tensor from its initialiser: a number, or one of STATE_INITS."""
     import torch
+    from archdsl.topology.schedule import LRSchedule
     dt = getattr(torch, dtype)
+    if isinstance(init, LRSchedule):
+        return torch.full(shape, init.at(0), dtype=dt)
     if not isinstance(init, str):
         return torch.full(shape, init, dtype=dt)
     if init == "zeros":
@@ -108,6 +125,8 @@ def run(kind: str, states, tensors, options) -> None:
             m = float(options.get("momentum", 0.9))
             batch_center = dist.all_reduce_mean(out.detach().mean(dim=0, keepdim=True))
             center.mul_(m).add_(batch_center, alpha=1 - m)
+        elif kind == "clamp":
+            states[0].clamp_(min=options.get("min"), max=options.get("max"))
         elif kind == "bank_update":
             (bank,), (idx, feats) = states, tensors
             idx, feats = dist.all_gather(idx), dist.all_gather(feats.detach())
