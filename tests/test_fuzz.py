@@ -2,6 +2,10 @@
 machinery it relies on (reproducible cases, the CPU-time limit, shrinking) works."""
 from __future__ import annotations
 
+import pytest
+import torch
+
+import archdsl
 from archdsl.testing import fuzz as F
 
 
@@ -37,3 +41,23 @@ def test_delta_debugging_keeps_what_the_property_needs():
     items = list("abcdefghij")
     kept = F._ddmin(items, lambda rest: "c" in rest and "h" in rest, deadline=float("inf"))
     assert kept == ["c", "h"]
+
+
+# ---- what the fuzzer found beyond issue 13's list -------------------------------------------
+
+def test_a_whole_float_beyond_int64_reaches_torch_as_a_float():
+    model = archdsl.load_spec(source="network N() {\n  in x: [2, 8]\n  out x - 1e308\n}\n")
+    y = model(torch.zeros(2, 8))  # float32: -1e308 rounds to -inf (it raised OverflowError)
+    assert torch.equal(y, torch.full((2, 8), -torch.inf))
+    ints = archdsl.load_spec(source="network N() {\n  in x: [2, 8]\n  out x + 3.0\n}\n")
+    assert ints(torch.zeros(2, 8, dtype=torch.int64)).dtype == torch.int64  # a whole number stays an int
+
+
+def test_a_net_that_no_phase_calls_is_an_error_at_its_declaration():
+    src = ("block Tiny() {\n  in x: [B, C]\n  out x -> fc: linear(4)\n}\n"
+           "topology T() {\n  in x: [B = 2, 3]\n  net a = Tiny()\n  net b = Tiny()\n"
+           "  phase train(update=[a]) {\n    loss = mean(x -> a, dims=[0, 1])\n  }\n}\n")
+    with pytest.raises(archdsl.ArchError) as err:
+        archdsl.load_topology(source=src)
+    assert err.value.message == "net 'b' is never called in a phase"
+    assert (err.value.span.line, err.value.span.col) == (8, 3)

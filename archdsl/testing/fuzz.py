@@ -391,23 +391,28 @@ class _Runner:
         return Outcome(kind, time.perf_counter() - start, time.process_time() - cpu, sig, detail, built)
 
     def _check(self, case: Case) -> bool:
-        from archdsl.api import _entry, _is_topology
-        from archdsl.ir.cost import cost
+        from archdsl.semantics.catalog import block_of, entry
         from archdsl.semantics.elaborate import Elaborator
         from archdsl.semantics.topology import TopologyElaborator
         module = self.loader.load_text(case.text, Path(case.folder), FILENAME)
         variants = list(module.variants)
         variant = variants[case.pick % len(variants)] if variants else None
-        callee, name, _ = _entry(module, variant)
-        if _is_topology(callee):
+        callee, name, _ = entry(module, variant)
+        if block_of(callee).decl.kind == "topology":
             ir = TopologyElaborator(name or "topology").topology(callee, {}, None, name)
             return case.build and self._run_topology(ir)
         graph = Elaborator(name or "network").network(callee, {}, None)
-        return case.build and self._small(cost(graph).totals) and self._run_network(graph)
+        return case.build and self._small(graph) and self._run_network(graph)
 
-    def _small(self, totals) -> bool:
-        return (totals.params <= self.BUILD_PARAMS and totals.flops <= self.BUILD_FLOPS
-                and totals.activation_bytes <= self.BUILD_BYTES)
+    def _small(self, graph) -> bool:
+        """Few weights and FLOPs, and inputs and activations (at the graph's own batch) that fit."""
+        import math
+        from archdsl.ir.cost import cost
+        totals = cost(graph).totals
+        batch = max((graph.node(i).shape[0] for i in graph.inputs if graph.node(i).shape), default=1)
+        inputs = sum(4 * math.prod(graph.node(i).shape) for i in graph.inputs)
+        return (totals.params <= self.BUILD_PARAMS and totals.flops * batch <= self.BUILD_FLOPS
+                and max(inputs, totals.activation_bytes * batch) <= self.BUILD_BYTES)
 
     @staticmethod
     def _run_network(graph) -> bool:
@@ -420,10 +425,9 @@ class _Runner:
         return True
 
     def _run_topology(self, ir) -> bool:
-        from archdsl.ir.cost import cost
         from archdsl.topology.module import TopologyModule
         from archdsl.topology.train import synthetic_pool, train
-        if not all(self._small(cost(g).totals) for net in ir.nets.values() for g in net.graphs.values()):
+        if not all(self._small(g) for net in ir.nets.values() for g in net.graphs.values()):
             return False
         topo = TopologyModule(ir, seed=0)
         train(topo, 1, data=synthetic_pool(topo, pool=4, classes=2))
