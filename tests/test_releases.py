@@ -50,7 +50,7 @@ def test_moco_release_loads_both_encoders_and_the_queue(version):
     mlp = version == "moco_v2"
     sd = _moco_release(128, 64, mlp, "resnet18", 512)
     topo = archdsl.load_spec(version, input_shape=[SMALL, SMALL], backbone=SpecText("resnet18"),
-                             K=64, hidden=512 if mlp else 0)
+                             K=64, hidden=512 if mlp else -1)
     archdsl.load_weights(topo, sd, source=version)
     state = topo.state_dict()
     assert torch.equal(state["state.queue"], sd["module.queue"])
