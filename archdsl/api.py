@@ -200,29 +200,52 @@ def check_spec(spec: str | Path | None = None, variant: str | None = None, *,
 
 def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
               input_shape: Shape | list[Shape] | None = None, seed: int | None = None,
-              source: str | None = None, deploy: bool = False, max_bytes: int | str | None = None,
-              **overrides: Any):
+              source: str | None = None, deploy: bool = False, device=None,
+              max_bytes: int | str | None = None, **overrides: Any):
     """Compile a spec (a path or a stdlib variant name) to a `torch.fx.GraphModule`, or a
     topology spec to a `TopologyModule`. `deploy=True` returns the inference form: BatchNorm
     folded into convs and re-parameterised branches (RepVGG, ACNet, DiracNet) fused, in eval mode.
-    A module whose parameters and buffers need more than `max_bytes` (default: $ARCHDSL_MAX_BYTES,
-    else the memory available) is refused with an ArchError before anything is allocated."""
+    `device` (default: torch's default device) is where the weights are created; "meta" allocates
+    none (shapes only, e.g. to inspect a model too large for memory). A module whose parameters
+    and buffers need more than `max_bytes` (default: $ARCHDSL_MAX_BYTES, else the memory
+    available) is refused with an ArchError before anything is allocated (not checked on "meta")."""
     from archdsl.lower.build import build
     from archdsl.lower.size_guard import check_fits
+    device = _device(device)
+    limit = 0 if device.type == "meta" else max_bytes   # 0: no limit
     module, callee, _, _, _ = _resolve(spec, variant, source, {})
     if _is_topology(callee):
+        import torch
+
         from archdsl.topology.module import TopologyModule
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
-        check_fits((d.first_graph for d in ir.nets.values() if d.graphs), max_bytes)
-        return TopologyModule(ir, seed=seed)
+        check_fits((d.first_graph for d in ir.nets.values() if d.graphs), limit)
+        with torch.device(device):
+            return TopologyModule(ir, seed=seed)
     graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
-    check_fits([graph], max_bytes)
-    module = build(graph, seed=seed)
+    check_fits([graph], limit)
+    module = build(graph, seed=seed, device=device)
     module.arch_graph = graph
     if deploy:
         from archdsl.lower.deploy import deploy as to_deploy
         module = to_deploy(module)
     return module
+
+
+def _device(device):
+    """A torch.device, or an ArchError for a device that does not exist here."""
+    import torch
+    if device is None:
+        return torch.get_default_device()
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ArchError(f"unknown device {device!r}", hint="e.g. 'cpu', 'cuda', 'cuda:1' or 'meta'",
+                        found=str(e).splitlines()[0]) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ArchError(f"device '{device}' is not available on this machine",
+                        hint="build on 'cpu' (or 'meta' for shapes only)")
+    return device
 
 
 @dataclass

@@ -344,6 +344,9 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
               show_default=True,
               help="Which input sizes of .pt2 / .onnx may vary: the batch and spatial sizes where "
                    "the network allows (auto), the batch only, or none.")
+@click.option("--device", default=None, metavar="DEVICE",
+              help="Where the weights are created: cpu (default), cuda, cuda:1, … or meta "
+                   "(allocates nothing: the module's structure only).")
 @click.option("--max-bytes", "max_bytes", metavar="SIZE", default=None,
               help="Refuse to build when the parameters and buffers need more (64G, 512M; 0: no "
                    "limit). Default: $ARCHDSL_MAX_BYTES, else the memory available.")
@@ -354,7 +357,7 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
               help="Whose naming the --weights file uses (torchvision/resnet50, timm, moco_v2 …): "
                    "the spec's `checkpoint` block of that name renames its keys. Default: the spec's own.")
 def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs, seed, dynamic,
-                max_bytes, weights, weights_source):
+                device, max_bytes, weights, weights_source):
     if weights_source and not weights:
         raise click.UsageError("--source names the naming of a --weights file; give --weights")
     with _errors():
@@ -365,7 +368,8 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs,
         with _Progress(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
-                                       deploy=deploy and not weights, seed=seed, max_bytes=max_bytes,
+                                       deploy=deploy and not weights, seed=seed, device=device,
+                                       max_bytes=max_bytes,
                                        **overrides)
             seconds = time.perf_counter() - start
         if weights:

@@ -367,6 +367,15 @@ def test_list_with_costs():
     assert "25.6M" in table.stdout and "4.09G" in table.stdout
 
 
+def test_compile_on_the_meta_device_builds_the_structure_only(small):
+    result = run("compile", small, "--json", "--device", "meta")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["module"]["params"] == data["totals"]["params"]   # counted from meta tensors
+    bad = run("compile", small, "--device", "gpu0")
+    assert bad.exit_code != 0 and "unknown device 'gpu0'" in bad.output + bad.stderr
+
+
 def test_compile_stdlib_variant_by_name():
     result = run("compile", "resnet18", "--json")
     assert result.exit_code == 0, result.output

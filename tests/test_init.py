@@ -87,3 +87,51 @@ def test_grouped_kaiming_counts_a_grouped_convs_fan_out_per_group():
     assert _std_ok(sd["pw.weight"], math.sqrt(2 / 256))            # groups 1: as torch
     with pytest.raises(ArchError, match="grouped=true changes only the fan-out"):
         archdsl.load_graph(source=src.replace('mode="fan_out", ', ""))
+
+
+# ---- building: each tensor initialised once, on the device asked for -------------------------------
+
+_LAYERS = """network N() {
+  in x: [B, 3, H = 8, W = 8]
+  %s
+  y = x -> a: conv(4, 3) -> bn: bn -> relu -> mean(dims=[2, 3]) -> ln: ln -> fc: linear(5)
+  out y
+}"""
+
+
+def test_layers_without_rules_start_exactly_as_torch_initialises_them():
+    sd = archdsl.load_spec(source=_LAYERS % "", seed=0).state_dict()
+    torch.manual_seed(0)
+    conv, bn, ln, fc = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), \
+        torch.nn.LayerNorm(4), torch.nn.Linear(4, 5)
+    for prefix, ref in (("a", conv), ("bn", bn), ("ln", ln), ("fc", fc)):
+        for k, v in ref.state_dict().items():
+            assert torch.equal(sd[f"{prefix}.{k}"], v), f"{prefix}.{k}"
+
+
+def test_a_tensor_with_a_rule_is_not_drawn_by_torchs_default_first():
+    # the conv's weight and bias come from rules, so the seeded stream reaches fc untouched:
+    # fc starts as an nn.Linear built first after the seed
+    sd = archdsl.load_spec(source=_LAYERS % 'init "a.*" = zeros()', seed=0).state_dict()
+    assert sd["a.weight"].abs().sum() == 0 and sd["a.bias"].abs().sum() == 0
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(4, 5)
+    assert torch.equal(sd["fc.weight"], fc.weight.detach()) and torch.equal(sd["fc.bias"], fc.bias.detach())
+
+
+def test_meta_device_builds_the_structure_without_allocating():
+    meta = archdsl.load_spec("resnet18", device="meta")
+    assert {t.device.type for t in meta.state_dict().values()} == {"meta"}
+    cpu = archdsl.load_spec("resnet18")
+    assert {k: v.shape for k, v in meta.state_dict().items()} == {k: v.shape for k, v in cpu.state_dict().items()}
+    assert meta(torch.empty(2, 3, 224, 224, device="meta")).shape == (2, 1000)
+    with torch.device("meta"):  # torch's default device is the default
+        assert all(p.is_meta for p in archdsl.load_spec("resnet18").parameters())
+
+
+def test_unknown_or_absent_devices_are_arch_errors():
+    with pytest.raises(ArchError, match="unknown device 'gpu0'"):
+        archdsl.load_spec("resnet18", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ArchError, match="not available"):
+            archdsl.load_spec("resnet18", device="cuda")

@@ -69,7 +69,9 @@ class CostReport:
         }
 
 
-def node_cost(graph: Graph, node: Node, dtype_bytes: int) -> NodeCost:
+def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = None) -> NodeCost:
+    """One node's costs. `seen` remembers an op's costs by its attributes and input shapes:
+    the copies of a repeated block instance (semantics/memo.py) share their attribute objects."""
     c = NodeCost(node.id, node.op, _shape_list(node.shape), block=node.block)
     c.activation_bytes = numel_out(node.shape) * dtype_bytes if node.op != "input" else 0
     if node.op == "param":
@@ -79,14 +81,19 @@ def node_cost(graph: Graph, node: Node, dtype_bytes: int) -> NodeCost:
         c.buffers = math.prod(node.shape)
         c.activation_bytes = 0
     elif node.op != "input":
-        op = REGISTRY[node.op]
         ins = graph.input_shapes(node)
-        params = op.params(node.attrs, ins)
-        c.params = sum(math.prod(s) for s in params.values())
-        c.frozen_params = sum(math.prod(s) for k, s in params.items() if k in op.frozen)
-        c.buffers = sum(math.prod(s) for s in op.buffers(node.attrs, ins).values())
-        c.flops = op.flops(node.attrs, ins, node.shape)
-        c.other_flops = op.other_flops(node.attrs, ins, node.shape)
+        key = (node.op, id(node.attrs), tuple(ins))
+        known = seen.get(key) if seen is not None else None
+        if known is None:
+            op = REGISTRY[node.op]
+            params = op.params(node.attrs, ins)
+            known = (sum(math.prod(s) for s in params.values()),
+                     sum(math.prod(s) for k, s in params.items() if k in op.frozen),
+                     sum(math.prod(s) for s in op.buffers(node.attrs, ins).values()),
+                     op.flops(node.attrs, ins, node.shape), op.other_flops(node.attrs, ins, node.shape))
+            if seen is not None:
+                seen[key] = known
+        c.params, c.frozen_params, c.buffers, c.flops, c.other_flops = known
     return c
 
 
@@ -96,8 +103,9 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
     fields: dict[str, Field] = {}
     extent = max((d for i in graph.inputs for d in graph.node(i).shape[2:]), default=1)
     totals = Totals()
+    seen: dict = {}
     for node in graph.nodes():
-        c = node_cost(graph, node, nb)
+        c = node_cost(graph, node, nb, seen)
         f = fields[node.id] = _receptive(graph, node, fields, extent)
         c.receptive_field, c.stride = f.size, f.jump
         rows.append(c)

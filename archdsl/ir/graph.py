@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Iterator
 
 import networkx as nx
@@ -64,6 +65,11 @@ class Graph:
         """Nodes in creation order, which is a topological order."""
         for n in self.g.nodes:
             yield self.g.nodes[n]["node"]
+
+    def last_nodes(self, k: int) -> list[Node]:
+        """The k nodes added last, in creation order (without walking the others)."""
+        nodes = self.g.nodes
+        return [nodes[n]["node"] for n in islice(reversed(self.g._node), k)][::-1]
 
     def __len__(self) -> int:
         return self.g.number_of_nodes()

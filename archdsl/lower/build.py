@@ -45,11 +45,13 @@ def _install(root: nn.Module, path: str, value) -> None:
         mod.add_module(leaf, value)
 
 
-def build(graph: Graph, seed: int | None = None) -> fx.GraphModule:
-    """Instantiate every parametric node at its path and trace-free build the forward graph."""
+def build(graph: Graph, seed: int | None = None, device=None) -> fx.GraphModule:
+    """Instantiate every parametric node at its path on `device` (default: torch's default
+    device; "meta" allocates nothing) and trace-free build the forward graph."""
     if seed is not None:
         torch.manual_seed(seed)
-    return _lower(graph, nn.Module(), install=True)
+    device = torch.device(device) if device is not None else torch.get_default_device()
+    return _lower(graph, nn.Module(), install=True, device=device)
 
 
 def build_phase(graph: Graph, topology: nn.Module) -> fx.GraphModule:
@@ -58,14 +60,16 @@ def build_phase(graph: Graph, topology: nn.Module) -> fx.GraphModule:
     return _lower(graph, topology, install=False)
 
 
-def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
+def _lower(graph: Graph, root: nn.Module, install: bool, device: torch.device | None = None) -> fx.GraphModule:
+    from archdsl.lower.init import Rules, initial, make_module
+    rules = Rules(graph.inits)
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
     for node in graph.nodes():
         if node.op == "input":
             values[node.id] = g.placeholder(node.id)
         elif node.op in ("param", "buffer"):
-            data = _initial(node.shape, node.attrs["init"])
+            data = initial(node, rules, device)
             _install(root, node.id, nn.Parameter(data) if node.op == "param" else data)
             values[node.id] = g.get_attr(node.id)
         elif node.op == "state":
@@ -86,7 +90,10 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
         else:
             op = REGISTRY[node.op]
             ins = graph.input_shapes(node)
-            module = op.build(node.attrs, ins)
+            if install:
+                module = make_module(lambda: op.build(node.attrs, ins), node, rules, device)
+            else:
+                module = op.build(node.attrs, ins)
             if module is not None:
                 if not install:
                     raise ValueError(f"{node.id}: a phase cannot hold parametric layers")
@@ -103,11 +110,7 @@ def _lower(graph: Graph, root: nn.Module, install: bool) -> fx.GraphModule:
         _inplace_activations(g, root)
     _check_generated_names(g)
     g.lint()
-    module = fx.GraphModule(root, g, class_name=_class_name(graph))
-    if install and graph.inits:
-        from archdsl.lower.init import apply_rules
-        apply_rules(module, graph.inits, graph)
-    return module
+    return fx.GraphModule(root, g, class_name=_class_name(graph))
 
 
 def _check_generated_names(g: fx.Graph) -> None:
@@ -131,15 +134,6 @@ def _check_generated_names(g: fx.Graph) -> None:
 def _by_position(outputs: dict, names: tuple) -> tuple:
     """A multi-output network's dict of named outputs as a tuple in declaration order."""
     return tuple(outputs[n] for n in names)
-
-
-def _initial(shape, init) -> torch.Tensor:
-    if isinstance(init, (int, float)):
-        return torch.full(shape, float(init))
-    from archdsl.lower.init import fill
-    data = torch.empty(shape)
-    fill(data, init)
-    return data
 
 
 def _class_name(graph: Graph) -> str:

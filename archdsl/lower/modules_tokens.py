@@ -3,7 +3,7 @@
 - `SincosPosEmbed`: MAE's fixed 2-d sine-cosine position table, held as a frozen parameter.
 - `RandomMasking`: MAE's per-sample random masking (returns x_kept, mask, ids_restore).
 - `BlockMask`: BEiT's block-wise mask generator (a [B, H, W] bool mask per forward).
-- `identity_affine_linear`: the last fc of a spatial transformer's localisation net, initialised
+- `IdentityAffineLinear`: the last fc of a spatial transformer's localisation net, initialised
   to the identity transform.
 """
 from __future__ import annotations
@@ -153,12 +153,16 @@ class BlockMask(nn.Module):
                 f"min_num_patches={self.min_num_patches}, max_num_patches={self.max_num_patches}")
 
 
-def identity_affine_linear(in_features: int) -> nn.Linear:
+class IdentityAffineLinear(nn.Linear):
     """nn.Linear(in_features, 6) with zero weight and bias [1, 0, 0, 0, 1, 0]: the spatial
     transformer's regressor starts at the identity transform (Jaderberg et al. 2015; PyTorch's STN
-    tutorial `fc_loc[2]`)."""
-    fc = nn.Linear(in_features, 6)
-    with torch.no_grad():
-        fc.weight.zero_()
-        fc.bias.copy_(torch.tensor([1, 0, 0, 0, 1, 0], dtype=fc.bias.dtype))
-    return fc
+    tutorial `fc_loc[2]`). Set in reset_parameters, so that the start is the module's own and not
+    a change made after torch's (which the builder would not know about)."""
+
+    def __init__(self, in_features: int):
+        super().__init__(in_features, 6)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        self.weight.zero_()
+        self.bias.copy_(torch.tensor([1, 0, 0, 0, 1, 0], dtype=self.bias.dtype))

@@ -100,8 +100,8 @@ class AffineHead(Op):
         return 6 * ins[0][0]
 
     def build(self, a, ins):
-        from archdsl.lower.modules_tokens import identity_affine_linear
-        return identity_affine_linear(ins[0][1])
+        from archdsl.lower.modules_tokens import IdentityAffineLinear
+        return IdentityAffineLinear(ins[0][1])
 
     def emit(self, a, ins, fx, args):
         return fx.method("reshape", fx.module(args[0]), -1, 2, 3)

@@ -20,6 +20,7 @@ from archdsl.semantics.budget import Budget
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
 from archdsl.ir.names import ROOT_ATTRS, check_name, name_problem, path_problem, shown
+from archdsl.semantics.memo import InstanceMemo
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
                                       Partial, RepeatVal, Tensor, describe, spec_text)
 from archdsl.syntax import ast as A
@@ -60,6 +61,8 @@ class Frame:
 
 
 class Elaborator:
+    REUSE_INSTANCES = True   # copy repeated block instances (semantics/memo.py) instead of re-running them
+
     def __init__(self, name: str, input_shapes: list[tuple[int, ...]] | None = None):
         from archdsl.ops import REGISTRY
         self.ops = REGISTRY
@@ -71,12 +74,14 @@ class Elaborator:
         self.containers: set[str] = set()   # proper prefixes of node paths: modules that hold others
         self.budget = Budget()
         self.variants: dict[str, Any] = {}   # stdlib variants named in the spec, each loaded once
+        self.memo: InstanceMemo | None = None   # networks reuse repeated block instances
 
     # ---- entry ---------------------------------------------------------------------------
 
     def network(self, callee, overrides: dict[str, Any], span: Span | None) -> Graph:
         block, args, kwargs, arg_spans, kw_spans = top_call(callee, overrides, span)
         span = span or getattr(callee, "span", None)  # the variant's call, for a missing argument
+        self.memo = InstanceMemo() if self.REUSE_INSTANCES else None
         result = self.instantiate(block, args, kwargs, None, Scope("", block.name), span,
                                   arg_spans, kw_spans)
         if isinstance(result, Outputs):
@@ -90,6 +95,18 @@ class Elaborator:
 
     def instantiate(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
                     scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
+        key = self.memo.key(self, block, args, kwargs, inputs) if self.memo else None
+        if key is None:
+            return self.run_instance(block, args, kwargs, inputs, scope, span, arg_spans, kw_spans)
+        result = self.memo.replay(key, self, scope.prefix, inputs, span)
+        if result is None:
+            mark = self.memo.mark(self)
+            result = self.run_instance(block, args, kwargs, inputs, scope, span, arg_spans, kw_spans)
+            self.memo.record(key, mark, self, scope.prefix, inputs, result)
+        return result
+
+    def run_instance(self, block: BlockRef, args: list, kwargs: dict, inputs: list[Tensor] | None,
+                     scope: Scope, span: Span | None, arg_spans=(), kw_spans: dict | None = None):
         decl = block.decl
         if len(self.stack) >= self.budget.limits.depth:
             chain = " → ".join(f.decl.name for f in self.stack[-4:])
