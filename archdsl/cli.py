@@ -7,6 +7,7 @@ source location and exit status 1; misuse of the command line exits 2 (click's c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -20,8 +21,10 @@ from typing import Any, Iterator
 import click
 
 import archdsl
+from archdsl import report
 from archdsl.api import check_tree
 from archdsl.errors import ArchError, ArchWarning
+from archdsl.semantics.loader import stdlib_dir
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -130,29 +133,6 @@ class _Progress:
                 self._progress.stop()
 
 
-def _si(n: float, unit: str = "") -> str:
-    """12345678 → '12.35 M'."""
-    if n == 0:
-        return "0" + (f" {unit}" if unit else "")
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f} {prefix}{unit}"
-    return f"{n:g}" + (f" {unit}" if unit else "")
-
-
-def _bytes(n: int) -> str:
-    for factor, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= factor:
-            return f"{n / factor:.2f} {name}"
-    return f"{n} B"
-
-
-def _shape(shape) -> str:
-    if shape and isinstance(shape[0], (list, tuple)):
-        return "(" + ", ".join(_shape(s) for s in shape) + ")"
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
 # ---- option parsing ------------------------------------------------------------------------------
 
 def _parse_sets(ctx, param, values: tuple[str, ...]) -> dict[str, Any]:
@@ -210,13 +190,68 @@ def _spec_options(fn):
     return fn
 
 
+@dataclasses.dataclass
+class _Table:
+    """How to print a cost report: `fmt` (table, md, csv, json) and `depth`, the path depth
+    rows are summed at (None: one row per node)."""
+    fmt: str
+    depth: int | None
+
+
+def _parse_depth(ctx, param, value: str | None) -> int | str | None:
+    if value is None or value == "all":
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f"expected a positive integer or 'all', got {value!r}", ctx, param)
+
+
 def _table_options(fn):
-    fn = click.option("--depth", "-d", type=click.IntRange(min=1), metavar="N",
-                      help="Sum the rows under each path prefix of N parts "
-                           "(1: conv1, layer1, layer2 …; 2: layer1.0 …).")(fn)
-    fn = click.option("--json", "as_json", is_flag=True,
-                      help="Print the cost report as JSON instead of tables.")(fn)
-    return fn
+    """--depth, --full, --format and --json, handed to the command as one `table: _Table`."""
+    @functools.wraps(fn)
+    def wrapper(*args, depth, full, fmt, as_json, **kwargs):
+        fmt = "json" if as_json else fmt
+        if full or depth == "all":
+            depth = None
+        elif depth is None and fmt != "json":   # JSON lists every node unless asked to sum
+            depth = 1
+        return fn(*args, table=_Table(fmt, depth), **kwargs)
+
+    for option in reversed([
+        click.option("--depth", "-d", metavar="N|all", callback=_parse_depth,
+                     help="Sum the rows under each path prefix of N parts (1, the default: conv1, "
+                          "layer1, layer2 …; 2: layer1.0 …); `all`: one row per node."),
+        click.option("--full", is_flag=True, help="One row per node (--depth all)."),
+        click.option("--format", "-f", "fmt", type=click.Choice(report.FORMATS), default="table",
+                     show_default=True,
+                     help="table (fitted to the terminal), md (Markdown), csv (the rows, exact "
+                          "numbers) or json."),
+        click.option("--json", "as_json", is_flag=True, help="--format json: the cost report."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _show_network(graph, dtype: str, table: _Table, extra=(), module: dict | None = None):
+    """Print a network's cost report as `table` asks; returns the report."""
+    rep, data = report.network_data(graph, dtype, table.depth)
+    if module is not None:
+        data["module"] = module
+    if table.fmt == "json":
+        _emit_json(data)
+    else:
+        click.echo(report.network_text(rep, data, dtype, table.fmt, extra=extra,
+                                       width=report.terminal_width()))
+    return rep
+
+
+def _show_topology(data: dict, fmt: str, extra=()) -> None:
+    if fmt == "json":
+        return _emit_json(data)
+    if fmt != "table":
+        raise ArchError(f"--format {fmt} is for a network's cost table; a topology prints as "
+                        f"text or JSON", hint="use --format table or --json")
+    click.echo(report.topology_text(data, extra, width=report.terminal_width()))
 
 
 # ---- shared work ---------------------------------------------------------------------------------
@@ -242,97 +277,6 @@ def _load(spec: str, variant, overrides, inputs):
                                                      **overrides)
         return "network", archdsl.load_graph(**args, variant=variant, input_shape=inputs,
                                              **overrides)
-
-
-def _groups(report, blocks: dict[str, str], depth: int) -> list[dict]:
-    """Rows of the report summed under each path prefix of `depth` parts."""
-    groups: dict[str, dict] = {}
-    for n in report.nodes:
-        key = ".".join(n.path.split(".")[:depth])
-        g = groups.setdefault(key, {"path": key, "op": n.op, "shape": n.shape, "nodes": 0,
-                                     "params": 0, "buffers": 0, "flops": 0, "other_flops": 0,
-                                     "activation_bytes": 0, "receptive_field": 1, "stride": 1})
-        g["nodes"] += 1
-        g["shape"] = n.shape   # the last node's output: the group's output in topological order
-        for k in ("params", "buffers", "flops", "other_flops", "activation_bytes"):
-            g[k] += getattr(n, k)
-        # the group's receptive field: the largest of its nodes' (with that node's stride)
-        g["receptive_field"], g["stride"] = max((g["receptive_field"], g["stride"]),
-                                                (n.receptive_field, n.stride))
-    for key, g in groups.items():
-        if key in blocks:
-            g["op"] = blocks[key]
-        elif g["nodes"] > 1:
-            level = key.count(".") + 1
-            inner = [t for p, t in blocks.items() if p.startswith(key + ".") and p.count(".") == level]
-            if inner:
-                kinds = sorted(set(inner), key=inner.index)
-                g["op"] = ", ".join(f"{inner.count(t)}× {t}" for t in kinds)
-            else:
-                g["op"] = f"{g['nodes']} nodes"
-        g["macs"] = g["flops"] // 2
-    return list(groups.values())
-
-
-def _summary_table(report, groups: list[dict] | None):
-    from rich.table import Table
-    from rich.text import Text
-    table = Table(header_style="bold")
-    table.add_column("path", no_wrap=True)
-    table.add_column("op" if groups is None else "op / block")
-    table.add_column("output shape", no_wrap=True)
-    table.add_column("params", justify="right")
-    table.add_column("FLOPs", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("activations", justify="right")
-    table.add_column("rf", justify="right", no_wrap=True)
-    rows = groups if groups is not None else [
-        {"path": n.path, "op": n.op, "shape": n.shape, "params": n.params, "flops": n.flops,
-         "macs": n.macs, "activation_bytes": n.activation_bytes,
-         "receptive_field": n.receptive_field, "stride": n.stride}
-        for n in report.nodes]
-    for r in rows:
-        table.add_row(Text(r["path"]), Text(r["op"]), Text(_shape(r["shape"])),
-                      Text(_si(r["params"]) if r["params"] else "-"),
-                      Text(_si(r["flops"]) if r["flops"] else "-"),
-                      Text(_si(r["macs"]) if r["macs"] else "-"),
-                      Text(_bytes(r["activation_bytes"]) if r["activation_bytes"] else "-"),
-                      Text(_rf(r["receptive_field"], r["stride"])))
-    return table
-
-
-def _rf(field: int, stride: int) -> str:
-    """Receptive field and cumulative stride, '35 /8'; '-' where neither grew past 1."""
-    return "-" if field <= 1 and stride <= 1 else f"{field} /{stride}"
-
-
-def _totals_text(report, dtype: str, extra: list[tuple[str, str, str]] = ()) -> str:
-    """The header (variant, reference, input → output shapes) and the totals, aligned."""
-    t = report.totals
-    head = report.variant or report.name
-    if report.variant and report.name != report.variant:
-        head += f" ({report.name})"
-    if report.references:
-        head += "  reference " + ", ".join(report.references)
-    io = ", ".join(f"{k} {_shape(v)}" for k, v in report.input_shapes.items()) + " → " + \
-        ", ".join(f"{k} {_shape(v)}" for k, v in report.output_shapes.items())
-    rows = [
-        ("params", f"{t.params:,}", _si(t.params), "parameter elements"),
-        ("buffers", f"{t.buffers:,}", _si(t.buffers), "buffer elements (e.g. batch-norm running stats)"),
-        ("weights", f"{t.param_bytes + t.buffer_bytes:,}", _bytes(t.param_bytes + t.buffer_bytes),
-         f"bytes of the params and buffers, {dtype}"),
-        ("FLOPs", f"{t.flops:,}", _si(t.flops), "2 per multiply-add, the ops FlopCounterMode counts"),
-        ("MACs", f"{t.macs:,}", _si(t.macs), "FLOPs / 2: what most papers call FLOPs"),
-        ("other FLOPs", f"{t.other_flops:,}", _si(t.other_flops),
-         "elementwise, norm, pooling, softmax … (not in FLOPs)"),
-        ("activations", f"{t.activation_bytes:,}", _bytes(t.activation_bytes),
-         f"bytes of every node's output at batch {report.batch}, {dtype}"),
-    ]
-    w = [max(len(r[k]) for r in rows) for k in range(3)]
-    lines = [head, io, ""]
-    lines += [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d}".rstrip() for a, b, c, d in rows]
-    lines += [f"{name:<{w[0]}}  {value}: {note}" for name, value, note in extra]
-    return "\n".join(lines)
 
 
 def _emit_json(data: dict) -> None:
@@ -371,106 +315,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         _python_showwarning(message, category, filename, lineno, file, line)
 
 
-def _network_data(graph, dtype: str, depth: int | None, nodes: bool = True) -> tuple[Any, dict]:
-    """(cost report, its JSON form with `groups` when --depth is given)."""
-    from archdsl.ir.cost import cost
-    report = cost(graph, dtype)
-    data = report.to_dict()
-    if not nodes:
-        del data["nodes"]
-    if depth:
-        data["groups"] = _groups(report, _block_types(graph), depth)
-    return report, data
-
-
-def _print_network(report, data: dict, dtype: str, table: bool, extra=()) -> None:
-    if table:
-        _console().print(_summary_table(report, data.get("groups")))
-        click.echo()
-    click.echo(_totals_text(report, dtype, extra))
-
-
-def _topology_data(ir, dtype: str) -> dict:
-    """A topology's networks (with the cost of each call shape), state and phases."""
-    from archdsl.topology.recipe import describe as describe_optimizer
-    from archdsl.topology.schedule import LRSchedule
-    from archdsl.ir.cost import cost
-    nets = {}
-    for name, decl in ir.nets.items():
-        calls = []
-        for graph in decl.graphs.values():
-            report = cost(graph, dtype)
-            calls.append({"inputs": report.input_shapes, "outputs": report.output_shapes,
-                          "totals": dataclasses.asdict(report.totals)})
-        block = getattr(decl.callee, "callee", decl.callee)   # a Partial's block, or the block
-        network = getattr(block, "name", None) or (decl.first_graph.name if decl.graphs else "")
-        nets[name] = {"network": network,
-                      "twin": dataclasses.asdict(decl.twin) if decl.twin else None,
-                      "calls": calls}
-    phases = {}
-    for name, ph in ir.phases.items():
-        g = ph.graph
-        phases[name] = {"inputs": {i: list(g.node(i).shape) for i in g.inputs},
-                        "update": list(ph.update), "loss": ph.loss, "logs": list(ph.logs),
-                        "after": [a.kind for a in ph.actions], "times": ph.repeat,
-                        "optimizer": dataclasses.asdict(ph.optimizer) if ph.optimizer else None,
-                        "optimizer_text": describe_optimizer(ph.optimizer) if ph.optimizer else None}
-    return {"kind": "topology", "name": ir.name, "variant": ir.variant,
-            "references": list(ir.references), "nets": nets,
-            "states": {n: {"shape": list(st.shape), "dtype": st.dtype,
-                           "init": st.init.describe() if isinstance(st.init, LRSchedule) else st.init}
-                       for n, st in ir.states.items()},
-            "phases": phases}
-
-
-def _print_topology(data: dict, extra: list[str] = ()) -> None:
-    from rich.table import Table
-    from rich.text import Text
-    head = data["variant"] or data["name"]
-    if data["variant"] and data["name"] != data["variant"]:
-        head += f" ({data['name']})"
-    click.echo(f"{head}: a topology of {len(data['nets'])} network(s)")
-    table = Table(header_style="bold")
-    for col, just in (("net", "left"), ("trained", "left"), ("input → output", "left"),
-                      ("params", "right"), ("MACs / call", "right")):
-        table.add_column(col, justify=just)
-    trained = {n for p in data["phases"].values() for n in p["update"]}
-    for name, net in data["nets"].items():
-        twin = net["twin"]
-        how = (f"ema of {twin['source']} (m={twin['momentum']:g}, {twin['schedule']})" if twin
-               else ("by phase " + ", ".join(p for p, ph in data["phases"].items() if name in ph["update"])
-                     if name in trained else "frozen"))
-        for k, call in enumerate(net["calls"]):
-            io = ", ".join(_shape(v) for v in call["inputs"].values()) + " → " + \
-                ", ".join(_shape(v) for v in call["outputs"].values())
-            t = call["totals"]
-            label = f"{name} ({net['network']})" if net["network"] != name else name
-            table.add_row(Text(label if k == 0 else ""), Text(how if k == 0 else ""), Text(io),
-                          Text(_si(t["params"]) if k == 0 else ""), Text(_si(t["macs"])))
-    _console().print(table)
-    for name, st in data["states"].items():
-        click.echo(f"state  {name} {_shape(st['shape'])} {st['dtype']}, initially {st['init']}")
-    for name, ph in data["phases"].items():
-        ins = ", ".join(f"{k} {_shape(v)}" for k, v in ph["inputs"].items())
-        text = f"phase  {name}({ins}): updates {', '.join(ph['update']) or 'nothing'}, loss {ph['loss']}"
-        if ph["logs"]:
-            text += f", logs {', '.join(ph['logs'])}"
-        if ph["after"]:
-            text += f", after the step: {', '.join(ph['after'])}"
-        if ph["times"] != 1:
-            text += f", {ph['times']} times per round"
-        click.echo(text)
-        if ph["optimizer_text"]:
-            click.echo(f"       optimizer {ph['optimizer_text']}")
-    for line in extra:
-        click.echo(line)
-    click.echo("MACs = FLOPs / 2 (what most papers call FLOPs), per call of each network")
-
-
-_NODE_TABLE = """Prints one row per node (path, op, output shape, params, FLOPs), or per path
-prefix with --depth, then the totals: params, buffers, FLOPs, MACs, other FLOPs and
-activation memory. For a topology (SSL, GAN …): its networks with the params and MACs
-of each call, its state and its phases."""
+_NODE_TABLE = """Prints one row per top-level part of the network (path, op or block, output shape,
+params, MACs, FLOPs, activations, receptive field) — per path prefix of N parts with
+--depth N, per node with --depth all — then the totals: params (trainable and frozen),
+buffers, FLOPs, MACs, other FLOPs, param bytes and activation memory. A table wider than
+the terminal leaves out its least needed columns and says so; --format md or csv print
+everything. For a topology (SSL, GAN …): its networks with the params and MACs of each
+call, its state and its phases."""
 
 
 @main.command("compile", help=f"""Check, cost and build SPEC into a torch module.
@@ -505,8 +356,8 @@ A network becomes a torch.fx GraphModule, a topology a TopologyModule.
 @click.option("--source", "weights_source", metavar="S", default=None,
               help="Whose naming the --weights file uses (torchvision/resnet50, timm, moco_v2 …): "
                    "the spec's `checkpoint` block of that name renames its keys. Default: the spec's own.")
-def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy, outputs, seed,
-                dynamic, device, max_bytes, weights, weights_source):
+def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs, seed, dynamic,
+                device, max_bytes, weights, weights_source):
     if weights_source and not weights:
         raise click.UsageError("--source names the naming of a --weights file; give --weights")
     with _errors():
@@ -529,7 +380,7 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy,
                 module = to_deploy(module)
             click.echo(f"loaded {weights}", err=True)
         if outputs:
-            _write_exports(module, outputs, dtype, dynamic, as_json)
+            _write_exports(module, outputs, dtype, dynamic, table.fmt != "table")
         info = {
             "class": type(module).__name__,
             "build_seconds": round(seconds, 4),
@@ -542,23 +393,20 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, as_json, depth, deploy,
             info["params"] = sum(p.numel() for p in torch_parameters(module))
             info["trainable_params"] = sum(p.numel() for p in module.parameters())
             info["phases"] = list(module.phases)
-            data = dict(_topology_data(module.ir, dtype), module=info)
-            if as_json:
-                return _emit_json(data)
-            return _print_topology(data, [
+            data = dict(report.topology_data(module.ir, dtype), module=info)
+            return _show_topology(data, table.fmt, [
                 f"module {info['class']}: {info['params']:,} parameters ({info['trainable_params']:,} "
                 f"trained by gradients), {info['submodules']} submodules, built in {seconds:.2f} s"])
         info["fx_nodes"] = len(module.graph.nodes)
-        report, data = _network_data(graph, dtype, depth)
-        data["module"] = info
-        if as_json:
-            return _emit_json(data)
-        _print_network(report, data, dtype, table=True, extra=[
+        info["trainable_params"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        rep = _show_network(graph, dtype, table, module=info, extra=[
             ("module", info["class"], f"torch.fx GraphModule, {info['submodules']} submodules, "
                                       f"{info['fx_nodes']} fx nodes, built in {seconds:.2f} s")])
-        if info["params"] != report.totals.params:
-            click.echo(f"warning: the built module has {info['params']:,} parameters but the "
-                       f"cost report counts {report.totals.params:,} (a bug in archdsl)", err=True)
+        trainable = rep.totals.params - rep.totals.frozen_params
+        if (info["params"], info["trainable_params"]) != (rep.totals.params, trainable):
+            click.echo(f"warning: the built module has {info['params']:,} parameters "
+                       f"({info['trainable_params']:,} trainable) but the cost report counts "
+                       f"{rep.totals.params:,} ({trainable:,}) (a bug in archdsl)", err=True)
 
 
 def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> None:
@@ -593,16 +441,16 @@ def check_cmd(spec, variant, overrides, inputs, dtype, as_json):
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         if kind == "topology":
-            data = _topology_data(ir, dtype)
+            data = report.topology_data(ir, dtype)
         else:
-            report, data = _network_data(ir, dtype, None, nodes=False)
+            rep, data = report.network_data(ir, dtype, None, nodes=False)
         if as_json:
             return _emit_json(dict(ok=True, **data))
         _console().print("[bold green]OK[/]")
         if kind == "topology":
-            _print_topology(data)
+            _show_topology(data, "table")
         else:
-            _print_network(report, data, dtype, table=False)
+            click.echo(report.network_text(rep, data, dtype, table=False))
 
 
 def _check_tree(root, as_json: bool) -> None:
@@ -633,20 +481,12 @@ def _check_tree(root, as_json: bool) -> None:
 {_NODE_TABLE}""")
 @_spec_options
 @_table_options
-def cost_cmd(spec, variant, overrides, inputs, dtype, as_json, depth):
+def cost_cmd(spec, variant, overrides, inputs, dtype, table):
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         if kind == "topology":
-            data = _topology_data(ir, dtype)
-            return _emit_json(data) if as_json else _print_topology(data)
-        report, data = _network_data(ir, dtype, depth)
-        if as_json:
-            return _emit_json(data)
-        _print_network(report, data, dtype, table=True)
-
-
-def _block_types(graph) -> dict[str, str]:
-    return {path: b.type for path, b in graph.blocks.items()}
+            return _show_topology(report.topology_data(ir, dtype), table.fmt)
+        _show_network(ir, dtype, table)
 
 
 @main.command("fmt")
@@ -702,85 +542,63 @@ def _arch_files(items) -> Iterator[str]:
 
 
 @main.command("list")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
-@click.option("--costs/--no-costs", default=True, show_default=True,
-              help="Check every variant and show its params and MACs (slower).")
-def list_cmd(as_json, costs):
-    """List the stdlib: families, their files, variants, references and status.
+@click.option("--costs/--no-costs", default=False, show_default=True,
+              help="Check the listed variants and show their params and MACs (slower).")
+@click.option("--wide", is_flag=True, help="Also show each family's paper.")
+def list_cmd(patterns, as_json, costs, wide):
+    """List the stdlib's variants: the network they build, their file, and how each is proven.
 
-    Status says how a network variant is proven right by the test suite: `reference`
-    (state_dict keys and shapes, params, FLOPs and outputs equal the reference
-    implementation named in the spec) or `paper figure` (params, and MACs where given,
-    equal the paper's table, cited in the spec). With --costs (the default) every
-    variant is checked and its params and MACs (= FLOPs / 2, what most papers call
-    FLOPs) at the spec's default input size are shown; `archdsl check NAME` shows
-    those of a topology's networks.
+    PATTERN is a glob on variant names, as in timm.list_models: `archdsl list 'resnet*'`
+    (several patterns: any of them). "proven by" names the reference implementation whose
+    state_dict keys and shapes, params, FLOPs and outputs the variant equals, or `paper
+    figure` (params, and MACs where given, equal the paper's table, cited in the spec). With
+    --costs every listed variant is checked and its params and MACs (= FLOPs / 2, what most
+    papers call FLOPs) at the spec's default input size are shown; `archdsl check NAME`
+    shows those of a topology's networks.
     """
     with _errors():
-        entries = archdsl.catalog()
+        entries = report.matching(archdsl.catalog(), patterns)
+        if patterns and not entries:
+            raise ArchError(f"no stdlib variant matches {' '.join(patterns)}",
+                            hint="patterns are globs on variant names: 'resnet*', '*_tiny'")
         facts: dict[tuple[str, str], dict] = {}
         errors: list[str] = []
         if costs:
             with _Progress("checking variants"):
-                for r in check_tree():
-                    if r.error:
-                        facts[r.file, r.variant] = {"error": r.error}
-                        errors.append(r.error)
-                    elif r.kind == "network":
-                        facts[r.file, r.variant] = {"params": r.params, "flops": r.flops, "macs": r.macs}
+                facts, errors = _costs(entries)
         if as_json:
             _emit_json({"families": [
                 {"name": e.name, "kind": e.kind, "file": e.file, "paper": e.paper,
-                 "variants": [dict({"name": v.name, "references": v.references,
-                                    "status": _status(e, v)}, **facts.get((e.file, v.name), {}))
+                 "variants": [dict({"name": v.name, "network": v.network, "references": v.references,
+                                    "status": report.status(e, v)}, **facts.get((e.file, v.name), {}))
                               for v in e.variants]}
                 for e in entries]})
         else:
-            _print_catalog(entries, facts, costs)
+            click.echo(report.catalog_text(entries, facts, costs, wide, width=report.terminal_width()))
         for text in errors:
             click.echo(text, err=True)
         if errors:
             sys.exit(EXIT_USER)
 
 
-def _status(entry, variant) -> str:
-    if entry.kind == "topology":
-        return "topology"
-    return "reference" if variant.references else "paper figure"
-
-
-def _print_catalog(entries, facts, costs: bool) -> None:
-    from rich.table import Table
-    from rich.text import Text
-    table = Table(header_style="bold")
-    for name in ("family", "file", "variant", "reference", "status"):
-        table.add_column(name)
-    if costs:
-        table.add_column("params", justify="right")
-        table.add_column("MACs", justify="right")
-    for e in entries:
-        family = e.name + (" (topology)" if e.kind == "topology" else "")
-        for k, v in enumerate(e.variants):
-            row = [Text(family if k == 0 else ""), Text(e.file if k == 0 else ""), Text(v.name),
-                   Text(", ".join(v.references)), Text(_status(e, v))]
-            if costs:
-                f = facts.get((e.file, v.name), {})
-                if not f:
-                    row += [Text("-"), Text("-")]
-                elif "error" in f:
-                    row += [Text("error", style="red"), Text("")]
-                else:
-                    row += [Text(_si(f["params"])), Text(_si(f["macs"]))]
-            table.add_row(*row)
-        table.add_section()
-    console = _console()
-    console.print(table)
-    n = sum(len(e.variants) for e in entries)
-    console.print(f"{len(entries)} families, {n} variants"
-                  + ("; MACs = FLOPs / 2 (what most papers call FLOPs) at the default input size"
-                     if costs else "")
-                  + ("; `archdsl check NAME` shows a topology's networks and costs"
-                     if any(e.kind == "topology" for e in entries) else ""))
+def _costs(entries) -> tuple[dict[tuple[str, str], dict], list[str]]:
+    """Params, FLOPs and MACs of the listed network variants (checking only their files)."""
+    facts, errors = {}, []
+    wanted = {(e.file, v.name) for e in entries for v in e.variants}
+    root = stdlib_dir()
+    for file in sorted({e.file for e in entries}):
+        for r in check_tree(root / file, jobs=1):
+            key = (file, r.variant)
+            if key not in wanted and r.variant:
+                continue
+            if r.error:
+                facts[key] = {"error": r.error}
+                errors.append(r.error)
+            elif r.kind == "network":
+                facts[key] = {"params": r.params, "flops": r.flops, "macs": r.macs}
+    return facts, errors
 
 
 # ---- viz -------------------------------------------------------------------------------------------
@@ -788,32 +606,44 @@ def _print_catalog(entries, facts, costs: bool) -> None:
 @main.command("viz")
 @_spec_options
 @click.option("--output", "-o", "output", metavar="FILE", default=None,
-              help="Where to write: .svg, .png, .pdf or .dot. Default: <variant>.svg here.")
-@click.option("--depth", "-d", type=click.IntRange(min=1), metavar="N",
-              help="Collapse block instances whose path has N or more parts into one node.")
+              help="Where to write: .svg, .png, .jpg, .pdf or .dot (with graphviz), or .html (an "
+                   "interactive page: zoom, open and close blocks, hover for shapes and costs; "
+                   "no graphviz needed). Default: <variant>.svg here.")
+@click.option("--depth", "-d", metavar="N|all", callback=_parse_depth,
+              help="Draw everything under one path prefix of N parts as one box, as `cost --depth "
+                   "N` sums rows; `all` opens everything. Default: the deepest depth that draws "
+                   "at most 40 boxes (a topology: each network as one box).")
 @click.option("--expand", "-e", multiple=True, metavar="PATH",
               help="Keep this block (or network of a topology) open. Repeatable.")
 @click.option("--color", type=click.Choice(["flops", "params"]), default=None,
               help="Fill nodes by their share of FLOPs or params (networks).")
-def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, color):
-    """Render SPEC's graph with graphviz: block clusters, shapes on edges, costs on nodes.
+@click.option("--left-right", "--lr", "left_right", is_flag=True,
+              help="Lay the network out left to right (default: top to bottom).")
+def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, color, left_right):
+    """Draw SPEC's graph: block clusters, shapes on edges, costs on nodes.
 
-    Without the `dot` program the DOT text is written instead, with how to install graphviz.
+    Pictures are rendered by graphviz's `dot`; without it, the DOT text is written next to
+    the picture, the message says how to install graphviz, and the exit status is 1.
     """
     from archdsl.viz import render
+    from archdsl.viz.view import readable_depth
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         name = getattr(ir, "variant", None) or ir.name
         path = Path(output) if output else Path(f"{name}.svg")
-        options = {"depth": depth, "expand": list(expand)}
+        if depth == "all":
+            depth = None
+        elif depth is None and kind == "network":
+            depth = readable_depth(ir)
+        options = {"depth": depth, "expand": list(expand), "rankdir": "LR" if left_right else "TB"}
         if color is not None:
             options["color"] = color
         with _Progress(f"rendering {spec}"):
             result = render(ir, path, **options)
-        if result.dot_available:
-            click.echo(result.message or f"wrote {result.path}")
-        else:  # DOT written instead of a picture: say so, and how to get graphviz
-            click.echo(result.message, err=True)
+        if result.path != path:   # no graphviz: the DOT text instead of the picture
+            raise _Failed(f"error: {result.message}\n  or draw an interactive page, which needs no "
+                          f"graphviz: -o {path.with_suffix('.html')}")
+        click.echo(result.message)
 
 
 # ---- train -----------------------------------------------------------------------------------------

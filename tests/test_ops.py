@@ -58,7 +58,7 @@ ZERO_OTHER_FLOPS = {
     "channel_shuffle": "data movement", "patchify": "data movement",
 }
 # Ops whose arithmetic is all multiply-adds counted in `flops`; the bias add is `other_flops`.
-MAC_OPS = {"conv", "linear"}
+MAC_OPS = {"conv", "linear", "wn_linear"}
 
 # ARCHDSL_TEST_SCALE=10 multiplies every example count (a deeper search than the default run).
 SCALE = max(1, int(os.environ.get("ARCHDSL_TEST_SCALE", "1")))
@@ -130,6 +130,14 @@ def linear_case(draw):
     attrs = {"out": draw(st.integers(1, 6))}
     maybe(draw, attrs, "bias", draw(st.booleans()))
     return Case("linear", attrs, [draw(any_shape(2, 4))])
+
+
+@st.composite
+def wn_linear_case(draw):
+    attrs = {"out": draw(st.integers(1, 6))}
+    maybe(draw, attrs, "bias", draw(st.booleans()))
+    maybe(draw, attrs, "fix_g", draw(st.booleans()))
+    return Case("wn_linear", attrs, [draw(any_shape(2, 4))])
 
 
 @st.composite
@@ -381,6 +389,7 @@ VALID: dict[str, st.SearchStrategy[Case]] = {
                                   "hardsigmoid", "gelu", "leaky_relu", "identity")},
     "conv": conv_case(),
     "linear": linear_case(),
+    "wn_linear": wn_linear_case(),
     "batch_norm": batch_norm_case(),
     "layer_norm": ln_case("layer_norm", (1, 4)),
     "layer_norm2d": ln_case("layer_norm2d", (4, 4)),
@@ -629,6 +638,9 @@ INVALID: dict[str, st.SearchStrategy[Case]] = {
     "linear": st.one_of(
         any_shape(1, 1).map(lambda x: Case("linear", {"out": 3}, [x])),
         st.tuples(st.integers(-3, 0), any_shape(2, 4)).map(lambda t: Case("linear", {"out": t[0]}, [t[1]]))),
+    "wn_linear": st.one_of(
+        any_shape(1, 1).map(lambda x: Case("wn_linear", {"out": 3}, [x])),
+        st.tuples(st.integers(-3, 0), any_shape(2, 4)).map(lambda t: Case("wn_linear", {"out": t[0]}, [t[1]]))),
     "batch_norm": st.one_of(
         _not_rank({2, 3, 4}).map(lambda x: Case("batch_norm", {}, [x])),
         st.tuples(st.floats(-1.0, -1e-9), any_shape(2, 4)).map(

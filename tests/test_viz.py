@@ -19,6 +19,7 @@ import pytest
 import archdsl
 from archdsl import ArchError
 from archdsl.ir.cost import cost
+from archdsl.report import network_data
 from archdsl.viz import RenderResult, human, render, to_dot
 from archdsl.viz.dot import RAMPS
 
@@ -81,14 +82,10 @@ def owner_block(g, node_id: str) -> str | None:
 
 
 def collapsed_rep(g, node_id: str, depth: int) -> str:
-    """Where a node is drawn at `depth` (no repeat grouping): the outermost block instance
-    around it whose path has `depth` or more components, else the node itself."""
+    """Where a node is drawn at `depth` (no repeat grouping): as `archdsl cost --depth` sums
+    rows, the path prefix of `depth` components when the node's path is longer, else itself."""
     parts = node_id.split(".")
-    for k in range(1, len(parts)):
-        p = ".".join(parts[:k])
-        if p in g.blocks and k >= depth:
-            return p
-    return node_id
+    return ".".join(parts[:depth])
 
 
 def expected_edges(g, rep) -> Counter:
@@ -203,6 +200,11 @@ def test_depth_collapses_blocks_and_reroutes_edges_without_duplicates(name, dept
     for b in set(reps.values()) & set(g.blocks):
         label = d.nodes[b]
         assert "box3d" in label and g.blocks[b].type in label
+    # a namespace (a repeat's `layer1`) is one node naming what it holds, as in `cost --depth`
+    rows = {r["path"]: r for r in network_data(g, "float32", depth)[1]["groups"]}
+    for p in {r for r in reps.values() if r not in g.blocks and r not in g}:
+        assert "box3d" in d.nodes[p] and rows[p]["op"] in d.nodes[p]
+    assert set(d.nodes) == set(rows)
 
 
 def test_resnet50_at_depth_2_has_one_arrow_into_each_stage_block():
@@ -235,6 +237,9 @@ def test_repeated_sibling_blocks_are_summarised():
     assert len(d.edges) == len(d.nodes) - 1           # a chain
 
     c = Dot(to_dot(graph("convnext_tiny"), depth=3))
+    assert "9× ConvNeXtBlock" in c.nodes["stages.2.blocks"]   # the namespace, as cost --depth 3
+    assert c.cluster_of["stages.2.blocks"] == "cluster_stages_2"
+    c = Dot(to_dot(graph("convnext_tiny"), depth=4))
     run = c.nodes["stages.2.blocks.0…stages.2.blocks.8"]
     assert "blocks.0–8" in run and "ConvNeXtBlock ×9" in run
     assert c.cluster_of["stages.2.blocks.0…stages.2.blocks.8"] == "cluster_stages_2"

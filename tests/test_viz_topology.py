@@ -281,7 +281,9 @@ def test_depth_2_draws_each_network_with_the_network_view_inside_its_cluster():
     deeper = dot_of("moco_v2", 3)
     assert "cluster_net_query__backbone" in deeper.clusters
     assert deeper.cluster_parent["cluster_net_query__backbone"] == "cluster_net_query"
-    assert "net:query/backbone.layer3.1…backbone.layer3.5" in deeper.nodes    # repeats grouped
+    assert "6× Bottleneck" in deeper.nodes["net:query/backbone.layer3"]   # as cost --depth 2
+    deepest = dot_of("moco_v2", 4)
+    assert "net:query/backbone.layer3.1…backbone.layer3.5" in deepest.nodes   # repeats grouped
 
 
 def test_expand_opens_networks_and_blocks_by_name():

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from archdsl.ir.graph import Graph, Node
-from archdsl.ops.base import REGISTRY, numel_out
+from archdsl.ops.base import REGISTRY, Field, numel_out
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
@@ -22,6 +22,7 @@ class NodeCost:
     op: str
     shape: list
     params: int = 0
+    frozen_params: int = 0     # of `params`, those never trained (requires_grad=False)
     buffers: int = 0
     flops: int = 0
     other_flops: int = 0
@@ -38,6 +39,7 @@ class NodeCost:
 @dataclass
 class Totals:
     params: int = 0
+    frozen_params: int = 0
     buffers: int = 0
     flops: int = 0
     macs: int = 0
@@ -84,28 +86,31 @@ def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = No
         known = seen.get(key) if seen is not None else None
         if known is None:
             op = REGISTRY[node.op]
-            known = (sum(math.prod(s) for s in op.params(node.attrs, ins).values()),
+            params = op.params(node.attrs, ins)
+            known = (sum(math.prod(s) for s in params.values()),
+                     sum(math.prod(s) for k, s in params.items() if k in op.frozen),
                      sum(math.prod(s) for s in op.buffers(node.attrs, ins).values()),
                      op.flops(node.attrs, ins, node.shape), op.other_flops(node.attrs, ins, node.shape))
             if seen is not None:
                 seen[key] = known
-        c.params, c.buffers, c.flops, c.other_flops = known
+        c.params, c.frozen_params, c.buffers, c.flops, c.other_flops = known
     return c
 
 
 def cost(graph: Graph, dtype: str = "float32") -> CostReport:
     nb = DTYPE_BYTES[dtype]
     rows: list[NodeCost] = []
-    rf: dict[str, tuple[int, int]] = {}
+    fields: dict[str, Field] = {}
+    extent = max((d for i in graph.inputs for d in graph.node(i).shape[2:]), default=1)
     totals = Totals()
     seen: dict = {}
-    windows: dict = {}
     for node in graph.nodes():
         c = node_cost(graph, node, nb, seen)
-        c.receptive_field, c.stride = _receptive(node, rf, windows)
-        rf[node.id] = (c.receptive_field, c.stride)
+        f = fields[node.id] = _receptive(graph, node, fields, extent)
+        c.receptive_field, c.stride = f.size, f.jump
         rows.append(c)
         totals.params += c.params
+        totals.frozen_params += c.frozen_params
         totals.buffers += c.buffers
         totals.flops += c.flops
         totals.other_flops += c.other_flops
@@ -121,22 +126,17 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
         batch=first[0] if first else 1)
 
 
-def _receptive(node: Node, rf: dict[str, tuple[int, int]], windows: dict) -> tuple[int, int]:
-    """Receptive field and cumulative stride along a spatial dim (the largest over inputs);
-    `windows` remembers each attribute object's window."""
+def _receptive(graph: Graph, node: Node, fields: dict[str, Field], extent: int) -> Field:
+    """Receptive field and cumulative stride along a spatial dim, from the largest of the
+    inputs' (the smallest window a token set was cut into)."""
     if not node.inputs:
-        return 1, 1
-    field_in = max(rf[i][0] for i in node.inputs)
-    jump = max(rf[i][1] for i in node.inputs)
-    key = (node.op, id(node.attrs))
-    if key not in windows:
-        op = REGISTRY.get(node.op)
-        windows[key] = op.window(node.attrs) if op is not None else None
-    window = windows[key]
-    if window is None:
-        return field_in, jump
-    k, s, d = window
-    return field_in + (k - 1) * d * jump, jump * s
+        return Field(extent=extent)
+    ins = [fields[i] for i in node.inputs]
+    spans = [f.span for f in ins if f.span is not None]
+    f = Field(max(f.size for f in ins), max(f.jump for f in ins), extent,
+              min(spans) if spans else None)
+    op = REGISTRY.get(node.op)
+    return op.receptive(node.attrs, graph.input_shapes(node), f) if op is not None else f
 
 
 def _shape_list(shape) -> list:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+from dataclasses import replace
+
 from archdsl.ops.base import Attrs, Op, ShapeError, pair, register
 
 
@@ -39,6 +41,9 @@ class SDPA(Op):
     Attrs = SDPAAttrs
     positional = ("causal", "scale")
     n_inputs = None
+
+    def receptive(self, a, ins, f):
+        return f.mixed()   # every query sees every key: the whole map, or its window
 
     def infer(self, a, ins):
         if len(ins) not in (3, 4):
@@ -200,6 +205,9 @@ class WindowPartition(Op):
     Attrs = WindowAttrs
     positional = ("window",)
 
+    def receptive(self, a, ins, f):
+        return replace(f, span=max(_window(a)))
+
     def infer(self, a, ins):
         x = ins[0]
         if len(x) != 4:
@@ -241,6 +249,9 @@ class WindowReverse(Op):
     name = "window_reverse"
     Attrs = WindowReverseAttrs
     positional = ("window", "size")
+
+    def receptive(self, a, ins, f):
+        return replace(f, span=None)
 
     def infer(self, a, ins):
         x = ins[0]

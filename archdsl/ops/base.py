@@ -8,6 +8,7 @@ multiply-add of conv, matmul, linear, bmm, attention); every other arithmetic go
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +25,30 @@ class ShapeError(Exception):
         self.hint = hint
 
 
+@dataclass(frozen=True)
+class Field:
+    """The receptive field along a spatial dim: `size` input pixels at a cumulative stride of
+    `jump`. `extent` is the network input's largest spatial size; `span` is the side, in
+    positions, of the windows tokens were cut into (`window_partition`), None when a token
+    set covers the whole map."""
+    size: int = 1
+    jump: int = 1
+    extent: int = 1
+    span: int | None = None
+
+    def mixed(self) -> "Field":
+        """After an op that mixes every position it sees (global attention, global pooling):
+        the whole input, or one window more."""
+        if self.span is None:
+            return replace(self, size=max(self.size, self.extent))
+        return replace(self, size=self.size + (self.span - 1) * self.jump)
+
+
+def position_dims(rank: int) -> set[int]:
+    """The dims that index positions: H, W … of [B, C, *S], the tokens N of [B, N, D]."""
+    return {1} if rank == 3 else set(range(2, rank))
+
+
 class Attrs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
@@ -38,6 +63,7 @@ class Op:
     Attrs: ClassVar[type[Attrs]] = NoAttrs
     positional: ClassVar[tuple[str, ...]] = ()   # attribute names that may be given positionally
     n_inputs: ClassVar[int | None] = 1           # None: one or more
+    frozen: ClassVar[frozenset[str]] = frozenset()   # parameters never trained (requires_grad=False)
     # a loss whose negatives are the rest of the batch is exactly 0 below this many rows (dim 0
     # of its first input); training refuses such a batch (see train_problem)
     min_batch: ClassVar[int] = 1
@@ -73,6 +99,14 @@ class Op:
     def window(self, a: Any) -> tuple[int, int, int] | None:
         """(kernel, stride, dilation) along spatial dims, for receptive-field tracking."""
         return None
+
+    def receptive(self, a: Any, ins: Sequence[Shape], f: Field) -> Field:
+        """The receptive field after this op, from the (largest) field of its inputs."""
+        window = self.window(a)
+        if window is None:
+            return f
+        k, s, d = window
+        return replace(f, size=f.size + (k - 1) * d * f.jump, jump=f.jump * s)
 
     # --- torch (imported lazily so costing never needs torch)
     def build(self, a: Any, ins: Sequence[Shape]):

@@ -283,11 +283,14 @@ class FourierUnit(Op):
     (H row transforms of length W, then W' complex column transforms of length H), for B·Cin
     planes forward and B·out planes back; plus BN (2) and ReLU (1) per element of the
     [B, 2out, H, W'] spectrum: B·(Cin + out)·F(H, W) + 3·B·2out·H·W'. The receptive field is
-    global and not tracked (the window is the whole plane).
+    the whole input (every output position depends on the whole plane).
     """
     name = "fourier_unit"
     Attrs = FourierUnitAttrs
     positional = ("out",)
+
+    def receptive(self, a, ins, f):
+        return f.mixed()
 
     def infer(self, a, ins):
         b, c, h, w = expect_rank(ins, {4}, "fourier_unit")

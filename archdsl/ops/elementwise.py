@@ -43,7 +43,9 @@ class _Binary(Op):
     def emit(self, a, ins, fx, args):
         if len(args) == 2:
             return fx.call(self.fn, args[0], args[1])
-        scalar = int(a.scalar) if float(a.scalar).is_integer() else a.scalar
+        # a whole number stays an int (integer tensors stay integer), unless beyond int64,
+        # which torch takes only as a float (`x - 1e308`)
+        scalar = int(a.scalar) if float(a.scalar).is_integer() and abs(a.scalar) < 2 ** 63 else a.scalar
         return fx.call(self.fn, scalar, args[0]) if a.reverse else fx.call(self.fn, args[0], scalar)
 
 

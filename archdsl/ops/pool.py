@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, norm_dim, numel, pair, register
+from archdsl.ops.base import (Attrs, Op, ShapeError, expect_rank, norm_dim, numel, pair,
+                              position_dims, register)
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -140,6 +141,9 @@ class GlobalAvgPool(Op):
     Attrs = GlobalAttrs
     positional = ("keepdim",)
 
+    def receptive(self, a, ins, f):
+        return f.mixed()
+
     def infer(self, a, ins):
         x = ins[0]
         if len(x) < 3:
@@ -194,6 +198,10 @@ class Mean(Op):
 
     def other_flops(self, a, ins, out):
         return numel(ins[0])
+
+    def receptive(self, a, ins, f):
+        rank = len(ins[0])
+        return f.mixed() if set(self._dims(a, rank)) & position_dims(rank) else f
 
     def emit(self, a, ins, fx, args):
         return fx.method("mean", args[0], tuple(self._dims(a, len(ins[0]))), keepdim=a.keepdim)

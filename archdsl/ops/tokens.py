@@ -109,6 +109,7 @@ class SincosPosEmbed(Op):
     name = "sincos_pos_embed"
     Attrs = SincosAttrs
     positional = ("grid",)
+    frozen = frozenset({"weight"})
 
     def infer(self, a, ins):
         x = ins[0]

@@ -27,6 +27,7 @@ from archdsl.syntax.cache_dir import cache_dir
 class VariantInfo:
     name: str
     references: list[str]
+    network: str = ""    # the network (or topology) the variant builds
 
 
 @dataclass
@@ -34,7 +35,7 @@ class CatalogEntry:
     name: str            # the family: the network (or topology) declared in the file ("ResNet")
     kind: str            # "network" or "topology"
     file: str            # path relative to the stdlib ("nets/resnet.arch")
-    paper: str           # the first comment line of the file
+    paper: str           # the paper the file's header cites: its first sentence
     variants: list[VariantInfo] = field(default_factory=list)
 
 
@@ -89,7 +90,7 @@ def _index() -> list[dict]:
 
 
 def _fingerprint(root: Path, files: list[Path]) -> str:
-    h = hashlib.sha256(b"catalog-1")
+    h = hashlib.sha256(b"catalog-2")
     for f in files:
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:32]
@@ -102,11 +103,39 @@ def _entry_of(root: Path, path: Path) -> dict | None:
         return None  # a library of blocks (and networks) that other files build variants from
     nets = [it for it in ast.items if isinstance(it, A.BlockDef) and it.kind in ("network", "topology")]
     nets = [it for it in nets if it.kind == "topology"] or nets  # a topology file lists as that
-    paper = ast.comments[0].text.lstrip("# ").strip() if ast.comments else ""
     entry = CatalogEntry(nets[0].name if nets else path.stem, nets[0].kind if nets else "network",
-                         path.relative_to(root).as_posix(), paper,
-                         [VariantInfo(v.name, list(v.references)) for v in variants])
+                         path.relative_to(root).as_posix(), _paper(ast.comments),
+                         _variant_infos(variants))
     return asdict(entry)
+
+
+def _variant_infos(variants: list[A.Variant]) -> list[VariantInfo]:
+    """Each variant with the network it calls (through a variant of the same file it calls)."""
+    networks: dict[str, str] = {}
+    for v in variants:
+        func = v.value.func if isinstance(v.value, A.Call) else v.value
+        name = func.id if isinstance(func, A.Name) else getattr(func, "name", "")
+        networks[v.name] = networks.get(name, name)
+    return [VariantInfo(v.name, list(v.references), networks[v.name]) for v in variants]
+
+
+def _paper(comments: list[A.Comment]) -> str:
+    """The header comment's first sentence: its lines joined up to where the first
+    parenthesis (the authors and venue) closes, else up to the first full stop."""
+    lines = []
+    for c in comments:
+        if c.line != len(lines) + 1:
+            break
+        lines.append(c.text.lstrip("#").strip())
+    text = " ".join(lines)
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == ")" and depth == 0:
+            return text[:i + 1]
+        if ch == "." and depth == 0 and text[i + 1:i + 2] in (" ", ""):
+            return text[:i]
+    return text
 
 
 def _store_path(digest: str) -> Path | None:

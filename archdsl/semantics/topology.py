@@ -134,11 +134,19 @@ class TopologyElaborator(Elaborator):
                                 hint="add `phase train { … loss = … }`")
             for p in phases:
                 self.exec_phase(p, env)
+            self.check_nets_called()
         finally:
             self.stack.pop()
         if isinstance(env.vars.get("lr"), LRSchedule):  # `lr = cosine_lr(...)`: the declared schedule
             self.ir.lr = env.vars["lr"]
         return self.ir
+
+    def check_nets_called(self):
+        """A network is built for the input shapes its phases call it with: one never called has none."""
+        for name, net in self.ir.nets.items():
+            if net.twin is None and not net.graphs:
+                raise ArchError(f"net '{name}' is never called in a phase", net.span,
+                                hint=f"call it in a phase (`y = x -> {name}`) or remove the `net`")
 
     # ---- topology-level statements
     def exec_top(self, s: A.Stmt, env: Env):

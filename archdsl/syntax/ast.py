@@ -16,7 +16,7 @@ class Node(BaseModel):
 # ---- expressions ---------------------------------------------------------------------
 
 class Expr(Node):
-    pass
+    paren: bool = False   # written in parentheses: the printer keeps them
 
 
 class Name(Expr):

@@ -1,10 +1,12 @@
 """The canonical printer: `fmt(parse(text))` is a fixed point and keeps every comment."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from archdsl.syntax import ast as A
 
 INDENT = "  "
-MAX_LINE = 96
+MAX_LINE = 100
 
 # Binding strength of each expression form (higher binds tighter).
 _PREC = {"chain": 0, "ternary": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "+": 6, "-": 6,
@@ -51,11 +53,11 @@ class _Printer:
 
     def _emit(self, node: A.Node, text: str, depth: int) -> None:
         self._comments_before(node.span.line, depth)
+        # comments inside a statement written over several lines go above it (its lines move)
+        while self.pending and self.pending[0].line < node.span.end_line:
+            self.out.append(INDENT * depth + self.pending.pop(0).text)
         lines = text.split("\n")
-        trailing = self._trailing(node.span.end_line)
-        while self.pending and self.pending[0].line <= node.span.end_line:
-            trailing += "  " + self.pending.pop(0).text  # comments inside a multi-line statement
-        lines[-1] += trailing
+        lines[-1] += self._trailing(node.span.end_line)
         self.out.extend(INDENT * depth + ln if ln else ln for ln in lines)
 
     def module(self, m: A.Module) -> str:
@@ -75,10 +77,13 @@ class _Printer:
         elif isinstance(it, A.FromImport):
             self._emit(it, f"from {'.'.join(it.module)} import {', '.join(it.names)}", 0)
         elif isinstance(it, A.Let):
-            self._emit(it, f"let {it.name} = {_expr(it.value)}", 0)
+            self._emit(it, _after(f"let {it.name} = ", it.value, _room(0)), 0)
         elif isinstance(it, A.Variant):
-            refs = ", ".join(_str(r) for r in it.references)
-            self._emit(it, f"variant {it.name} = {_expr(it.value)}" + (f" reference {refs}" if refs else ""), 0)
+            text = _after(f"variant {it.name} = ", it.value, _room(0))
+            if it.references:
+                refs = "reference " + ", ".join(_str(r) for r in it.references)
+                text += " " + refs if _room(0).fits(f"{text} {refs}") else f"\n{INDENT}{refs}"
+            self._emit(it, text, 0)
         elif isinstance(it, A.Checkpoint):
             self._comments_before(it.span.line, 0)
             self.out.append(f"checkpoint {_str(it.source)} {{" + self._trailing(it.span.line))
@@ -88,10 +93,8 @@ class _Printer:
             self.out.append("}")
         elif isinstance(it, A.BlockDef):
             self._comments_before(it.span.line, 0)
-            header = f"{it.kind} {it.name}({', '.join(_param(p) for p in it.params)}) {{"
-            if len(header) > MAX_LINE:
-                header = f"{it.kind} {it.name}(\n" + "".join(
-                    f"{INDENT * 2}{_param(p)},\n" for p in it.params) + ") {"
+            header = _listed(f"{it.kind} {it.name}(", it.params, ") {", _room(0),
+                             lambda p, r: _param(p))
             self.out.extend(header.split("\n"))
             self.out[-1] += self._trailing(it.span.line)
             self.stmts(it.body, 1)
@@ -106,7 +109,9 @@ class _Printer:
         if isinstance(s, A.If):
             for k, (cond, body) in enumerate(s.branches):
                 self._comments_before(cond.span.line, depth)
-                self.out.append(INDENT * depth + ("if " if k == 0 else "} elif ") + _expr(cond) + " {")
+                head = "if " if k == 0 else "} elif "
+                self.out.extend(_indent(_after(head, cond, _room(depth)) + " {", depth))
+                self.out[-1] += self._trailing(cond.span.end_line)
                 self.stmts(body, depth + 1)
             if s.orelse:
                 self.out.append(INDENT * depth + "} else {")
@@ -115,58 +120,75 @@ class _Printer:
             self.out.append(INDENT * depth + "}")
         elif isinstance(s, A.PhaseStmt):
             self._comments_before(s.span.line, depth)
-            args = ", ".join((f"{a.name}=" if a.name else "") + _expr(a.value) for a in s.args)
-            self.out.append(INDENT * depth + f"phase {s.name}" + (f"({args})" if s.args else "") + " {")
+            head = (_listed(f"phase {s.name}(", s.args, ") {", _room(depth), _arg) if s.args
+                    else f"phase {s.name} {{")
+            self.out.extend(_indent(head, depth))
             self.stmts(s.body, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
             self.out.append(INDENT * depth + "}")
         elif isinstance(s, A.For):
             self._comments_before(s.span.line, depth)
-            self.out.append(INDENT * depth + f"for {s.var} in {_expr(s.iter)} {{")
+            self.out.extend(_indent(_after(f"for {s.var} in ", s.iter, _room(depth)) + " {", depth))
+            self.out[-1] += self._trailing(s.iter.span.end_line)
             self.stmts(s.body, depth + 1)
             self._comments_before(s.span.end_line, depth + 1)
             self.out.append(INDENT * depth + "}")
         else:
-            self._emit(s, _simple_stmt(s), depth)
+            self._emit(s, _simple_stmt(s, _room(depth)), depth)
 
 
-def _simple_stmt(s: A.Stmt) -> str:
+def _room(depth: int) -> Room:
+    """A statement at nesting `depth`: what is left of the line after its indentation."""
+    return Room(limit=MAX_LINE - len(INDENT) * depth)
+
+
+def _indent(text: str, depth: int) -> list[str]:
+    return [INDENT * depth + ln if ln else ln for ln in text.split("\n")]
+
+
+def _after(prefix: str, e: A.Expr, room: Room) -> str:
+    """`prefix` then `e`, broken over lines where it does not fit."""
+    return prefix + _expr(e, 0, room.after(prefix))
+
+
+def _shape(prefix: str, dims: list[A.Expr], room: Room, init: A.Expr | None = None) -> str:
+    """`param name: [dims] = init`: the dims one per line when the line is too long."""
+    then = "" if init is None else " = " + _flat(init)
+    text = prefix + _wrapped("[", dims, "]", room.after(prefix), lambda d, r: _expr(d, 0, r), then, "")
+    return text if init is None else _after(text + " = ", init, room)
+
+
+def _simple_stmt(s: A.Stmt, room: Room) -> str:
     if isinstance(s, A.InStmt):
         dtype = f" as {s.dtype}" if s.dtype != "float32" else ""
         return f"in {s.name}: [{', '.join(_dim(d) for d in s.dims)}]{dtype}"
     if isinstance(s, A.OutStmt):
-        return "out " + (f"{s.name} = " if s.name else "") + _chain_text(s.value)
+        return _after("out " + (f"{s.name} = " if s.name else ""), s.value, room)
     if isinstance(s, A.Assign):
-        return f"{s.name} = {_chain_text(s.value)}"
+        return _after(f"{s.name} = ", s.value, room)
     if isinstance(s, A.Unpack):
-        return f"{', '.join(s.names)} = {_chain_text(s.value)}"
+        return _after(f"{', '.join(s.names)} = ", s.value, room)
     if isinstance(s, A.InitStmt):
-        return f"init {_str(s.pattern)} = {_expr(s.value)}"
+        return _after(f"init {_str(s.pattern)} = ", s.value, room)
     if isinstance(s, A.AssertStmt):
-        return f"assert {_expr(s.cond)}" + (f", {_expr(s.message)}" if s.message is not None else "")
+        text = _after("assert ", s.cond, room)
+        if s.message is None:
+            return text
+        if room.after(text + ", ").fits(_flat(s.message)):
+            return text + ", " + _flat(s.message)
+        return text + "," + room.newline(CONT) + _expr(s.message, 0, room.below(CONT))
     if isinstance(s, A.NetStmt):
-        return f"net {s.name} = {_expr(s.value)}"
+        return _after(f"net {s.name} = ", s.value, room)
     if isinstance(s, A.StateStmt):
-        text = f"state {s.name}: [{', '.join(_expr(d) for d in s.shape)}]"
-        text += f" = {_expr(s.init)}" if s.init is not None else ""
+        text = _shape(f"state {s.name}: ", s.shape, room, s.init)
         return text + (f" as {s.dtype}" if s.dtype != "float32" else "")
     if isinstance(s, A.LogStmt):
-        return f"log {s.name} = {_chain_text(s.value)}"
+        return _after(f"log {s.name} = ", s.value, room)
     if isinstance(s, A.AfterStmt):
-        return f"after {_expr(s.call)}"
+        return _after("after ", s.call, room)
     if isinstance(s, A.TensorDecl):
-        text = f"{s.kind} {s.name}: [{', '.join(_expr(d) for d in s.shape)}]"
-        return text + (f" = {_expr(s.init)}" if s.init is not None else "")
+        return _shape(f"{s.kind} {s.name}: ", s.shape, room, s.init)
     raise TypeError(type(s))
-
-
-def _chain_text(e: A.Expr) -> str:
-    """A chain on one line if it fits, else one stage per line."""
-    flat = _expr(e)
-    if not isinstance(e, A.Chain) or len(flat) <= MAX_LINE:
-        return flat
-    parts = [_expr(e.head, _PREC["chain"] + 1)] + [_stage(s) for s in e.stages]
-    return parts[0] + "".join(f"\n{INDENT * 2}-> {p}" for p in parts[1:])
 
 
 def _dim(d: A.Dim) -> str:
@@ -208,17 +230,15 @@ def _template(l: A.Label) -> str:
 
 
 def _key_rule(r: A.KeyRule) -> str:
-    text = f"{_str(r.source)} -> " + ("none" if r.target is None else f"\"{_template(r.target)}\"")
+    """`"source" -> "target" as [...] if cond`; the target on its own line when too long."""
+    target = "none" if r.target is None else f"\"{_template(r.target)}\""
+    sep = " -> " if len(_str(r.source) + target) + 6 <= MAX_LINE - len(INDENT) else f"\n{' ' * CONT}-> "
+    text = _str(r.source) + sep + target
     if r.reshape is not None:
         text += " as [" + ", ".join(_expr(e) for e in r.reshape) + "]"
     if r.cond is not None:
         text += " if " + _expr(r.cond)
     return text
-
-
-def _stage(s: A.Stage) -> str:
-    body = _expr(s.value, _PREC["ternary"])
-    return f"{_label(s.label)} {body}" if s.label else body
 
 
 def _prec(e: A.Expr) -> int:
@@ -241,53 +261,128 @@ def _prec(e: A.Expr) -> int:
     return _PREC["atom"]
 
 
-def _wrapped(open_: str, items: list[str], close: str) -> str:
-    """`open a, b close` when it fits on a line, else one item per line, indented."""
-    flat = open_ + ", ".join(items) + close
-    if len(flat) <= MAX_LINE and "\n" not in flat:
+@dataclass(frozen=True)
+class Room:
+    """Where text goes: it starts at column `col` of a line indented by `ind`, and no line may
+    pass column `limit` (all three relative to the statement's own indentation). Lines after
+    the first carry their indentation."""
+    col: int = 0
+    ind: int = 0
+    limit: int = 10**9
+
+    def fits(self, text: str) -> bool:
+        first, *rest = text.split("\n")
+        return self.col + len(first) <= self.limit and all(len(ln) <= self.limit for ln in rest)
+
+    def after(self, text: str) -> "Room":
+        """Right after `text` on the same line (after its last line, if it has several)."""
+        if "\n" in text:
+            return Room(len(text.rsplit("\n", 1)[1]), self.ind, self.limit)
+        return Room(self.col + len(text), self.ind, self.limit)
+
+    def below(self, extra: int) -> "Room":
+        """On a new line, `extra` columns further in."""
+        return Room(self.ind + extra, self.ind + extra, self.limit)
+
+    def newline(self, extra: int) -> str:
+        return "\n" + " " * (self.ind + extra)
+
+
+FLAT = Room()
+CONT = 4   # continuation lines (chain stages, operators) sit this much further in
+
+
+def _wrapped(open_: str, items: list, close: str, room: Room, item=None, then: str = "",
+             comma: str = ",") -> str:
+    """`open a, b close` when it fits (with `then`, what follows it on the line), else one item
+    per line, indented, each followed by `comma` (shapes take no trailing comma). `item(x,
+    room)` prints one item."""
+    item = item or (lambda x, r: x)
+    flat = open_ + ", ".join(item(x, FLAT) for x in items) + close
+    if room.fits(flat + then) or not items:
         return flat
-    body = ",\n".join("\n".join(INDENT + ln for ln in item.split("\n")) for item in items)
-    return f"{open_}\n{body},\n{close}"
+    inner = room.below(len(INDENT))
+    inner = Room(inner.col, inner.ind, inner.limit - 1)   # room for the comma after each item
+    body = ",".join(inner.newline(0) + item(x, inner) for x in items)
+    return f"{open_}{body}{comma}{room.newline(0)}{close}"
 
 
-def _expr(e: A.Expr, min_prec: int = 0) -> str:
-    text = _expr_raw(e)
-    return f"({text})" if _prec(e) < min_prec else text
+def _fill(first: str, pieces: list, room: Room, align: int, glued: bool = True,
+          nest: bool = False) -> str | None:
+    """`first` then each piece (`piece(room) -> str`) one space apart (the first right after
+    `first` when `glued`) while they fit, else on a new line at column `align` (the project's
+    hanging layout). A piece that needs several lines anyway starts on the current line when
+    that adds no more lines than starting a new one (`-> blocks: repeat(n) {`). None when some
+    line stays too long. With `nest`, what a piece breaks onto more lines is indented from
+    `align` (an argument list), else from the statement (a chain's `repeat` body)."""
+    text = first
+    for k, piece in enumerate(pieces):
+        stuck = k == 0 and glued
+        gap = "" if stuck else " "
+        here_room, fresh = room.after(text + gap), Room(align, align, room.limit)
+        if nest:
+            here_room = Room(here_room.col, align, room.limit)
+        here = piece(here_room)
+        if not stuck:
+            there = piece(fresh)
+            worse = "\n" in here and ("\n" not in there or here.count("\n") > there.count("\n") + 1)
+            if fresh.fits(there) and (worse or not here_room.fits(here)):
+                text += "\n" + " " * align + there
+                continue
+        if not here_room.fits(here):
+            return None
+        text += gap + here
+    return text
 
 
-def _expr_raw(e: A.Expr) -> str:
+def _listed(open_: str, items: list, close: str, room: Room, item) -> str:
+    """A call's arguments or a list's items: hanging after `open_`, else one per line."""
+    pieces = [lambda r, x=x, end=("," if k < len(items) - 1 else close):
+              item(x, Room(r.col, r.ind, r.limit - len(end))) + end for k, x in enumerate(items)]
+    hanging = _fill(open_, pieces, room, room.after(open_).col, nest=True) if items else open_ + close
+    return hanging if hanging is not None else _wrapped(open_, items, close, room, item)
+
+
+def _expr(e: A.Expr, min_prec: int = 0, room: Room = FLAT) -> str:
+    if e.paren or _prec(e) < min_prec:
+        return "(" + _expr_raw(e, room.after("(")) + ")"
+    return _expr_raw(e, room)
+
+
+def _expr_raw(e: A.Expr, room: Room) -> str:
+    flat = _flat(e)
+    if room.fits(flat):
+        return flat
+    return _broken(e, room) or flat
+
+
+def _flat(e: A.Expr) -> str:
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Const):
-        if isinstance(e.value, str):
-            return _str(e.value)
-        return e.text
+        return _str(e.value) if isinstance(e.value, str) else e.text
     if isinstance(e, A.TupleLit):
         inner = ", ".join(_expr(x, 1) for x in e.items)
         return f"({inner},)" if len(e.items) == 1 else f"({inner})"
     if isinstance(e, A.ListLit):
-        return _wrapped("[", [_stage(s) for s in e.items], "]")
+        return "[" + ", ".join(_stage(x) for x in e.items) + "]"
     if isinstance(e, A.ListComp):
         cond = f" if {_expr(e.cond, 1)}" if e.cond is not None else ""
         return f"[{_expr(e.item, 1)} for {e.var} in {_expr(e.iter, 1)}{cond}]"
     if isinstance(e, A.Call):
-        args = [(f"{a.name}=" if a.name else "") + _expr(a.value) for a in e.args]
-        return _wrapped(f"{_expr(e.func, _PREC['postfix'])}(", args, ")")
+        return f"{_expr(e.func, _PREC['postfix'])}(" + ", ".join(_arg(a) for a in e.args) + ")"
     if isinstance(e, A.Index):
         return f"{_expr(e.value, _PREC['postfix'])}[{_expr(e.index, 1)}]"
     if isinstance(e, A.Attr):
         return f"{_expr(e.value, _PREC['postfix'])}.{e.name}"
-    if isinstance(e, A.BinOp):
-        p = _PREC[e.op]
-        if e.op == "**":  # right-associative; the exponent is a unary-level expression
-            return f"{_expr(e.left, p + 1)} ** {_expr(e.right, _PREC['unary'])}"
-        return f"{_expr(e.left, p)} {e.op} {_expr(e.right, p + 1)}"
+    if isinstance(e, A.BinOp) and e.op == "**":  # right-associative; the exponent is unary-level
+        return f"{_expr(e.left, _PREC['**'] + 1)} ** {_expr(e.right, _PREC['unary'])}"
+    if isinstance(e, (A.BinOp, A.BoolOp)):
+        first, rest = _operands(e)
+        return first + "".join(f" {op} {x}" for op, x in rest)
     if isinstance(e, A.Compare):
         p = _PREC["cmp"]
         return _expr(e.first, p + 1) + "".join(f" {op} {_expr(x, p + 1)}" for op, x in e.rest)
-    if isinstance(e, A.BoolOp):
-        p = _PREC[e.op]
-        return f" {e.op} ".join(_expr(v, p + 1) for v in e.values)
     if isinstance(e, A.Unary):
         if e.op == "not":
             return "not " + _expr(e.operand, _PREC["not"])
@@ -298,7 +393,77 @@ def _expr_raw(e: A.Expr) -> str:
     if isinstance(e, A.Chain):
         return " -> ".join([_expr(e.head, 1)] + [_stage(s) for s in e.stages])
     if isinstance(e, A.Repeat):
-        names = ", ".join(n for n in (e.index, e.counter) if n)
-        body = " -> ".join([_expr(e.body.head, 1)] + [_stage(s) for s in e.body.stages])
-        return f"repeat({_expr(e.count, 1)}){' ' + names if names else ''} {{ {body} }}"
+        return f"{_repeat_head(e)} {{ {_flat(e.body)} }}"
     raise TypeError(type(e))
+
+
+def _operands(e, room: Room = FLAT, cont: Room = FLAT) -> tuple[str, list[tuple[str, str]]]:
+    """A left-associative run of one operator (`a + b - c`, `x and y and z`): the first operand,
+    printed in `room`, and (operator, operand) pairs, printed on lines of `cont`."""
+    p = _PREC[e.op]
+    if isinstance(e, A.BoolOp):
+        head, pairs = e.values[0], [(e.op, v) for v in e.values[1:]]
+    else:
+        pairs = [(e.op, e.right)]
+        e = e.left
+        while isinstance(e, A.BinOp) and e.op != "**" and _PREC[e.op] == p and not e.paren:
+            pairs.insert(0, (e.op, e.right))
+            e = e.left
+        head = e
+    first = _expr(head, p, room)
+    return first, [(op, _expr(x, p + 1, cont.after(op + " "))) for op, x in pairs]
+
+
+def _broken(e: A.Expr, room: Room) -> str | None:
+    """`e` over several lines, broken at its outermost construct; None when it has no break."""
+    if isinstance(e, A.Call):
+        return _listed(_expr(e.func, _PREC["postfix"], room) + "(", e.args, ")", room, _arg)
+    if isinstance(e, A.ListLit):
+        return _listed("[", e.items, "]", room, _stage)
+    if isinstance(e, A.TupleLit) and len(e.items) > 1:
+        return _listed("(", e.items, ")", room, lambda x, r: _expr(x, 1, r))
+    under = Room(room.col, room.col, room.limit)     # continuation lines under the first
+    if isinstance(e, (A.BinOp, A.BoolOp)) and e.op != "**":
+        first, rest = _operands(e, room, under)
+        return first + "".join(f"{under.newline(0)}{op} {x}" for op, x in rest)
+    if isinstance(e, A.Ternary):
+        p = _PREC["ternary"]
+        return (_expr(e.cond, p + 1, room) + under.newline(0) + "? " + _expr(e.then, p, under.after("? "))
+                + under.newline(0) + ": " + _expr(e.orelse, p, under.after(": ")))
+    if isinstance(e, A.ListComp):
+        inside = room.after("[")
+        clauses = [lambda r: f"for {e.var} in " + _expr(e.iter, 1, r.after(f"for {e.var} in "))]
+        if e.cond is not None:
+            clauses.append(lambda r: "if " + _expr(e.cond, 1, r.after("if ")))
+        last = clauses[-1]
+        clauses[-1] = lambda r: last(Room(r.col, r.ind, r.limit - 1)) + "]"
+        return _fill("[" + _expr(e.item, 1, Room(inside.col, inside.col, room.limit)), clauses,
+                     room, inside.col, glued=False)
+    if isinstance(e, A.Chain):
+        head = _expr(e.head, 1, room)
+        pieces = [lambda r, s=s: "-> " + _stage(s, r.after("-> ")) for s in e.stages]
+        filled = _fill(head, pieces, room, room.after(head).col + 1, glued=False)
+        if filled is not None:
+            return filled
+        cont = room.below(CONT)
+        return head + "".join(cont.newline(0) + "-> " + _stage(s, cont.after("-> ")) for s in e.stages)
+    if isinstance(e, A.Repeat):
+        inner = room.below(len(INDENT))
+        return (f"{_repeat_head(e)} {{" + inner.newline(0) + _expr_raw(e.body, inner)
+                + room.newline(0) + "}")
+    return None
+
+
+def _repeat_head(e: A.Repeat) -> str:
+    names = ", ".join(n for n in (e.index, e.counter) if n)
+    return f"repeat({_expr(e.count, 1)}){' ' + names if names else ''}"
+
+
+def _arg(a: A.Arg, room: Room = FLAT) -> str:
+    name = f"{a.name}=" if a.name else ""
+    return name + _expr(a.value, 0, room.after(name))
+
+
+def _stage(s: A.Stage, room: Room = FLAT) -> str:
+    label = f"{_label(s.label)} " if s.label else ""
+    return label + _expr(s.value, _PREC["ternary"], room.after(label))

@@ -597,7 +597,7 @@ class _ToAst(Transformer):
         return A.Const(span=self._s(meta), value=None, text="none")
 
     def paren(self, meta, c):
-        return c[0]
+        return c[0].model_copy(update={"paren": True})
 
     def tuple_lit(self, meta, c):
         return A.TupleLit(span=self._s(meta), items=[x for x in c if x is not None])

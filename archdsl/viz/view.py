@@ -5,11 +5,13 @@ Rules (also in `archdsl/viz/__init__.py` and docs/viz.md):
 
 * **Level** of a block instance = number of components of its path (`layer3` → 1,
   `layer3.1` → 2, `stages.0.blocks.4` → 4): count the dots and add one.
-* **depth=N** shows paths down to N components. A block instance whose level is N or more
-  holds nodes deeper than N levels, so it is drawn as ONE node (path, block type, output
-  shapes, summed params and FLOPs) together with everything inside it. Block instances of
-  level < N are open clusters. `depth=None` opens everything.
-* **expand=[path, …]** forces block instances open whatever the depth: a block-instance
+* **depth=N** shows paths down to N components, as `archdsl cost --depth N` sums its rows:
+  everything under one path prefix of N components is ONE node (path, block type — or, for a
+  namespace such as a `repeat`'s `layer1`, its contents: `3× Bottleneck` —, output shapes,
+  summed params and FLOPs). Block instances of level < N are open clusters. `depth=None`
+  opens everything.
+* **expand=[path, …]** forces block instances open whatever the depth (what is inside them
+  is then collapsed block by block, not by path prefix): a block-instance
   path opens that block (and the blocks around it); a plain namespace such as `layer3` (a
   `repeat`, not a block) opens the outermost block instances under it; a node path opens the
   blocks around that node. Anything else is an `ArchError` with a suggestion.
@@ -83,6 +85,27 @@ def _parent_block(path: str, blocks) -> str:
     return ""
 
 
+def group_type(prefix: str, blocks, nodes: int) -> str:
+    """What a namespace holds: '3× Bottleneck' (its outermost block instances by type), else
+    'N nodes'."""
+    inner = [b.type for p, b in blocks.items()
+             if p.startswith(prefix + ".") and _parent_block(p, blocks) == _parent_block(prefix, blocks)]
+    if not inner:
+        return f"{nodes} nodes"
+    kinds = sorted(set(inner), key=inner.index)
+    return ", ".join(f"{inner.count(t)}× {t}" for t in kinds)
+
+
+def readable_depth(graph: Graph, most: int = 40) -> int | None:
+    """The deepest depth whose picture has at most `most` boxes (at least 1; None when the
+    whole graph is that small)."""
+    deepest = max((level(n.id) for n in graph.nodes()), default=1)
+    for depth in range(1, deepest + 1):
+        if len(build_view(graph, depth).items) > most:
+            return max(depth - 1, 1)
+    return None
+
+
 def build_view(graph: Graph, depth: int | None = None, expand: Iterable[str] = (),
                group_repeats: bool = True,
                costs: dict[str, tuple[int, int]] | None = None) -> View:
@@ -122,12 +145,30 @@ def build_view(graph: Graph, depth: int | None = None, expand: Iterable[str] = (
             owner_cache[ns] = hit = b
         return hit
 
+    def forced(own: str) -> bool:
+        """Inside a block that `expand` opened below the depth."""
+        while own:
+            if own in opened and depth is not None and level(own) >= depth:
+                return True
+            own = parent[own]
+        return False
+
     items: dict[str, Item] = {}
     rep: dict[str, str] = {}
     for node in graph.nodes():
         own = owner(node.block)
         closed = root[own] if own else None
-        if closed is None:
+        if depth and level(node.id) > depth and not forced(own):
+            prefix = ".".join(node.id.split(".")[:depth])
+            closed = prefix
+            if prefix not in items:
+                members = [n.id for n in graph.nodes() if n.id.startswith(prefix + ".")]
+                kind = blocks[prefix].type if prefix in blocks else group_type(prefix, blocks, len(members))
+                items[prefix] = Item(prefix, "block", _parent_block(prefix, blocks),
+                                     blocks=[prefix], type=kind)
+            rep[node.id] = prefix
+            items[prefix].members.append(node.id)
+        elif closed is None:
             rep[node.id] = node.id
             items[node.id] = Item(node.id, "node", own, node=node)
         else:
