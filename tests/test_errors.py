@@ -8,7 +8,6 @@ there is a hint where one is obvious (did-you-mean for typos).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,9 +226,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_mistake(case: Case):
-    start = time.monotonic()
-    err = error_of(case.source, **case.kwargs)
-    assert time.monotonic() - start < 20, "a mistake must fail fast, not hang"
+    err = error_of(case.source, **case.kwargs)  # the budget cases say how much work they refused
     assert_points_at(err, case.source, case.line, case.col, case.token)
     rendered = str(err)
     for text in case.says:

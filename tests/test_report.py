@@ -129,10 +129,8 @@ def test_receptive_field_is_the_whole_input_after_global_attention():
 def test_list_is_fast_compact_and_filters_by_glob(monkeypatch):
     monkeypatch.setattr(report, "terminal_width", lambda: None)
     monkeypatch.setattr("archdsl.cli.check_tree", lambda *a, **k: pytest.fail("list costed variants"))
-    start = time.perf_counter()
-    result = run("list")
+    result = run("list")  # a catalog read: costing a variant would fail the test (check_tree above)
     assert result.exit_code == 0, result.output
-    assert time.perf_counter() - start < 30      # a catalog read, not a check of every variant
     assert max(len(line) for line in result.stdout.splitlines()) <= 100
     result = run("list", "resnet*", "*_tiny")
     names = [line.split()[0] for line in result.stdout.splitlines()[2:-1]]
