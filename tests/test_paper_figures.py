@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import pytest
 
 import archdsl
@@ -166,7 +168,39 @@ def test_params_and_macs_match_the_paper(f: Figure):
         assert abs(totals.macs / 1e6 - f.macs_m) <= f.macs_tol, f.source
 
 
+# Variants that reproduce a release under that release's own naming (loaded through a `checkpoint`
+# block, so no `reference`): tests/test_checkpoints.py loads these fixtures strictly and compares
+# outputs...
+CHECKPOINT_FIXTURES = {
+    "mobilenetv3_large_100_tv": "torchvision__mobilenet_v3_large.json",
+    "mobilenetv3_small_100_tv": "torchvision__mobilenet_v3_small.json",
+    "efficientnet_b5_tv": "torchvision__efficientnet_b5.json",
+    "efficientnet_b6_tv": "torchvision__efficientnet_b6.json",
+    "efficientnet_b7_tv": "torchvision__efficientnet_b7.json",
+    "legacy_seresnet18": "timm__legacy_seresnet18.json",
+    "legacy_seresnet50": "timm__legacy_seresnet50.json",
+    "legacy_seresnext26_32x4d": "timm__legacy_seresnext26_32x4d.json",
+}
+# ...and these, the same family by its arguments, have the parameter count of the release's model
+# (timm 1.0.31's legacy_se* models, `sum(p.numel() for p in m.parameters())`).
+RELEASE_PARAMS = {
+    "legacy_seresnet34": 21_958_868,
+    "legacy_seresnet101": 49_326_872,
+    "legacy_seresnet152": 66_821_848,
+    "legacy_seresnext50_32x4d": 27_559_896,
+    "legacy_seresnext101_32x4d": 48_955_416,
+}
+
+
 def test_every_variant_without_reference_has_a_paper_figure():
     unreferenced = {v.name for e in archdsl.catalog() if e.kind == "network" for v in e.variants
                     if not v.references}
-    assert unreferenced == {f.variant for f in FIGURES}
+    proven = {f.variant for f in FIGURES} | set(CHECKPOINT_FIXTURES) | set(RELEASE_PARAMS)
+    assert unreferenced == proven
+
+
+def test_release_variants_have_their_fixture_or_the_release_parameter_count():
+    fixtures = Path(__file__).parent / "fixtures" / "checkpoints"
+    assert all((fixtures / name).is_file() for name in CHECKPOINT_FIXTURES.values())
+    for variant, params in RELEASE_PARAMS.items():
+        assert archdsl.check_spec(variant).totals.params == params, variant
