@@ -17,7 +17,7 @@ from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
                                       is_path, open_module, open_variant, resolve, variant_index)
 from archdsl.semantics.loader import Loader, stdlib_dir
-from archdsl.semantics.values import BlockRef, Env, ModuleEnv, Partial
+from archdsl.semantics.values import Env, ModuleEnv, Partial
 from archdsl.syntax.parser import parse_expr
 
 Shape = tuple[int, ...]
@@ -29,13 +29,12 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
     """Parse, resolve and elaborate a spec into a typed IR graph (no torch involved)."""
     module, callee, var_name, refs, values = _resolve(spec, variant, source, overrides)
     if _is_topology(callee):
-        raise ArchError(f"'{var_name or _block(callee).name}' is a topology, not a network",
+        raise ArchError(f"'{var_name or block_of(callee).name}' is a topology, not a network",
                         hint="build it with load_spec (a TopologyModule) or inspect load_topology")
     elab = Elaborator(var_name or callee.name, _input_shapes(input_shape))
     graph = elab.network(callee, values, None)
     graph.variant, graph.references = var_name, refs
-    # where its `checkpoint` mappings live: the variant's file, then the network's
-    graph.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
+    graph.spec_modules = _checkpoint_modules(module, callee)
     # the same network at another input size (exports check which sizes may vary with it)
     graph.resize = partial(load_graph, spec, variant, source=source, **overrides)
     return graph
@@ -137,12 +136,12 @@ def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
     """Elaborate a `topology` spec: its networks, twins, state and phase graphs (no torch)."""
     module, callee, var_name, refs, values = _resolve(spec, variant, source, overrides)
     if not _is_topology(callee):
-        raise ArchError(f"'{var_name or _block(callee).name}' is a network, not a topology",
+        raise ArchError(f"'{var_name or block_of(callee).name}' is a network, not a topology",
                         hint="load it with load_graph or load_spec")
-    ir = TopologyElaborator(var_name or _block(callee).name, _input_shapes(input_shape)).topology(
+    ir = TopologyElaborator(var_name or block_of(callee).name, _input_shapes(input_shape)).topology(
         callee, values, None, var_name)
     ir.references = refs
-    ir.spec_modules = list({id(m): m for m in (module, _block(callee).module)}.values())
+    ir.spec_modules = _checkpoint_modules(module, callee)
     return ir
 
 
@@ -179,8 +178,9 @@ def _resolve(spec, variant, source, overrides):
     return r.module, r.callee, r.variant, r.references, values
 
 
-def _block(callee) -> BlockRef:
-    return block_of(callee)
+def _checkpoint_modules(module: ModuleEnv, callee) -> list[ModuleEnv]:
+    """Where a built model's `checkpoint` mappings live: the variant's file, then the network's."""
+    return list({id(m): m for m in (module, block_of(callee).module)}.values())
 
 
 def _is_topology(callee) -> bool:

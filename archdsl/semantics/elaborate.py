@@ -17,6 +17,7 @@ from archdsl.errors import ArchError, Span, did_you_mean, warn
 from archdsl.ir.graph import BlockInstance, Graph, Node
 from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.budget import Budget
+from archdsl.semantics.catalog import stdlib_value
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
 from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
 from archdsl.ir.names import ROOT_ATTRS, check_name, name_problem, path_problem, shown
@@ -431,7 +432,7 @@ class Elaborator:
         except KeyError:
             pass
         if e.id not in self.variants:  # every stdlib variant name is visible everywhere
-            self.variants[e.id] = stdlib_variant(e.id)
+            self.variants[e.id] = stdlib_value(e.id)
         if self.variants[e.id] is not None:
             return self.variants[e.id]
         raise ArchError(f"unknown name '{e.id}'", e.span,
@@ -1140,8 +1141,3 @@ def _coerced_kind(value, annotation) -> str | None:
             return "a string"
     return None
 
-
-def stdlib_variant(name: str):
-    """The value of a stdlib variant (`resnet50`), or None when no variant has that name."""
-    from archdsl.semantics.catalog import stdlib_value
-    return stdlib_value(name)
