@@ -81,16 +81,15 @@ class CostReport:
 
 
 class _Rows(Sequence):
-    """The per-node rows of a graph with repeats: counted without expanding it, listed (with
-    receptive fields, which depend on everything before a node) by expanding it first."""
+    """A graph's per-node rows, made when first read (`check` and `check stdlib` read only the
+    totals): counted without expanding the graph's repeats, listed by expanding them."""
 
     def __init__(self, graph: Graph, dtype: str):
         self.graph, self.dtype, self.rows = graph, dtype, None
 
     def _list(self) -> list[NodeCost]:
         if self.rows is None:
-            self.graph.expand()
-            self.rows = cost(self.graph, self.dtype).nodes
+            self.rows = node_rows(self.graph, self.dtype)
         return self.rows
 
     def __len__(self) -> int:
@@ -132,29 +131,17 @@ def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = No
 
 
 def cost(graph: Graph, dtype: str = "float32") -> CostReport:
-    """Per-node rows and totals. A graph with repeats (ir/graph.py) is costed without expanding
-    it: a repeat costs what its body costs (same ops, attributes and input shapes); its rows are
-    made (expanding the graph) only when asked for."""
+    """Totals, and per-node rows made when first read. A graph with repeats (ir/graph.py) is
+    totalled without expanding it: a repeat costs what its body costs (same ops, attributes and
+    input shapes); reading its rows expands it."""
     nb = DTYPE_BYTES[dtype]
     totals = Totals()
     seen: dict = {}
-    if graph.repeats:
-        rows: Sequence[NodeCost] = _Rows(graph, dtype)
-        bodies: dict[int, Totals] = {}
-        for node in graph.own_nodes():
-            _add(totals, node_cost(graph, node, nb, seen))
-        for r in graph.repeats.values():
-            _add(totals, _body_totals(graph, r.body, nb, seen, bodies))
-    else:
-        rows = []
-        fields: dict[str, Field] = {}
-        extent = max((d for i in graph.inputs for d in graph.node(i).shape[2:]), default=1)
-        for node in graph.nodes():
-            c = node_cost(graph, node, nb, seen)
-            f = fields[node.id] = _receptive(graph, node, fields, extent)
-            c.receptive_field, c.stride = f.size, f.jump
-            rows.append(c)
-            _add(totals, c)
+    bodies: dict[int, Totals] = {}
+    for node in graph.own_nodes():
+        _add(totals, node_cost(graph, node, nb, seen))
+    for r in graph.repeats.values():
+        _add(totals, _body_totals(graph, r.body, nb, seen, bodies))
     totals.macs = totals.flops // 2
     totals.param_bytes, totals.buffer_bytes = totals.params * nb, totals.buffers * nb
     first = graph.node(graph.inputs[0]).shape if graph.inputs else ()
@@ -162,8 +149,23 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
         name=graph.name, variant=graph.variant,
         input_shapes={i: list(graph.node(i).shape) for i in graph.inputs},
         output_shapes={k: _shape_list(graph.node(v).shape) for k, v in graph.outputs.items()},
-        nodes=rows, totals=totals, references=list(graph.references),
+        nodes=_Rows(graph, dtype), totals=totals, references=list(graph.references),
         batch=first[0] if first else 1)
+
+
+def node_rows(graph: Graph, dtype: str = "float32") -> list[NodeCost]:
+    """Every node's costs with its receptive field (which depends on every node before it)."""
+    nb = DTYPE_BYTES[dtype]
+    rows: list[NodeCost] = []
+    fields: dict[str, Field] = {}
+    seen: dict = {}
+    extent = max((d for i in graph.inputs for d in graph.node(i).shape[2:]), default=1)
+    for node in graph.nodes():
+        c = node_cost(graph, node, nb, seen)
+        f = fields[node.id] = _receptive(graph, node, fields, extent)
+        c.receptive_field, c.stride = f.size, f.jump
+        rows.append(c)
+    return rows
 
 
 def _body_totals(graph: Graph, body: Body, nb: int, seen: dict, bodies: dict) -> Totals:
