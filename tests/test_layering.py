@@ -12,6 +12,7 @@ ARCHDSL = Path(__file__).resolve().parent.parent / "archdsl"
 STAGES = [
     {"errors", "_version"},
     {"syntax"},
+    {"nn"},   # torch-only leaf (issue 11): imports nothing else of archdsl
     {"ops"},
     {"ir"},
     {"semantics"},
