@@ -1,8 +1,8 @@
 """The command line: `archdsl compile | check | cost | fmt | list`.
 
 A thin shell over the Python API (`archdsl.api`): every command parses its options, calls
-the API and prints what comes back. Errors in a spec are `ArchError`s, printed with their
-source location and exit status 1; misuse of the command line exits 2 (click's convention).
+the API and prints what `archdsl.report` makes of it. Errors in a spec are `ArchError`s, printed
+with their location and exit status 1; misuse of the command line exits 2 (click's convention).
 """
 from __future__ import annotations
 
