@@ -18,6 +18,7 @@ def check_result(kind: str, ir, dtype: str) -> tuple[dict, str]:
 
 
 def check_data(results, seconds: float) -> dict:
+    """`archdsl check stdlib --json`: every file's variants, each with its costs or its error."""
     return {"ok": not any(r.error for r in results), "seconds": round(seconds, 3), "variants": [
         {"file": r.file, "variant": r.variant, "kind": r.kind, "references": r.references,
          **({"error": r.error} if r.error else {"params": r.params, "flops": r.flops, "macs": r.macs})}
