@@ -169,17 +169,6 @@ def _table_options(fn):
     return wrapper
 
 
-def _show_network(graph, dtype: str, table: _Table, extra=(), module: dict | None = None):
-    """Print a network's cost report as `table` asks; returns the report."""
-    rep, text = report.network_output(graph, dtype, table.fmt, table.depth, extra, module)
-    click.echo(text)
-    return rep
-
-
-def _show_topology(data: dict, fmt: str, extra=()) -> None:
-    click.echo(report.topology_output(data, fmt, extra))
-
-
 # ---- shared work ---------------------------------------------------------------------------------
 
 def _spec(spec: str) -> dict:
@@ -307,15 +296,10 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs,
             click.echo(f"loaded {weights}", err=True)
         if outputs:
             _write_exports(module, outputs, dtype, dynamic, table.fmt != "table")
-        info = report.module_info(module, seconds)
-        if getattr(module, "arch_graph", None) is None:   # a TopologyModule
-            data = dict(report.topology_data(module.ir, dtype), module=info)
-            return _show_topology(data, table.fmt, [report.topology_module_line(info, seconds)])
-        rep = _show_network(module.arch_graph, dtype, table, module=info,
-                            extra=[report.network_module_row(info, seconds)])
-        mismatch = report.module_mismatch(info, rep)
-        if mismatch:
-            click.echo(mismatch, err=True)
+        text, warning = report.compiled_output(module, seconds, dtype, table.fmt, table.depth)
+        click.echo(text)
+        if warning:
+            click.echo(warning, err=True)
 
 
 def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> None:
@@ -375,8 +359,9 @@ def cost_cmd(spec, variant, overrides, inputs, dtype, table):
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         if kind == "topology":
-            return _show_topology(report.topology_data(ir, dtype), table.fmt)
-        _show_network(ir, dtype, table)
+            click.echo(report.topology_output(report.topology_data(ir, dtype), table.fmt))
+        else:
+            click.echo(report.network_output(ir, dtype, table.fmt, table.depth)[1])
 
 
 @main.command("fmt")

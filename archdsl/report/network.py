@@ -155,37 +155,3 @@ def network_output(graph, dtype: str, fmt: str, depth: int | None, extra=(),
     if fmt == "json":
         return rep, json.dumps(data, indent=2)
     return rep, network_text(rep, data, dtype, fmt, extra=extra, width=terminal_width())
-
-
-def module_info(module, seconds: float) -> dict:
-    """What `archdsl compile` says of the module it built (a GraphModule or a TopologyModule)."""
-    info = {
-        "class": type(module).__name__,
-        "build_seconds": round(seconds, 4),
-        "params": sum(p.numel() for p in module.parameters()),
-        "buffers": sum(b.numel() for b in module.buffers()),
-        "submodules": sum(1 for _ in module.modules()) - 1,
-    }
-    if getattr(module, "arch_graph", None) is None:   # a TopologyModule: count its frozen twins too
-        info["params"] = sum(p.numel() for _, p in module.named_parameters(remove_duplicate=True))
-        info["trainable_params"] = sum(p.numel() for p in module.parameters())
-        info["phases"] = list(module.phases)
-    else:
-        info["fx_nodes"] = len(module.graph.nodes)
-        info["trainable_params"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return info
-
-
-def network_module_row(info: dict, seconds: float) -> tuple[str, str, str]:
-    return ("module", info["class"], f"torch.fx GraphModule, {info['submodules']} submodules, "
-                                     f"{info['fx_nodes']} fx nodes, built in {seconds:.2f} s")
-
-
-def module_mismatch(info: dict, rep: CostReport) -> str | None:
-    """A warning when the built module's parameter counts differ from the cost report's."""
-    trainable = rep.totals.params - rep.totals.frozen_params
-    if (info["params"], info["trainable_params"]) == (rep.totals.params, trainable):
-        return None
-    return (f"warning: the built module has {info['params']:,} parameters "
-            f"({info['trainable_params']:,} trainable) but the cost report counts "
-            f"{rep.totals.params:,} ({trainable:,}) (a bug in archdsl)")

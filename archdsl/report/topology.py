@@ -93,8 +93,3 @@ def topology_output(data: dict, fmt: str, extra: Iterable[str] = ()) -> str:
         raise ArchError(f"--format {fmt} is for a network's cost table; a topology prints as "
                         f"text or JSON", hint="use --format table or --json")
     return topology_text(data, extra, width=terminal_width())
-
-
-def topology_module_line(info: dict, seconds: float) -> str:
-    return (f"module {info['class']}: {info['params']:,} parameters ({info['trainable_params']:,} "
-            f"trained by gradients), {info['submodules']} submodules, built in {seconds:.2f} s")
