@@ -67,6 +67,7 @@ class TopologyModule(nn.Module):
     # ---- structure
     def _build_phases(self) -> None:
         object.__setattr__(self, "_phases", {n: build_phase(p.graph, self) for n, p in self.ir.phases.items()})
+        object.__setattr__(self, "_carriers", {n: _carrying_nets(p) for n, p in self.ir.phases.items()})
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -116,12 +117,14 @@ class TopologyModule(nn.Module):
         p = self.ir.phases[name]
         self._flush_stores(name)
         self._set_scheduled_states()
-        others = [self.nets[n] for n, d in self.ir.nets.items() if d.twin is None and n not in p.update]
+        carried = self._carried(name)
+        others = [self.nets[n] for n, d in self.ir.nets.items()
+                  if d.twin is None and n not in p.update and n not in self._carriers[name]]
         if p.freeze and self._step() < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
             others = others + [_Params(self.nets[n], prefix) for n, prefix in p.freeze]
         others = others + [_Params(self.state, n) for n, st in self.ir.states.items()
                            if getattr(st, "trainable", False) and n not in p.params]
-        with _no_grad_for(others):  # a G-step leaves D's gradients untouched
+        with _no_grad_for(others), _reading(self._phases[name], carried):  # a G-step leaves D's gradients untouched
             out = self._phases[name](*inputs)
         self._kept[name] = {k[5:]: v for k, v in out.items() if k.startswith("keep.")}
         logs = {k[4:]: v for k, v in out.items() if k.startswith("log.")}
@@ -135,9 +138,26 @@ class TopologyModule(nn.Module):
             if phase == starting:
                 continue
             for action in self.ir.phases[phase].actions:
-                if action.kind == "store" and action.tensors[0] in kept:
+                if action.kind in ("store", "carry") and action.tensors[0] in kept:
                     updates.run("store", [getattr(self.state, action.states[0])],
                                 [kept[action.tensors[0]]], action.options)  # after_step repeats it: same value
+
+    def _carried(self, starting: str) -> dict[str, torch.Tensor]:
+        """State name → the live tensor an earlier phase of this round carries to it (`after
+        carry(state, t)`), for the phase `starting` to read in place of the state's stored value."""
+        live, sources = {}, {}
+        for phase, p in self.ir.phases.items():
+            for action in p.actions:
+                if action.kind == "carry" and phase != starting:
+                    sources[action.states[0]] = phase
+                    kept = self._kept.get(phase, {})
+                    if action.tensors[0] in kept:
+                        live[action.states[0]] = kept[action.tensors[0]]
+        reads = {n.attrs["name"] for n in self.ir.phases[starting].graph.nodes() if n.op == "state"}
+        for state in sorted(reads & set(sources) - set(live)):
+            raise RuntimeError(f"phase '{starting}' reads '{state}', which phase '{sources[state]}' carries "
+                               f"to it: run '{sources[state]}' first in each round (schedule(): {self.schedule()})")
+        return live
 
     def parameters(self, recurse: bool = True, phase: str | None = None) -> Iterator[nn.Parameter]:
         """All trained parameters, or only those the given phase trains (twins never; nor frozen
@@ -282,6 +302,33 @@ class _Params:
     def parameters(self):
         return (p for k, p in self.net.named_parameters()
                 if k == self.prefix or k.startswith(self.prefix + "."))
+
+
+def _carrying_nets(phase) -> set[str]:
+    """The networks whose outputs the phase carries to a later one (`after carry`): they keep
+    their gradient path in this phase although it does not update them."""
+    import networkx as nx
+    out = set()
+    for action in phase.actions:
+        if action.kind == "carry":
+            for node in nx.ancestors(phase.graph.g, action.tensors[0]) | {action.tensors[0]}:
+                if phase.graph.node(node).op == "net":
+                    out.add(phase.graph.node(node).attrs["name"])
+    return out
+
+
+@contextlib.contextmanager
+def _reading(phase: nn.Module, carried: dict[str, torch.Tensor]):
+    """The phase's forward reads each carried tensor where it reads that state."""
+    if not carried:
+        yield
+        return
+    held = {name: phase.state._buffers[name] for name in carried}
+    phase.state._buffers.update(carried)
+    try:
+        yield
+    finally:
+        phase.state._buffers.update(held)
 
 
 @contextlib.contextmanager
