@@ -44,11 +44,13 @@ class EmaVal:
 
 
 def ema(source, momentum: float = 0.999, schedule: str = "constant", end: float = 1.0,
-        total_steps: int = 1, start_step: int = 0):
+        total_steps: int = 1, start_step: int = 0, buffers: bool = False):
     """`net key = ema(query, 0.999)`: a momentum twin of a network (see EmaSpec). m is the weight
     on the OLD value. start_step: with the constant schedule, m = 0 before that many optimizer
     steps (the twin is a plain copy of the source each step; BigGAN's G-EMA, `start_step=1000`);
-    with the cosine schedule, the cosine starts there."""
+    with the cosine schedule, the cosine starts there. buffers: average the buffers too, the
+    same way (BigGAN-PyTorch's utils.ema runs over the whole state_dict); else the twin's
+    buffers are its own (its BN statistics move only when it runs)."""
     if start_step < 0:
         raise ValueError("ema start_step must be non-negative")
     if not isinstance(source, NetRef):
@@ -59,8 +61,10 @@ def ema(source, momentum: float = 0.999, schedule: str = "constant", end: float 
         raise ValueError("ema schedule is 'constant' or 'cosine'")
     if total_steps < 1:
         raise ValueError("ema total_steps must be at least 1")
+    if not isinstance(buffers, bool):
+        raise TypeError("ema buffers is true or false")
     return EmaVal(source, EmaSpec(source.name, float(momentum), schedule, float(end), int(total_steps),
-                                  int(start_step)))
+                                  int(start_step), buffers))
 
 
 def shuffle_bn(net):

@@ -24,6 +24,7 @@ class EmaSpec:
     end: float = 1.0
     total_steps: int = 1
     start_step: int = 0
+    buffers: bool = False      # also average the buffers (BN statistics, SN vectors): BigGAN's ema
 
 
 @dataclass

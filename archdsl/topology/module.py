@@ -218,6 +218,9 @@ class TopologyModule(nn.Module):
             twin, source = self.nets[name], self.nets[spec.source]
             for tp, sp in zip(twin.parameters(), source.parameters()):
                 tp.mul_(m).add_(sp.detach(), alpha=1.0 - m)
+            if spec.buffers:  # an integer buffer takes the formula's value truncated, as copy_ does
+                for tb, sb in zip(twin.buffers(), source.buffers()):
+                    tb.copy_(tb * m + sb * (1.0 - m))
         for phase, kept in self._kept.items():
             for action in self.ir.phases[phase].actions:
                 states = [getattr(self.state, s) for s in action.states]
