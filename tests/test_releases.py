@@ -163,3 +163,29 @@ def test_pix2pix_release_files_load_into_the_topology():
                              num_downs=5, img=32)
     archdsl.load_weights(topo, sd, source="pix2pix")
     assert torch.equal(topo.state_dict()["nets.D.model.2.weight"], sd["D.model.2.weight"])
+
+
+@pytest.mark.parametrize("ddp", [False, True], ids=["plain", "module"])
+def test_vqvae2_release_loads_into_the_network_and_the_topology(ddp):
+    """rosinality/vq-vae-2-pytorch vqvae.py VQVAE() at the release's sizes (channel 128, two residual
+    blocks of 32, codebooks of 512 × 64; ported in tests/test_vqvae2.py as RefVQVAE2): its filled
+    state_dict — codebook buffers included — loads strictly, and reconstructions, codes and the
+    latent loss agree; a DistributedDataParallel file (`module.` keys) loads the same."""
+    from test_vqvae2 import RefVQVAE2
+    ref = RefVQVAE2().eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    sd = {k: v.abs() + 0.5 if k.endswith("cluster_size") else v for k, v in sd.items()}
+    ref.load_state_dict(sd)
+    file = {f"module.{k}": v for k, v in sd.items()} if ddp else sd
+    net = archdsl.load_spec("stdlib/gan/vqvae2.arch", "VQVAE2", input_shape=[2, 3, 32, 32], img=32).eval()
+    archdsl.load_weights(net, file, source="vqvae2")
+    x = reference_input([2, 3, 32, 32])
+    with torch.no_grad():
+        out, (recon, id_t, id_b, diff) = net(x), ref(x)
+    assert torch.equal(out["codes_t"], id_t) and torch.equal(out["codes_b"], id_b)
+    assert len(id_b.unique()) > 1
+    torch.testing.assert_close(out["recon"], recon, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out["commit_loss"], 0.25 * diff, atol=1e-6, rtol=1e-5)
+    topo = archdsl.load_spec("vqvae2", input_shape=[2, 3, 32, 32], img=32)
+    archdsl.load_weights(topo, file, source="vqvae2")
+    assert torch.equal(topo.state_dict()["nets.model.quantize_b.embed_avg"], sd["quantize_b.embed_avg"])
