@@ -97,6 +97,16 @@ class RefImagePool:
         return torch.cat(return_images, 0)
 
 
+def get_scheduler(optimizer, n_epochs, n_epochs_decay, epoch_count=1):
+    """networks.py get_scheduler, lr_policy 'linear'."""
+    def lambda_rule(epoch):
+        return 1.0 - max(0, epoch + epoch_count - n_epochs) / float(n_epochs_decay + 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda_rule)
+
+
+SCHEDULE = dict(n_epochs=2, n_epochs_decay=2, steps_per_epoch=1)   # one iteration per epoch
+
+
 class RefPix2Pix:
     """pix2pix_model.py Pix2PixModel: gan_mode vanilla, lambda_L1 100, Adam(2e-4, (0.5, 0.999))."""
 
@@ -105,6 +115,11 @@ class RefPix2Pix:
         self.criterionGAN, self.criterionL1 = gan_criterion("vanilla"), nn.L1Loss()
         self.optimizer_G = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.optimizer_D = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.schedulers = [get_scheduler(o, 2, 2) for o in (self.optimizer_G, self.optimizer_D)]
+
+    def update_learning_rate(self):   # train.py, after each epoch
+        for scheduler in self.schedulers:
+            scheduler.step()
 
     def set_input(self, real_A, real_B):
         self.real_A, self.real_B = real_A, real_B
@@ -149,12 +164,13 @@ def prefixed(sd: dict, prefix: str) -> dict:
 
 
 def test_pix2pix_steps_equal_the_official_optimize_parameters():
-    """Four iterations, batch 1 as the release: G runs once per iteration (its dropout masks and BN
+    """Four iterations, one per epoch, lr 2e-4 for two epochs then decaying (the `linear` policy),
+    batch 1 as the release: G runs once per iteration (its dropout masks and BN
     statistics are the release's), D sees the fake pair first, then the real one (so its BN
     running statistics match too), the G-step scores the same fake against the updated D."""
     from test_gen_a import RefNLayerD, RefUnet
     t = archdsl.load_spec("pix2pix", input_shape=[[1, 3, 64, 64]] * 2, ngf=2, ndf=2, num_downs=6, img=64,
-                          seed=0).double()
+                          seed=0, **SCHEDULE).double()
     optimizers, schedule = t.configure_optimizers()
     model = RefPix2Pix(RefUnet(3, 3, 6, 2, "batch", use_dropout=True).double(), RefNLayerD(6, 2, norm="batch").double())
     assert any(isinstance(m, nn.Dropout) for m in model.netG.modules())
@@ -171,6 +187,9 @@ def test_pix2pix_steps_equal_the_official_optimize_parameters():
         torch.manual_seed(10 + it)
         model.set_input(real_A, real_B)
         model.optimize_parameters()
+        for phase, o in (("d_step", model.optimizer_D), ("g_step", model.optimizer_G)):
+            assert schedule.values(it)[f"{phase}.lr"] == pytest.approx(o.param_groups[0]["lr"], rel=1e-12)
+        model.update_learning_rate()
         close(loss_d, model.loss_D, f"step {it} D loss")
         close(loss_g, model.loss_G, f"step {it} G loss")
         close_all(grads_d, prefixed(model.grads_D, "D"), f"step {it} D grad")
@@ -199,6 +218,11 @@ class RefCycleGAN:
                                             betas=(0.5, 0.999))
         self.optimizer_D = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=2e-4,
                                             betas=(0.5, 0.999))
+        self.schedulers = [get_scheduler(o, 2, 2) for o in (self.optimizer_G, self.optimizer_D)]
+
+    def update_learning_rate(self):   # train.py, after each epoch
+        for scheduler in self.schedulers:
+            scheduler.step()
 
     def set_input(self, real_A, real_B):
         self.real_A, self.real_B = real_A, real_B
@@ -261,7 +285,7 @@ class RefCycleGAN:
 def cyclegan_pair(**overrides):
     from test_gen_a import RefNLayerD, RefResnetG
     t = archdsl.load_spec("cyclegan", input_shape=[[1, 3, 32, 32]] * 2, ngf=2, ndf=2, n_blocks=1, img=32,
-                          pool_size=2, seed=0, **overrides).double()
+                          pool_size=2, seed=0, **SCHEDULE, **overrides).double()
     refs = {"G_A": RefResnetG(3, 3, 2, n_blocks=1), "G_B": RefResnetG(3, 3, 2, n_blocks=1),
             "D_A": RefNLayerD(3, 2), "D_B": RefNLayerD(3, 2)}
     for name, ref in refs.items():
@@ -270,7 +294,8 @@ def cyclegan_pair(**overrides):
 
 
 def test_cyclegan_steps_equal_the_official_optimize_parameters():
-    """Five iterations, batch 1, pools of 2 (full from the third iteration on: then each query may
+    """Five iterations, one per epoch (lr 2e-4 for two, then linearly decaying: 2/3, 1/3, 0),
+    batch 1, pools of 2 (full from the third iteration on: then each query may
     hand back an older fake): G-step first, then the D-step on the G-step's pre-update fakes
     through the pools."""
     t, model = cyclegan_pair()
@@ -286,6 +311,9 @@ def test_cyclegan_steps_equal_the_official_optimize_parameters():
         torch.manual_seed(30 + it)
         model.set_input(real_A, real_B)
         model.optimize_parameters()
+        for phase, o in (("d_step", model.optimizer_D), ("g_step", model.optimizer_G)):
+            assert schedule.values(it)[f"{phase}.lr"] == pytest.approx(o.param_groups[0]["lr"], rel=1e-12)
+        model.update_learning_rate()
         close(loss_g, model.loss_G, f"step {it} G loss")
         close(loss_d, model.loss_D_A + model.loss_D_B, f"step {it} D loss")
         close_all(grads_g, model.grads_G, f"step {it} G grad")
@@ -310,3 +338,22 @@ def test_cyclegan_fresh_fakes_option_runs_the_updated_generators_for_d():
         updated = t.nets["G_A"](real_A)
     close(t.state.fake_B_pool[:1], updated, "pool holds the updated G_A's fake")
     assert (updated - before).abs().max() > 1e-6   # the generator did move
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no training here
+@pytest.mark.parametrize("name, ipe", [("pix2pix", 400), ("cyclegan", 1334)])
+def test_default_lr_policy_is_the_release_linear_policy(name, ipe):
+    """2e-4 for 100 epochs, then linearly to 0 over 100 (networks.py `linear`, stepped after each
+    epoch): every epoch's rate against LambdaLR's, within an epoch constant."""
+    ir = archdsl.load_topology(name)
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=2e-4)
+    scheduler = get_scheduler(opt, 100, 100)
+    for phase in ("d_step", "g_step"):
+        assert ir.phases[phase].optimizer.options["betas"] == (0.5, 0.999)
+    lr = ir.phases["g_step"].optimizer.lr
+    for epoch in range(200):
+        want = opt.param_groups[0]["lr"]
+        assert lr.at(epoch * ipe) == pytest.approx(want, rel=1e-12, abs=1e-18)
+        assert lr.at(epoch * ipe + ipe - 1) == lr.at(epoch * ipe)
+        scheduler.step()
+    assert lr.at(99 * ipe) == 2e-4 and lr.at(100 * ipe) < 2e-4 and lr.at(199 * ipe) == pytest.approx(2e-4 / 101)
