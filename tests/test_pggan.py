@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -306,3 +307,42 @@ def test_pggan_steps_equal_the_release_training_loop():
         close_all(t.nets["D"].state_dict(), D.state_dict(), f"iteration {it} D")
         close_all(t.nets["G"].state_dict(), G.state_dict(), f"iteration {it} G")
         close_all(ema_before, Gs.state_dict(), f"iteration {it} Gs")
+
+
+def release_lod(cur_nimg, resolution_log2, lod_initial_resolution=4, lod_training_kimg=600, lod_transition_kimg=600):
+    """train.py TrainingSchedule: lod and resolution."""
+    kimg = cur_nimg / 1000.0
+    phase_dur = lod_training_kimg + lod_transition_kimg
+    phase_idx = int(np.floor(kimg / phase_dur)) if phase_dur > 0 else 0
+    phase_kimg = kimg - phase_idx * phase_dur
+    lod = resolution_log2
+    lod -= np.floor(np.log2(lod_initial_resolution))
+    lod -= phase_idx
+    if lod_transition_kimg > 0:
+        lod -= max(phase_kimg - lod_training_kimg, 0.0) / lod_transition_kimg
+    lod = max(lod, 0.0)
+    return lod, 2 ** (resolution_log2 - int(np.floor(lod)))
+
+
+def test_progressive_schedule_is_the_release_training_schedule():
+    """Resolution and fade-in alpha = 1 − frac(lod) at every 10k images up to 1024x1024 and beyond,
+    for the release's defaults (600k + 600k) and the paper's preset (800k + 800k)."""
+    from archdsl.topology.schedule import progressive_schedule
+    for kimg in (600, 800):
+        for nimg in list(range(0, 11_000_000, 10_000)) + [600_001, 1_799_999, 1_800_000]:
+            lod, resolution = release_lod(nimg, 10, lod_training_kimg=kimg, lod_transition_kimg=kimg)
+            res, alpha = progressive_schedule(nimg, 10, 2, kimg, kimg)
+            assert 2 ** res == resolution, nimg
+            assert alpha == pytest.approx(1.0 - (lod - np.floor(lod)), abs=1e-12), nimg
+
+
+def test_progress_grows_and_fades_in_as_the_schedule():
+    t = tiny_topo(max_res=4, training_kimg=0.008, transition_kimg=0.004)  # 8 images stable, 4 fading
+    assert not t.progress(4) and int(t.ir.args["res"]) == 2 and float(t.state.alpha) == 1.0
+    assert t.progress(9)                                  # 1 of 4 images into the 8x8 fade-in
+    assert t.ir.args["res"] == 3 and float(t.state.alpha) == pytest.approx(0.25)
+    assert not t.progress(11) and float(t.state.alpha) == pytest.approx(0.75)
+    assert t.progress(30) and t.ir.args["res"] == 4 and float(t.state.alpha) == 1.0
+    t(torch.randn(4, 3, 16, 16), phase="d_step")
+    with pytest.raises(ValueError, match="progressive schedule"):
+        archdsl.load_spec(source=PENALTY).progress(10)

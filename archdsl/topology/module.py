@@ -275,6 +275,24 @@ class TopologyModule(nn.Module):
         self._kept.clear()
         return fresh
 
+    def progress(self, images: int) -> bool:
+        """PGGAN's schedule (schedule.progressive_schedule over the topology's `max_res`,
+        `training_kimg`, `transition_kimg`) after `images` training images: grow() as far as its
+        resolution and set alpha. True when the networks grew: build the optimizers again (the
+        release resets Adam's state at each new resolution too)."""
+        from archdsl.topology.schedule import progressive_schedule
+        args = self.ir.args
+        missing = [a for a in ("res", "max_res", "training_kimg", "transition_kimg") if a not in args]
+        if missing or not hasattr(self.state, "alpha"):
+            raise ValueError(f"topology '{self.ir.name}' has no progressive schedule (needs the parameters "
+                             f"res, max_res, training_kimg, transition_kimg and `state alpha`)")
+        res, alpha = progressive_schedule(images, args["max_res"], 2, args["training_kimg"], args["transition_kimg"])
+        grew = res > self.ir.args["res"]
+        if grew:
+            self.grow(res=res)
+        self.set_alpha(alpha)
+        return grew
+
     def set_alpha(self, alpha: float) -> None:
         """The fade-in weight of the newest layers (state `alpha`): 0 = the previous resolution's
         path only, 1 = the new layers only. A state, never a trained parameter."""

@@ -179,6 +179,24 @@ def linear_decay_schedule(base: float, n_epochs: int = 100, n_epochs_decay: int 
                       decay=n_epochs_decay, offset=epoch_count)
 
 
+def progressive_schedule(images: int, max_res: int, start_res: int = 2, training_kimg: float = 600.0,
+                         transition_kimg: float = 600.0) -> tuple[int, float]:
+    """PGGAN's level of detail after `images` training images (tkarras/progressive_growing_of_gans
+    train.py TrainingSchedule): phases of `training_kimg` thousand images at a resolution, then
+    `transition_kimg` fading in the next one. Returns (res, alpha): the resolution 2^res the
+    networks run at and the fade-in weight of its newest layers (1 when stable) — lod =
+    max_res − start_res − phase − max(kimg_in_phase − training_kimg, 0) / transition_kimg, floored
+    at 0; res = max_res − floor(lod), alpha = 1 − (lod − floor(lod))."""
+    kimg = images / 1000.0
+    phase_dur = training_kimg + transition_kimg
+    phase = int(math.floor(kimg / phase_dur)) if phase_dur > 0 else 0
+    lod = float(max_res - start_res - phase)
+    if transition_kimg > 0:
+        lod -= max(kimg - phase * phase_dur - training_kimg, 0.0) / transition_kimg
+    lod = max(lod, 0.0)
+    return max_res - int(math.floor(lod)), 1.0 - (lod - math.floor(lod))
+
+
 SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr,
              "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule, "step_schedule": step_schedule,
              "linear_decay_schedule": linear_decay_schedule}
