@@ -409,3 +409,28 @@ def test_biggan_pytorch_release_loads_into_g_and_d_with_their_outputs():
     del sd["blocks.0.1.gamma"]
     with pytest.raises(ArchError, match="missing attn0.gamma"):
         archdsl.load_weights(archdsl.load_spec(SPEC, "biggan128_d", **TINY_D), sd, source="biggan_pytorch")
+
+
+def test_biggan_pytorch_release_files_load_into_the_topology():
+    """The G, D and G_ema files of a run, gathered under the networks' names, fill the BigGAN
+    topology's three networks; each computes its release module's output in eval."""
+    from test_biggan import TINY_T, TRAIN
+    torch.manual_seed(0)
+    refs = {"G": RefBigGANG([16, 16], [16, 8], [8, 16], [8], 12, 6, 5),
+            "G_ema": RefBigGANG([16, 16], [16, 8], [8, 16], [8], 12, 6, 5),
+            "D": RefBigGAND([3, 8, 16], [8, 16, 16], [True, True, False], [8, 4, 4], [8], 5)}
+    files = {}
+    for name, ref in refs.items():
+        sd = _fill({f"{name}.{k}": (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+        sd = {k: 0.5 + v.abs() if k.endswith("stored_var") else v for k, v in sd.items()}
+        ref.load_state_dict({k[len(name) + 1:]: v for k, v in sd.items()})
+        files.update(sd)
+    topo = archdsl.load_spec(TRAIN, "biggan128", **TINY_T)
+    archdsl.load_weights(topo, files, source="biggan_pytorch")
+    z, y, x = reference_input([3, 12]), torch.tensor([0, 3, 4]), reference_input([3, 3, 16, 16], seed=1)
+    with torch.no_grad():
+        for name, ref in refs.items():
+            ref.eval()
+            net = topo.nets[name].eval()
+            want, got = (ref(x, y), net(x, y)) if name == "D" else (ref(z, ref.shared(y)), net(z, y))
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
