@@ -383,3 +383,35 @@ def test_biggan_steps_equal_the_release_training_function():
             close_all(ours[k][1], grads, f"iteration {it} phase {k} grad")
         for name, ref in (("G", G), ("D", D), ("G_ema", G_ema)):
             close_all(t.nets[name].state_dict(), ref.state_dict(), f"iteration {it} {name}")
+
+
+EMA_BUFFERS = """
+network N() {
+  in x: [B, 2, 4, 4]
+  out x -> conv: conv(2, 1) -> bn: bn
+}
+topology T(b: bool = true) {
+  in x: [B = 4, 2, 4, 4]
+  net a = N()
+  net e = ema(a, 0.25, buffers=b)
+  phase p(update=[a]) {
+    loss = mean((x -> a), dims=[0, 1, 2, 3])
+  }
+}
+variant t = T()
+"""
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+def test_ema_buffers_option(buffers):
+    """buffers=true: the twin's BN statistics follow the source's like its weights (utils.ema over
+    the state_dict; an integer buffer takes the formula truncated, as copy_ does); false: they stay
+    the twin's own."""
+    t = archdsl.load_spec(source=EMA_BUFFERS, seed=0, b=buffers)
+    t(torch.randn(4, 2, 4, 4) + 3.0, phase="p")
+    source = t.nets["a"].bn.running_mean.clone()
+    assert source.abs().min() > 0.01
+    t.after_step()
+    e = t.nets["e"].bn
+    torch.testing.assert_close(e.running_mean, 0.75 * source if buffers else torch.zeros(2))
+    assert int(e.num_batches_tracked) == 0    # int(0.25 · 0 + 0.75 · 1) with buffers; untouched without
