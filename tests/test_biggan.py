@@ -415,3 +415,21 @@ def test_ema_buffers_option(buffers):
     e = t.nets["e"].bn
     torch.testing.assert_close(e.running_mean, 0.75 * source if buffers else torch.zeros(2))
     assert int(e.num_batches_tracked) == 0    # int(0.25 · 0 + 0.75 · 1) with buffers; untouched without
+
+
+def test_ema_with_phase_follows_as_that_phase_starts():
+    """with_phase="p": the twin moves when phase p starts (StyleGAN's and PGGAN's Gs_update_op runs
+    with the D-step), not in after_step; a phase the topology lacks is an ArchError."""
+    t = archdsl.load_spec(source=EMA_BUFFERS.replace("ema(a, 0.25, buffers=b)", 'ema(a, 0.25, with_phase="p")'), seed=0)
+    a, e = t.nets["a"].conv.weight, t.nets["e"].conv.weight
+    with torch.no_grad():
+        a.add_(1.0)
+    old, new = e.clone(), a.detach().clone()
+    t(torch.randn(4, 2, 4, 4), phase="p")
+    torch.testing.assert_close(e, 0.25 * old + 0.75 * new)
+    moved = e.clone()
+    t.after_step()
+    assert torch.equal(e, moved)
+    with pytest.raises(archdsl.ArchError, match="does not declare") as err:
+        archdsl.load_spec(source=EMA_BUFFERS.replace("ema(a, 0.25, buffers=b)", 'ema(a, 0.25, with_phase="q")'))
+    assert err.value.span is not None and err.value.span.line == 9

@@ -117,6 +117,9 @@ class TopologyModule(nn.Module):
         p = self.ir.phases[name]
         self._flush_stores(name)
         self._set_scheduled_states()
+        for twin, spec in self.twins().items():
+            if spec.with_phase == name:
+                self._ema_update(twin, spec)
         carried = self._carried(name)
         others = [self.nets[n] for n, d in self.ir.nets.items()
                   if d.twin is None and n not in p.update and n not in self._carriers[name]]
@@ -212,15 +215,11 @@ class TopologyModule(nn.Module):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        """Once per optimizer step: EMA twins ← m·twin + (1−m)·source, then the phases' updates."""
+        """Once per optimizer step: EMA twins ← m·twin + (1−m)·source (those without `with_phase`),
+        then the phases' updates."""
         for name, spec in self.twins().items():
-            m = self.momentum(name)
-            twin, source = self.nets[name], self.nets[spec.source]
-            for tp, sp in zip(twin.parameters(), source.parameters()):
-                tp.mul_(m).add_(sp.detach(), alpha=1.0 - m)
-            if spec.buffers:  # an integer buffer takes the formula's value truncated, as copy_ does
-                for tb, sb in zip(twin.buffers(), source.buffers()):
-                    tb.copy_(tb * m + sb * (1.0 - m))
+            if spec.with_phase is None:
+                self._ema_update(name, spec)
         for phase, kept in self._kept.items():
             for action in self.ir.phases[phase].actions:
                 states = [getattr(self.state, s) for s in action.states]
@@ -232,6 +231,16 @@ class TopologyModule(nn.Module):
         self._kept.clear()
         self.steps += 1
 
+
+    @torch.no_grad()
+    def _ema_update(self, name: str, spec: EmaSpec) -> None:
+        m = self.momentum(name)
+        twin, source = self.nets[name], self.nets[spec.source]
+        for tp, sp in zip(twin.parameters(), source.parameters()):
+            tp.mul_(m).add_(sp.detach(), alpha=1.0 - m)
+        if spec.buffers:  # an integer buffer takes the formula's value truncated, as copy_ does
+            for tb, sb in zip(twin.buffers(), source.buffers()):
+                tb.copy_(tb * m + sb * (1.0 - m))
 
     # ---- progressive growth (PGGAN)
     def grow(self, **overrides) -> list[str]:
