@@ -290,13 +290,15 @@ def test_pggan_steps_equal_the_release_training_loop():
 
         torch.manual_seed(60 + it)
         D_loss = D_wgangp(G, D, 4, process_reals(reals, lod), alpha, 16).mean()
-        ref_d = dict(zip([f"D.{k}" for k, _ in D.named_parameters()], torch.autograd.grad(D_loss, list(D.parameters()))))
+        ref_d = dict(zip([f"D.{k}" for k, _ in D.named_parameters()],
+                         torch.autograd.grad(D_loss, list(D.parameters()))))
         D_opt.step(ref_d.values())
         with torch.no_grad():
             for ps, pg in zip(Gs.parameters(), G.parameters()):
                 ps.copy_(pg + (ps - pg) * 0.999)
         G_loss = G_wgan(G, D, 4, alpha, 16).mean()
-        ref_g = dict(zip([f"G.{k}" for k, _ in G.named_parameters()], torch.autograd.grad(G_loss, list(G.parameters()))))
+        ref_g = dict(zip([f"G.{k}" for k, _ in G.named_parameters()],
+                         torch.autograd.grad(G_loss, list(G.parameters()))))
         G_opt.step(ref_g.values())
 
         close(loss_d, D_loss, f"iteration {it} D loss")

@@ -399,7 +399,8 @@ def test_biggan_pytorch_release_loads_into_g_and_d_with_their_outputs():
         ref.load_state_dict(sd)
         net = archdsl.load_spec(SPEC, variant, **kw)
         archdsl.load_weights(net, sd, source="biggan_pytorch")
-        assert torch.equal(net.state_dict()["blocks0.conv1.parametrizations.weight.original"], sd["blocks.0.0.conv1.weight"])
+        assert torch.equal(net.state_dict()["blocks0.conv1.parametrizations.weight.original"],
+                           sd["blocks.0.0.conv1.weight"])
         ref.eval(), net.eval()
         with torch.no_grad():
             want = ref(z, ref.shared(y)) if variant.endswith("_g") else ref(x, y)

@@ -185,13 +185,15 @@ def test_stylegan_steps_equal_the_release_training_loop():
 
         torch.manual_seed(50 + it)
         D_loss = D_logistic_simplegp(G, D, 4, reals, 8).mean()
-        ref_d = dict(zip([f"D.{k}" for k, _ in D.named_parameters()], torch.autograd.grad(D_loss, list(D.parameters()))))
+        ref_d = dict(zip([f"D.{k}" for k, _ in D.named_parameters()],
+                         torch.autograd.grad(D_loss, list(D.parameters()))))
         D_opt.step(ref_d.values())
         with torch.no_grad():        # Gs_update_op, in the same run as D_train_op
             for ps, pg in zip(Gs.parameters(), G.parameters()):
                 ps.copy_(pg + (ps - pg) * beta)
         G_loss = G_logistic_nonsaturating(G, D, 4, 8).mean()
-        ref_g = dict(zip([f"G.{k}" for k, _ in G.named_parameters()], torch.autograd.grad(G_loss, list(G.parameters()))))
+        ref_g = dict(zip([f"G.{k}" for k, _ in G.named_parameters()],
+                         torch.autograd.grad(G_loss, list(G.parameters()))))
         G_opt.step(ref_g.values())
 
         close(loss_d, D_loss, f"iteration {it} D loss")

@@ -127,7 +127,8 @@ class TopologyModule(nn.Module):
             others = others + [_Params(self.nets[n], prefix) for n, prefix in p.freeze]
         others = others + [_Params(self.state, n) for n, st in self.ir.states.items()
                            if getattr(st, "trainable", False) and n not in p.params]
-        with _no_grad_for(others), _reading(self._phases[name], carried):  # a G-step leaves D's gradients untouched
+        # a G-step leaves D's gradients untouched; a carried value stands in for its state
+        with _no_grad_for(others), _reading(self._phases[name], carried):
             out = self._phases[name](*inputs)
         self._kept[name] = {k[5:]: v for k, v in out.items() if k.startswith("keep.")}
         logs = {k[4:]: v for k, v in out.items() if k.startswith("log.")}
@@ -296,7 +297,7 @@ class TopologyModule(nn.Module):
             raise ValueError(f"topology '{self.ir.name}' has no progressive schedule (needs the parameters "
                              f"res, max_res, training_kimg, transition_kimg and `state alpha`)")
         res, alpha = progressive_schedule(images, args["max_res"], 2, args["training_kimg"], args["transition_kimg"])
-        grew = res > self.ir.args["res"]
+        grew = res > args["res"]
         if grew:
             self.grow(res=res)
         self.set_alpha(alpha)

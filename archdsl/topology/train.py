@@ -2,8 +2,9 @@
 
 Synthetic data: a fixed pool of random inputs shaped like the topology's inputs (integer
 inputs drawn from range(classes)); each run of a round's first phase draws a batch from the
-pool, which the round's later phases reuse, so a topology that learns shows a falling loss. Optimizers: the topology's recipe (`configure_optimizers()`: each
-phase's declared optimizer, groups and schedules, set every step) when every phase declares one
+pool, which the round's later phases reuse, so a topology that learns shows a falling loss.
+Optimizers: the topology's recipe (`configure_optimizers()`: each phase's declared optimizer,
+groups and schedules, set every step) when every phase declares one
 and neither `optimizer` nor `lr` is given; else one Adam (betas (0.5, 0.999)) or SGD (momentum
 0.9) per phase over `parameters(phase=…)`, at `lr` (1e-3 by default) — times
 `topo.lr_scale(step)` when the topology declares `lr = cosine_lr(...)`. Each round runs the
