@@ -235,7 +235,7 @@ class TopologyModule(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, name: str, spec: EmaSpec) -> None:
-        m = self.momentum(name)
+        m = self.momentum(name, self._step())
         twin, source = self.nets[name], self.nets[spec.source]
         for tp, sp in zip(twin.parameters(), source.parameters()):
             tp.mul_(m).add_(sp.detach(), alpha=1.0 - m)
