@@ -11,6 +11,7 @@ listed as missing with a reason; and the README's table must be the one the tool
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import sys
 from functools import lru_cache
@@ -94,3 +95,32 @@ def test_the_readme_table_is_current():
     start, end = families.readme_section(text)
     assert text[start:end].strip() == families.readme_table().strip(), \
         "README's family table is stale: python tools/make_family_fixtures.py --write-readme"
+
+
+# ---- outputs, for a sample: one name per new argument ---------------------------------------------
+# tests/fixtures/families/outputs: tools/make_timm_fixtures.py (timm 1.0.31) with the state_dict
+# list dropped (the family fixture has it). Under the deterministic fill the outputs agree to 1e-4
+# of their largest magnitude, as tests/test_reference.py's.
+
+OUTPUTS = Path(__file__).parent / "fixtures" / "families" / "outputs"
+SLOW = {"vit_base_patch32_clip_quickgelu_224", "vit_base_patch16_siglip_gap_224", "hrnet_w18_ssld"}
+SAMPLE = sorted(p.name[len("timm__"):-len(".json")] for p in OUTPUTS.glob("timm__*.json"))
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
+                                   for m in SAMPLE])
+def test_sampled_outputs_equal_timms(model):
+    import torch
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from fill import reference_fill_, reference_input
+    fixture = json.loads((OUTPUTS / f"timm__{model}.json").read_text())
+    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
+    spec, variant = _mapped(family)[model]
+    net = archdsl.load_spec(spec or variant, variant if spec else None).eval()
+    reference_fill_(net)
+    with torch.no_grad():
+        y = net(reference_input(fixture["input_shape"]))
+    expected = torch.tensor(fixture["output"]).reshape(fixture["output_shape"])
+    assert list(y.shape) == fixture["output_shape"]
+    assert (y - expected).abs().max().item() <= 1e-4 * fixture["output_abs_max"]
+    del net
