@@ -89,8 +89,7 @@ FAMILIES = [
     Family("regnet", "RegNet", "nets/regnet.arch", "regnet",
            missing={"regnetz_*": "RegNetZ: inverted bottlenecks with SE (regnet.py's z blocks)",
                     "regnetv_*": "RegNetV: a pre-activation variant",
-                    "*_sgn": "timm's 'sgn' linear stem and group norm",
-                    "*": "an option regnet.arch does not take yet"}),
+                    "*_sgn": "GroupNorm and SiLU in place of BatchNorm and ReLU: no norm argument"}),
     Family("hrnet", "HRNet", "nets/hrnet.arch", "hrnet"),
     Family("res2net", "Res2Net", "nets/res2net.arch", "res2net"),
     Family("resnest", "ResNeSt", "nets/resnest.arch", "resnest"),
@@ -105,8 +104,7 @@ FAMILIES = [
     Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",),
            missing={"repvgg_d2se": "RepVGG-D2se: SE in every block"}),
     Family("xception", "Xception", "nets/xception.arch", "xception"),
-    Family("beit", "BEiT", "nets/beit.arch", "beit",
-           missing={"*": "not declared yet"}),
+    Family("beit", "BEiT", "nets/beit.arch", "beit"),
 ]
 
 
