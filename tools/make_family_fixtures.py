@@ -83,8 +83,7 @@ FAMILIES = [
                          " no such block"}),
     Family("convnext", "ConvNeXt", "nets/convnext.arch", "convnext",
            ("convnext_*", "convnextv2_*"),
-           missing={"*_ols": "the overlapping tiered stem (three convs): no stem argument",
-                    "*_rms*": "RMSNorm (or timm's SimpleNorm) in place of LayerNorm: no norm"
+           missing={"*_rms*": "RMSNorm (or timm's SimpleNorm) in place of LayerNorm: no norm"
                               " argument"}),
     Family("regnet", "RegNet", "nets/regnet.arch", "regnet",
            missing={"regnetz_*": "RegNetZ: inverted bottlenecks with SE (regnet.py's z blocks)",
