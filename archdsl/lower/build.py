@@ -78,10 +78,10 @@ def _lower(graph: Graph, root: nn.Module, install: bool, device: torch.device | 
             args = [values[i] for i in node.inputs]
             target = f"nets.{node.attrs['name']}"
             if node.attrs["shuffle"]:
-                from archdsl.topology.runtime import shuffled_call
+                from archdsl.nn.runtime import shuffled_call
                 values[node.id] = g.call_function(shuffled_call, (g.get_attr(target), *args))
             elif node.attrs.get("penalty"):
-                from archdsl.topology.runtime import penalty_call
+                from archdsl.nn.runtime import penalty_call
                 values[node.id] = g.call_function(penalty_call, (g.get_attr(target), node.attrs["penalty"], *args))
             else:
                 values[node.id] = g.call_module(target, tuple(args))

@@ -85,7 +85,7 @@ class SDPA(Op):
     def build(self, a, ins):
         if a.dropout == 0.0:
             return None
-        from archdsl.lower.modules_attention import ScaledDotProductAttention
+        from archdsl.nn.attention import ScaledDotProductAttention
         return ScaledDotProductAttention(a.dropout, a.causal, a.scale)
 
     def emit(self, a, ins, fx, args):
@@ -337,7 +337,7 @@ class ShiftWindowMask(Op):
         return 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules_attention import ShiftWindowMask as Module
+        from archdsl.nn.attention import ShiftWindowMask as Module
         wh, ww, sh, sw, h, w = self._geom(a)
         return Module(h, w, wh, ww, sh, sw)
 
@@ -385,7 +385,7 @@ class RelPosBias(Op):
         return 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules_attention import RelPosBias as Module
+        from archdsl.nn.attention import RelPosBias as Module
         wh, ww = _window(a)
         return Module(wh, ww, self.cls_token)
 

@@ -246,7 +246,7 @@ class DeformConv(Op):
         return (pair(a.kernel)[0], pair(a.stride)[0], pair(a.dilation)[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_conv import DeformConv2d
+        from archdsl.nn.conv_special import DeformConv2d
         return DeformConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
                             pair(a.dilation), a.groups, a.offset_groups, a.bias)
 
@@ -319,7 +319,7 @@ class FourierUnit(Op):
         return b * (c + a.out) * fft2_real_flops(h, w) + 3 * b * 2 * a.out * h * (w // 2 + 1)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_conv import FourierUnit as Module
+        from archdsl.nn.conv_special import FourierUnit as Module
         return Module(ins[0][1], a.out, a.groups)
 
     def emit(self, a, ins, fx, args):
@@ -380,7 +380,7 @@ class DynamicConv(Op):
         return (pair(a.kernel)[0], pair(a.stride)[0], pair(a.dilation)[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_conv import DynamicConv2d
+        from archdsl.nn.conv_special import DynamicConv2d
         return DynamicConv2d(ins[0][1], a.out, pair(a.kernel), ins[1][1], pair(a.stride),
                              conv_padding(a), pair(a.dilation), a.groups, a.bias)
 

@@ -73,7 +73,7 @@ class VectorQuantize(Op):
         return quantize_other_flops(ins[0], a.axis, a.num_codes, per_element=10)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_seq import VectorQuantizer
+        from archdsl.nn.generative import VectorQuantizer
         x = ins[0]
         ax = norm_dim(a.axis, len(x))
         return VectorQuantizer(a.num_codes, x[ax], a.beta, ax)
@@ -126,7 +126,7 @@ class Reparameterize(Op):
         return 11 * numel(out[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_seq import Reparameterize as Module
+        from archdsl.nn.generative import Reparameterize as Module
         return Module(a.reduction, a.eval_sample)
 
     def emit(self, a, ins, fx, args):

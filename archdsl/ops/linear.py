@@ -93,7 +93,7 @@ class WNLinear(Op):
         return numel(out) if a.bias else 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules import WeightNormLinear
+        from archdsl.nn.linear import WeightNormLinear
         return WeightNormLinear(ins[0][-1], a.out, a.bias, a.fix_g)
 
     def emit(self, a, ins, fx, args):

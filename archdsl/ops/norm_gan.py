@@ -143,7 +143,7 @@ class CondBatchNorm(Op):
         return 4 * numel(out)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import ConditionalBatchNorm
+        from archdsl.nn.norm_gan import ConditionalBatchNorm
         return ConditionalBatchNorm(ins[0][1], a.num_classes, a.eps, a.momentum)
 
     def emit(self, a, ins, fx, args):
@@ -189,7 +189,7 @@ class MinibatchStd(Op):
         return 5 * numel(ins[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import MinibatchStd as Module
+        from archdsl.nn.norm_gan import MinibatchStd as Module
         return Module(a.group_size, a.features, a.eps)
 
     def emit(self, a, ins, fx, args):
@@ -232,7 +232,7 @@ class NoiseInjection(Op):
         return 2 * numel(out) + (b * h * w if len(ins) == 1 else 0)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import NoiseInjection as Module
+        from archdsl.nn.norm_gan import NoiseInjection as Module
         return Module(ins[0][1], a.per_channel)
 
     def emit(self, a, ins, fx, args):

@@ -44,7 +44,7 @@ class DropPath(_Prob):
     name = "drop_path"
 
     def build(self, a, ins):
-        from archdsl.lower.modules import DropPath as Module
+        from archdsl.nn.regularization import DropPath as Module
         return Module(a.p)
 
     def emit(self, a, ins, fx, args):
@@ -69,7 +69,7 @@ class LayerScale(Op):
         return {"gamma": (ins[0][-1],)}
 
     def build(self, a, ins):
-        from archdsl.lower.modules import LayerScale as Module
+        from archdsl.nn.regularization import LayerScale as Module
         return Module(ins[0][-1], a.init)
 
     def emit(self, a, ins, fx, args):

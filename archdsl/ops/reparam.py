@@ -60,6 +60,6 @@ class DiracConv(Conv):
         return super().flops(a.conv(), ins, out)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_reparam import DiracConv2d
+        from archdsl.nn.reparam import DiracConv2d
         return DiracConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a.conv()),
                            pair(a.dilation), a.bias, a.alpha, a.beta)

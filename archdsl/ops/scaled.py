@@ -90,7 +90,7 @@ class WSConv(Conv):
         return p
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import ScaledStdConv2d
+        from archdsl.nn.scaled import ScaledStdConv2d
         return ScaledStdConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
                                pair(a.dilation), a.groups, a.bias, gamma=_gamma(a.gamma, "ws_conv"),
                                eps=a.eps, gain_init=a.gain_init, scaled=a.scaled)
@@ -170,7 +170,7 @@ class EqConv(Conv):
         return super().infer(a, ins)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import EqualConv2d
+        from archdsl.nn.scaled import EqualConv2d
         return EqualConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
                            pair(a.dilation), a.groups, a.bias, a.gain, a.lr_mul, a.bias_init)
 
@@ -219,7 +219,7 @@ class EqLinear(Op):
         return (numel(out) if a.bias else 0) + (2 * numel(out) if a.act != "none" else 0)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import EqualLinear
+        from archdsl.nn.scaled import EqualLinear
         return EqualLinear(ins[0][-1], a.out, a.bias, a.gain, a.lr_mul, a.bias_init,
                            a.act == "fused_lrelu")
 
@@ -291,7 +291,7 @@ class ModConv(Op):
         return (a.kernel, 1, 1)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import ModulatedConv2d
+        from archdsl.nn.scaled import ModulatedConv2d
         return ModulatedConv2d(ins[0][1], a.out, a.kernel, ins[1][1], a.demodulate, a.eps)
 
     def emit(self, a, ins, fx, args):

@@ -100,7 +100,7 @@ class AffineHead(Op):
         return 6 * ins[0][0]
 
     def build(self, a, ins):
-        from archdsl.lower.modules_tokens import IdentityAffineLinear
+        from archdsl.nn.spatial import IdentityAffineLinear
         return IdentityAffineLinear(ins[0][1])
 
     def emit(self, a, ins, fx, args):

@@ -1,5 +1,5 @@
 """Vector quantisation with an exponential-moving-average codebook (VQ-VAE-2's quantiser).
-The module is archdsl/lower/modules_vq_ema.py `EMAQuantizer`.
+The module is archdsl/nn/vq_ema.py `EMAQuantizer`.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class VectorQuantizeEMA(Op):
         return quantize_other_flops(ins[0], a.axis, a.num_codes, per_element=8)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_vq_ema import EMAQuantizer
+        from archdsl.nn.vq_ema import EMAQuantizer
         x = ins[0]
         ax = norm_dim(a.axis, len(x))
         return EMAQuantizer(a.num_codes, x[ax], a.decay, a.eps, a.beta, ax)
