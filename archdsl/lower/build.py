@@ -90,14 +90,11 @@ def _lower(graph: Graph, root: nn.Module, install: bool, device: torch.device | 
         else:
             op = REGISTRY[node.op]
             ins = graph.input_shapes(node)
-            if install:
-                module = make_module(lambda: op.build(node.attrs, ins), node, rules, device)
-            else:
-                module = op.build(node.attrs, ins)
-            if module is not None:
+            recipe = op.build(node.attrs, ins)
+            if recipe is not None:
                 if not install:
                     raise ValueError(f"{node.id}: a phase cannot hold parametric layers")
-                _install(root, node.id, module)
+                _install(root, node.id, make_module(recipe.make, node, rules, device))
             values[node.id] = op.emit(node.attrs, ins, _FxEmitter(g, node.id),
                                       [values[i] for i in node.inputs])
             if isinstance(values[node.id], fx.Node):

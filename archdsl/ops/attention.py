@@ -10,7 +10,7 @@ from typing import Optional, Union
 
 from dataclasses import replace
 
-from archdsl.ops.base import Attrs, Op, ShapeError, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, pair, recipe, register
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ class SDPA(Op):
         if a.dropout == 0.0:
             return None
         from archdsl.nn.attention import ScaledDotProductAttention
-        return ScaledDotProductAttention(a.dropout, a.causal, a.scale)
+        return recipe(ScaledDotProductAttention, a.dropout, a.causal, a.scale)
 
     def emit(self, a, ins, fx, args):
         if a.dropout != 0.0:
@@ -339,7 +339,7 @@ class ShiftWindowMask(Op):
     def build(self, a, ins):
         from archdsl.nn.attention import ShiftWindowMask as Module
         wh, ww, sh, sw, h, w = self._geom(a)
-        return Module(h, w, wh, ww, sh, sw)
+        return recipe(Module, h, w, wh, ww, sh, sw)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -387,7 +387,7 @@ class RelPosBias(Op):
     def build(self, a, ins):
         from archdsl.nn.attention import RelPosBias as Module
         wh, ww = _window(a)
-        return Module(wh, ww, self.cls_token)
+        return recipe(Module, wh, ww, self.cls_token)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -6,7 +6,7 @@ Outputs of integer dtype (`rand_class`) are int64 at run time; the IR records sh
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, numel, recipe, register
 from archdsl.ops.norm_gan import _SN_KEYS, _sn_check
 
 
@@ -51,8 +51,8 @@ class SNEmbedding(Op):
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
-        return spectral_norm(nn.Embedding(a.num, a.dim), n_power_iterations=a.n_power_iterations,
-                             eps=a.eps)
+        return recipe(spectral_norm, recipe(nn.Embedding, a.num, a.dim),
+                      n_power_iterations=a.n_power_iterations, eps=a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import ConvAttrs, conv_flops, conv_out, conv_padding, conv_params
 
 IntOrPair = Union[int, tuple[int, int]]
@@ -112,8 +112,8 @@ class ConvTranspose(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.ConvTranspose2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), pair(a.pad),
-                                  pair(a.output_padding), a.groups, a.bias, pair(a.dilation))
+        return recipe(nn.ConvTranspose2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      pair(a.pad), pair(a.output_padding), a.groups, a.bias, pair(a.dilation))
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -247,8 +247,8 @@ class DeformConv(Op):
 
     def build(self, a, ins):
         from archdsl.nn.conv_special import DeformConv2d
-        return DeformConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                            pair(a.dilation), a.groups, a.offset_groups, a.bias)
+        return recipe(DeformConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.offset_groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)
@@ -320,7 +320,7 @@ class FourierUnit(Op):
 
     def build(self, a, ins):
         from archdsl.nn.conv_special import FourierUnit as Module
-        return Module(ins[0][1], a.out, a.groups)
+        return recipe(Module, ins[0][1], a.out, a.groups)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -381,8 +381,8 @@ class DynamicConv(Op):
 
     def build(self, a, ins):
         from archdsl.nn.conv_special import DynamicConv2d
-        return DynamicConv2d(ins[0][1], a.out, pair(a.kernel), ins[1][1], pair(a.stride),
-                             conv_padding(a), pair(a.dilation), a.groups, a.bias)
+        return recipe(DynamicConv2d, ins[0][1], a.out, pair(a.kernel), ins[1][1], pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0], args[1])

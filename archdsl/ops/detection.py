@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import ConvAttrs, conv_flops, conv_out, conv_padding, conv_params
 from archdsl.nn.rules import level_grid
 
@@ -87,8 +87,8 @@ class LevelConv(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.Conv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                         pair(a.dilation), a.groups, a.bias)
+        return recipe(nn.Conv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
+                      pair(a.dilation), a.groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         import operator

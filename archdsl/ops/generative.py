@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, numel, recipe, register
 
 
 class VQAttrs(Attrs):
@@ -76,7 +76,7 @@ class VectorQuantize(Op):
         from archdsl.nn.generative import VectorQuantizer
         x = ins[0]
         ax = norm_dim(a.axis, len(x))
-        return VectorQuantizer(a.num_codes, x[ax], a.beta, ax)
+        return recipe(VectorQuantizer, a.num_codes, x[ax], a.beta, ax)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -127,7 +127,7 @@ class Reparameterize(Op):
 
     def build(self, a, ins):
         from archdsl.nn.generative import Reparameterize as Module
-        return Module(a.reduction, a.eval_sample)
+        return recipe(Module, a.reduction, a.eval_sample)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)

@@ -2,7 +2,7 @@
 global-context module of SegNeXt's decoder. Module in archdsl/nn/ham.py."""
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, recipe, register
 
 
 class NMFAttrs(Attrs):
@@ -57,7 +57,7 @@ class NMF2D(Op):
 
     def build(self, a, ins):
         from archdsl.nn.ham import NMF2D as Module
-        return Module(a.S, a.R, a.train_steps, a.eval_steps, a.inv_t)
+        return recipe(Module, a.S, a.R, a.train_steps, a.eval_steps, a.inv_t)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -6,7 +6,7 @@ conv/linear (their convolution / matmul); the rest is in `other_flops`, formula 
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
 from archdsl.ops.linear import linear_flops, linear_shape
 
@@ -144,7 +144,7 @@ class CondBatchNorm(Op):
 
     def build(self, a, ins):
         from archdsl.nn.norm_gan import ConditionalBatchNorm
-        return ConditionalBatchNorm(ins[0][1], a.num_classes, a.eps, a.momentum)
+        return recipe(ConditionalBatchNorm, ins[0][1], a.num_classes, a.eps, a.momentum)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0], args[1])
@@ -190,7 +190,7 @@ class MinibatchStd(Op):
 
     def build(self, a, ins):
         from archdsl.nn.norm_gan import MinibatchStd as Module
-        return Module(a.group_size, a.features, a.eps)
+        return recipe(Module, a.group_size, a.features, a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -233,7 +233,7 @@ class NoiseInjection(Op):
 
     def build(self, a, ins):
         from archdsl.nn.norm_gan import NoiseInjection as Module
-        return Module(ins[0][1], a.per_channel)
+        return recipe(Module, ins[0][1], a.per_channel)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)
@@ -290,9 +290,9 @@ class SNConv(Conv):
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
-        conv = nn.Conv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                         pair(a.dilation), a.groups, a.bias)
-        return spectral_norm(conv, n_power_iterations=a.n_power_iterations, eps=a.eps)
+        conv = recipe(nn.Conv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
+                      pair(a.dilation), a.groups, a.bias)
+        return recipe(spectral_norm, conv, n_power_iterations=a.n_power_iterations, eps=a.eps)
 
 
 class SNLinearAttrs(Attrs):
@@ -338,8 +338,8 @@ class SNLinear(Op):
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
-        return spectral_norm(nn.Linear(ins[0][-1], a.out, a.bias),
-                             n_power_iterations=a.n_power_iterations, eps=a.eps)
+        return recipe(spectral_norm, recipe(nn.Linear, ins[0][-1], a.out, a.bias),
+                      n_power_iterations=a.n_power_iterations, eps=a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

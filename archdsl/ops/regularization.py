@@ -5,7 +5,7 @@ per element.
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, register
+from archdsl.ops.base import Attrs, Op, ShapeError, recipe, register
 
 
 class PAttrs(Attrs):
@@ -32,7 +32,7 @@ class Dropout(_Prob):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.Dropout(a.p)
+        return recipe(nn.Dropout, a.p)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -45,7 +45,7 @@ class DropPath(_Prob):
 
     def build(self, a, ins):
         from archdsl.nn.regularization import DropPath as Module
-        return Module(a.p)
+        return recipe(Module, a.p)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -70,7 +70,7 @@ class LayerScale(Op):
 
     def build(self, a, ins):
         from archdsl.nn.regularization import LayerScale as Module
-        return Module(ins[0][-1], a.init)
+        return recipe(Module, ins[0][-1], a.init)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

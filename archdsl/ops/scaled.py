@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
 from archdsl.ops.linear import linear_flops, linear_params, linear_shape
 
@@ -91,9 +91,10 @@ class WSConv(Conv):
 
     def build(self, a, ins):
         from archdsl.nn.scaled import ScaledStdConv2d
-        return ScaledStdConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                               pair(a.dilation), a.groups, a.bias, gamma=_gamma(a.gamma, "ws_conv"),
-                               eps=a.eps, gain_init=a.gain_init, scaled=a.scaled)
+        return recipe(ScaledStdConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.bias,
+                      gamma=_gamma(a.gamma, "ws_conv"), eps=a.eps, gain_init=a.gain_init,
+                      scaled=a.scaled)
 
 
 Activation = Literal["identity", "celu", "elu", "gelu", "leaky_relu", "log_sigmoid", "relu",
@@ -171,8 +172,9 @@ class EqConv(Conv):
 
     def build(self, a, ins):
         from archdsl.nn.scaled import EqualConv2d
-        return EqualConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                           pair(a.dilation), a.groups, a.bias, a.gain, a.lr_mul, a.bias_init)
+        return recipe(EqualConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.bias, a.gain, a.lr_mul,
+                      a.bias_init)
 
 
 class EqLinearAttrs(Attrs):
@@ -220,8 +222,8 @@ class EqLinear(Op):
 
     def build(self, a, ins):
         from archdsl.nn.scaled import EqualLinear
-        return EqualLinear(ins[0][-1], a.out, a.bias, a.gain, a.lr_mul, a.bias_init,
-                           a.act == "fused_lrelu")
+        return recipe(EqualLinear, ins[0][-1], a.out, a.bias, a.gain, a.lr_mul, a.bias_init,
+                      a.act == "fused_lrelu")
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -292,7 +294,7 @@ class ModConv(Op):
 
     def build(self, a, ins):
         from archdsl.nn.scaled import ModulatedConv2d
-        return ModulatedConv2d(ins[0][1], a.out, a.kernel, ins[1][1], a.demodulate, a.eps)
+        return recipe(ModulatedConv2d, ins[0][1], a.out, a.kernel, ins[1][1], a.demodulate, a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0], args[1])

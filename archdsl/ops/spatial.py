@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from archdsl.ops.base import Attrs, NoAttrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import (Attrs, NoAttrs, Op, ShapeError, expect_rank, numel, pair, recipe,
+                              register)
 
 IntOrPair = Union[int, tuple[int, int]]
 FloatOrPair = Union[float, tuple[float, float]]
@@ -101,7 +102,7 @@ class AffineHead(Op):
 
     def build(self, a, ins):
         from archdsl.nn.spatial import IdentityAffineLinear
-        return IdentityAffineLinear(ins[0][1])
+        return recipe(IdentityAffineLinear, ins[0][1])
 
     def emit(self, a, ins, fx, args):
         return fx.method("reshape", fx.module(args[0]), -1, 2, 3)

@@ -1,7 +1,7 @@
 """StyleGAN's style mixing regularisation (Karras et al. 2019, §3.1)."""
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, register
+from archdsl.ops.base import Attrs, Op, ShapeError, recipe, register
 
 
 class StyleMixAttrs(Attrs):
@@ -41,7 +41,7 @@ class StyleMix(Op):
 
     def build(self, a, ins):
         from archdsl.nn.style_mix import StyleMixing
-        return StyleMixing(a.layers, a.prob)
+        return recipe(StyleMixing, a.layers, a.prob)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Union
 
-from archdsl.ops.base import Attrs, NoAttrs, Op, ShapeError, expect_rank, pair, register
+from archdsl.ops.base import Attrs, NoAttrs, Op, ShapeError, expect_rank, pair, recipe, register
 from archdsl.nn.rules import keep_count
 
 IntOrPair = Union[int, tuple[int, int]]
@@ -127,7 +127,7 @@ class SincosPosEmbed(Op):
     def build(self, a, ins):
         from archdsl.nn.tokens import SincosPosEmbed as Module
         gh, gw = _grid(a.grid, ins[0][1], "sincos_pos_embed")
-        return Module(gh, gw, ins[0][2], a.cls_token)
+        return recipe(Module, gh, gw, ins[0][2], a.cls_token)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -168,7 +168,7 @@ class RandomMasking(Op):
 
     def build(self, a, ins):
         from archdsl.nn.tokens import RandomMasking as Module
-        return Module(a.ratio)
+        return recipe(Module, a.ratio)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -269,7 +269,7 @@ class BlockMask(Op):
     def build(self, a, ins):
         from archdsl.nn.tokens import BlockMask as Module
         gh, gw = _grid(a.grid, ins[0][1], "block_mask")
-        return Module(gh, gw, a.num_masking_patches, a.min_num_patches, a.max_num_patches,
+        return recipe(Module, gh, gw, a.num_masking_patches, a.min_num_patches, a.max_num_patches,
                       a.min_aspect, a.max_aspect, exact=a.exact)
 
     def emit(self, a, ins, fx, args):

@@ -3,7 +3,7 @@ The module is archdsl/nn/vq_ema.py `EMAQuantizer`.
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, register
+from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, recipe, register
 from archdsl.ops.generative import quantize_flops, quantize_other_flops
 
 
@@ -68,7 +68,7 @@ class VectorQuantizeEMA(Op):
         from archdsl.nn.vq_ema import EMAQuantizer
         x = ins[0]
         ax = norm_dim(a.axis, len(x))
-        return EMAQuantizer(a.num_codes, x[ax], a.decay, a.eps, a.beta, ax)
+        return recipe(EMAQuantizer, a.num_codes, x[ax], a.decay, a.eps, a.beta, ax)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
