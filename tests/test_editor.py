@@ -160,7 +160,7 @@ def test_entry_point_is_declared():
     lexers = meta["project"]["entry-points"]["pygments.lexers"]
     module, _, cls = lexers["archdsl"].partition(":")
     assert (module, cls) == ("archdsl.editor.pygments_lexer", "ArchLexer")
-    assert "archdsl.editor" in meta["tool"]["setuptools"]["packages"]
+    assert meta["tool"]["setuptools"]["packages"]["find"]["include"] == ["archdsl*"]  # archdsl.editor too
 
 
 # ---- the TextMate grammar ---------------------------------------------------------------------

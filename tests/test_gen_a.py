@@ -381,7 +381,7 @@ def test_cyclegan_losses_and_history_pool_feeds_d_only():
 
 
 def test_history_pool_query():
-    from archdsl.topology.runtime import history_pool
+    from archdsl.nn.history_pool import history_pool
     pool, count = torch.zeros(3, 2), torch.zeros((), dtype=torch.long)
     x = torch.arange(8.0).view(4, 2).requires_grad_()
     out = history_pool(x, pool, count, p=1.0)  # 3 stored and returned, the 4th swapped

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import archdsl
 from archdsl import ArchError
 from archdsl.semantics.loader import stdlib_dir
-from archdsl.topology import losses
+from archdsl.nn import loss as losses
 from topology_checks import step
 
 SPEC = stdlib_dir() / "gan" / "pggan.arch"
@@ -176,7 +176,7 @@ def test_penalty_is_second_order_its_gradient_reaches_d(kind):
 
 def test_wgan_gp_interpolates_between_real_and_fake():
     """With D(x) = ½‖x‖² per sample, ∇ = x̂ itself: ‖x̂‖ must lie between the lines' ends."""
-    from archdsl.topology.runtime import penalty_call
+    from archdsl.nn.runtime import penalty_call
 
     class Half(torch.nn.Module):
         def forward(self, x):

@@ -1,1 +1,1 @@
-"""The torch side of the ops: every nn.Module and torch function they build or call (imports nothing else of archdsl)."""
+"""Torch code of the ops: every nn.Module and torch function an op builds or calls (torch only)."""

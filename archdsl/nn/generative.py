@@ -1,4 +1,4 @@
-"""nn.Modules for the generative and sequence ops (archdsl/ops/generative.py, sequence.py).
+"""nn.Modules for the generative ops (archdsl/ops/generative.py).
 
 Each class depends on torch alone (torch, nn, F), so its source can be copied into a
 standalone file.

@@ -1,17 +1,18 @@
-"""Dense-detection runtime (RetinaNet, Lin et al. 2017): anchors, IoU, matching, box encoding.
+"""Dense-detection runtime (RetinaNet, Lin et al. 2017): anchors, IoU, matching, box encoding and
+the loss.
 
 Each function reproduces the torchvision definition the RetinaNet reference trains with
 (torchvision.models.detection: AnchorGenerator, box_iou, Matcher, BoxCoder), written in plain
-torch; the `retina_loss` of archdsl/topology/losses.py uses them. Boxes are (x1, y1, x2, y2) in
-pixels.
+torch; `retina_loss` trains with them. Boxes are (x1, y1, x2, y2) in pixels.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
-from archdsl.ops.detection import level_grid  # the op's grid arithmetic
+from archdsl.nn.rules import level_grid  # the op's grid arithmetic
 
 BELOW_LOW_THRESHOLD = -1     # a background anchor
 BETWEEN_THRESHOLDS = -2      # an ignored anchor (IoU in [bg_iou, fg_iou))
@@ -104,3 +105,61 @@ def prior_bias(prior: float = 0.01) -> float:
     """The classification bias b = −log((1 − π) / π) that makes every anchor start at foreground
     probability π (RetinaNet §4.1: π = 0.01)."""
     return -math.log((1 - prior) / prior)
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """The focal loss of RetinaNet (Lin et al. 2017, eq. 5), per element (torchvision's
+    sigmoid_focal_loss, reduction 'none'): p = σ(x), p_t = p·t + (1 − p)(1 − t),
+    FL = −α_t (1 − p_t)^γ log p_t with α_t = α·t + (1 − α)(1 − t) (no weight when α < 0); the
+    log term is BCE-with-logits, numerically stable."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss
+
+
+def retina_loss(cls_logits: torch.Tensor, bbox_regression: torch.Tensor, anchors: torch.Tensor,
+                boxes: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
+                fg_iou: float = 0.5, bg_iou: float = 0.4, box_loss: str = "l1", beta: float = 0.11,
+                part: str = "total") -> torch.Tensor:
+    """RetinaNet's training loss (Lin et al. 2017 §4; torchvision RetinaNetHead.compute_loss).
+    cls_logits [B, N, K], bbox_regression [B, N, 4], anchors [N, 4]; ground truth padded to G
+    boxes per image: boxes [B, G, 4] (x1, y1, x2, y2) and labels [B, G] (int64 class in [0, K),
+    −1 for padding; boxes without positive width and height are ignored like padding, a class
+    ≥ K is an error). Per image: anchors are matched to boxes by IoU (≥ fg_iou foreground,
+    < bg_iou background, in between ignored, each box keeps its best anchors); the focal loss
+    over all non-ignored anchors and classes (one-hot targets) and the box loss (L1, or smooth L1
+    with `beta`, on torchvision's encoded (dx, dy, dw, dh) targets) of foreground anchors are each
+    summed and divided by max(1, number of foreground anchors); the result is averaged over
+    images. part: 'total' (cls + box), 'cls' or 'box'."""
+    cls_total = cls_logits.new_zeros(())
+    box_total = cls_logits.new_zeros(())
+    n_images, k = cls_logits.shape[0], cls_logits.shape[-1]
+    if bool((labels >= k).any()):
+        raise ValueError(f"retina_loss: a label is {int(labels.max())}, but there are {k} classes")
+    for i in range(n_images):
+        b = boxes[i]
+        valid_gt = (labels[i] >= 0) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+        gt_boxes, gt_labels = boxes[i][valid_gt], labels[i][valid_gt]
+        with torch.no_grad():
+            matched = match_anchors(box_iou(gt_boxes, anchors), fg_iou, bg_iou)
+        fg = matched >= 0
+        num_fg = int(fg.sum())
+        target = torch.zeros_like(cls_logits[i])
+        target[fg, gt_labels[matched[fg]]] = 1.0
+        keep = matched != -2
+        cls_total = cls_total + sigmoid_focal_loss(cls_logits[i][keep], target[keep], alpha,
+                                                   gamma).sum() / max(1, num_fg)
+        reg_target = encode_boxes(gt_boxes[matched[fg]], anchors[fg])
+        pred = bbox_regression[i][fg]
+        if box_loss == "l1":
+            box = F.l1_loss(pred, reg_target, reduction="sum")
+        else:
+            box = F.smooth_l1_loss(pred, reg_target, reduction="sum", beta=beta)
+        box_total = box_total + box / max(1, num_fg)
+    cls_total, box_total = cls_total / n_images, box_total / n_images
+    return {"total": cls_total + box_total, "cls": cls_total, "box": box_total}[part]

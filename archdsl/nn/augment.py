@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from archdsl.ops.augment import MAX_MAGNITUDE, OPS  # the op's vocabulary and scale
+from archdsl.nn.rules import MAX_MAGNITUDE, OPS  # the op's vocabulary and scale
 
 
 def smooth_one_hot(y: torch.Tensor, num_classes: int, smoothing: float = 0.0,

@@ -1,9 +1,10 @@
-"""Functions the lowered phase graphs call."""
+"""Functions a lowered phase graph calls around a network: shuffle BN and the gradient penalty."""
 from __future__ import annotations
 
 import torch
 
-from archdsl.topology import dist
+from archdsl.nn import dist
+from archdsl.nn.loss import gradient_penalty
 
 
 def shuffled_call(module: torch.nn.Module, x: torch.Tensor):
@@ -26,20 +27,12 @@ def shuffled_call(module: torch.nn.Module, x: torch.Tensor):
     return y_all[restore[start:start + local]]
 
 
-def noise_like(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Standard normal noise [B, *shape] on x's device, in x's dtype."""
-    return torch.randn((x.shape[0], *shape), device=x.device, dtype=x.dtype)
-
-
-
-
 def penalty_call(module: torch.nn.Module, kind: str, *inputs: torch.Tensor) -> torch.Tensor:
     """A gradient penalty of the network `module` (a discriminator), a scalar.
     r1: inputs (real, *extra) — the penalty at the real samples.
     wgan_gp: inputs (real, fake, *extra) — at x̂ = real + u · (fake − real), u ~ U[0, 1) per
     sample (Gulrajani et al. 2017). `extra` inputs (labels, a fade-in alpha) are passed to the
     network unchanged. The samples are detached first: the penalty trains D only."""
-    from archdsl.topology.losses import gradient_penalty
     if kind == "wgan_gp":
         real, fake, extra = inputs[0].detach(), inputs[1].detach(), inputs[2:]
         u = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
@@ -50,25 +43,3 @@ def penalty_call(module: torch.nn.Module, kind: str, *inputs: torch.Tensor) -> t
     with torch.enable_grad():
         out = module(x, *extra)
         return gradient_penalty(out, x, kind)
-
-
-@torch.no_grad()
-def history_pool(fakes: torch.Tensor, pool: torch.Tensor, count: torch.Tensor, p: float = 0.5) -> torch.Tensor:
-    """CycleGAN's ImagePool.query (util/image_pool.py), on a pool held as topology state: image by
-    image, fill the pool first (returning the new image); once full, with probability p return a
-    random stored image and store the new one in its slot, else return the new image. Updates
-    `pool` and `count` in place; the result carries no gradient (it feeds D only)."""
-    out = fakes.detach().clone()
-    size = pool.shape[0]
-    n = min(max(int(count), 0), size)
-    for i in range(fakes.shape[0]):
-        image = fakes[i].detach()
-        if n < size:
-            pool[n] = image.to(pool.dtype)
-            n += 1
-        elif float(torch.rand(())) > 1.0 - p:  # ImagePool's `random.uniform(0, 1) > 0.5`
-            j = int(torch.randint(size, ()))
-            out[i] = pool[j].to(out.dtype)
-            pool[j] = image.to(pool.dtype)
-    count.fill_(n)
-    return out

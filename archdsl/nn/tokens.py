@@ -1,10 +1,8 @@
-"""nn.Modules for the token and spatial op families (archdsl/ops/tokens.py, spatial.py).
+"""nn.Modules for the token ops (archdsl/ops/tokens.py).
 
 - `SincosPosEmbed`: MAE's fixed 2-d sine-cosine position table, held as a frozen parameter.
 - `RandomMasking`: MAE's per-sample random masking (returns x_kept, mask, ids_restore).
 - `BlockMask`: BEiT's block-wise mask generator (a [B, H, W] bool mask per forward).
-- `IdentityAffineLinear`: the last fc of a spatial transformer's localisation net, initialised
-  to the identity transform.
 """
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from archdsl.ops.tokens import keep_count
+from archdsl.nn.rules import keep_count
 
 
 def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -151,18 +149,3 @@ class BlockMask(nn.Module):
     def extra_repr(self) -> str:
         return (f"grid=({self.height}, {self.width}), num_masking_patches={self.num_masking_patches}, "
                 f"min_num_patches={self.min_num_patches}, max_num_patches={self.max_num_patches}")
-
-
-class IdentityAffineLinear(nn.Linear):
-    """nn.Linear(in_features, 6) with zero weight and bias [1, 0, 0, 0, 1, 0]: the spatial
-    transformer's regressor starts at the identity transform (Jaderberg et al. 2015; PyTorch's STN
-    tutorial `fc_loc[2]`). Set in reset_parameters, so that the start is the module's own and not
-    a change made after torch's (which the builder would not know about)."""
-
-    def __init__(self, in_features: int):
-        super().__init__(in_features, 6)
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        self.weight.zero_()
-        self.bias.copy_(torch.tensor([1, 0, 0, 0, 1, 0], dtype=self.bias.dtype))
