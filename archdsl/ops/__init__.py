@@ -14,6 +14,7 @@ from archdsl.ops import detection  # noqa: F401,E402
 from archdsl.ops import ham  # noqa: F401,E402
 from archdsl.ops import biggan  # noqa: F401,E402
 from archdsl.ops import vq_ema  # noqa: F401,E402
+from archdsl.ops import views  # noqa: F401,E402
 from archdsl.ops.base import REGISTRY, Op, ShapeError
 
 __all__ = ["REGISTRY", "Op", "ShapeError"]
