@@ -677,8 +677,9 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
                    "queues, data position, RNG) every N rounds.")
 @click.option("--resume", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
               help="Continue exactly from a checkpoint of this command (same spec, arguments and inputs).")
-@click.option("--log", "log_path", metavar="PATH", type=click.Path(dir_okay=False),
-              help="Append one CSV row per round: losses, logged values, learning rates.")
+@click.option("--metrics", "--log", "log_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Append one CSV row per round: losses, logged values, learning rates (under "
+                   "torchrun write --metrics: torchrun takes --log for its own --log-dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's losses as JSON lines.")
 def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, data_dir, steps, lr, optimizer, seed,
               classes, checkpoint, checkpoint_every, resume, log_path, as_json):
@@ -688,7 +689,7 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, data_dir, step
     --input 8x3x64x64 --input 8x3x64x64
 
     Example: archdsl train simclr_v1 --data images/ --set backbone=resnet18 --set img=64
-    --input 32x3x73x73 --checkpoint-every 100 --log metrics.csv
+    --input 32x3x73x73 --checkpoint-every 100 --metrics metrics.csv
 
     Under `torchrun --nproc-per-node N -m archdsl train …` every process trains its share of each
     batch (DDP, gloo); rank 0 prints, logs and writes the checkpoints.
@@ -742,7 +743,6 @@ def _distributed():
 
 
 def _train(topo, spec: str, data_dir, rank: int, world: int, options: dict, classes: int, as_json: bool):
-    import torch
     from archdsl.topology.data import ImageFolderSource
     from archdsl.topology.train import check_batch, input_specs, synthetic_pool, train
     seed = options["seed"]
@@ -754,7 +754,6 @@ def _train(topo, spec: str, data_dir, rank: int, world: int, options: dict, clas
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         options["model"] = DDP(topo, find_unused_parameters=len(topo.phases) > 1)
-        torch.manual_seed(seed + rank)   # each process draws its own views and noise
     if as_json or rank != 0:
         def show(e):
             if rank == 0:

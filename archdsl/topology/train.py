@@ -120,8 +120,9 @@ def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimize
     (archdsl/topology/checkpoint.py); `resume` continues from such a file exactly. `log` appends
     one CSV row per round: losses, logged values and the recipe's learning rates."""
     from archdsl.topology import checkpoint as ckpt
+    from archdsl.topology import dist
     check_batch(topo.ir)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + dist.rank())   # under DDP each process draws its own views and noise
     if source is None:
         source = Pool(data if data is not None else synthetic_pool(topo, seed=seed), input_specs(topo)[0][1][0], seed)
     optims, set_lr = optimizers(topo, lr, optimizer)
