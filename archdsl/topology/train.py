@@ -1,9 +1,10 @@
 """A small real training loop over a TopologyModule, for trying a topology in one command.
 
 Synthetic data: a fixed pool of random inputs shaped like the topology's inputs (integer
-inputs drawn from range(classes)); every step draws a batch from the pool, so a topology that
-learns shows a falling loss. Optimizers: the topology's recipe (`configure_optimizers()`: each
-phase's declared optimizer, groups and schedules, set every step) when every phase declares one
+inputs drawn from range(classes)); each run of a round's first phase draws a batch from the
+pool, which the round's later phases reuse, so a topology that learns shows a falling loss.
+Optimizers: the topology's recipe (`configure_optimizers()`: each phase's declared optimizer,
+groups and schedules, set every step) when every phase declares one
 and neither `optimizer` nor `lr` is given; else one Adam (betas (0.5, 0.999)) or SGD (momentum
 0.9) per phase over `parameters(phase=…)`, at `lr` (1e-3 by default) — times
 `topo.lr_scale(step)` when the topology declares `lr = cosine_lr(...)`. Each round runs the
@@ -131,12 +132,18 @@ def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimize
     runner = model if model is not None else topo
     writer = ckpt.MetricsLog(log) if log else None
     history = []
+    schedule = topo.schedule()
     for step in range(start, steps):
         losses, logs = {}, {}
         set_lr(int(topo.steps))
         rates = {f"lr.{p}": o.param_groups[0]["lr"] for p, o in optims.items()}
-        for phase in topo.schedule():
-            out = runner(*source.next(), phase=phase)
+        for phase in schedule:
+            # a new batch for each run of the round's first phase (each of k D-steps); the later
+            # phases take the last one, as the official GAN loops do (a value carried from the
+            # D-step to the G-step belongs to that batch)
+            if phase == schedule[0]:
+                batch = source.next()
+            out = runner(*batch, phase=phase)
             out.loss.backward()
             optims[phase].step()
             optims[phase].zero_grad(set_to_none=True)
