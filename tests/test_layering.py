@@ -10,7 +10,7 @@ ARCHDSL = Path(__file__).resolve().parent.parent / "archdsl"
 
 # earliest first; a package may import its own stage and earlier ones
 STAGES = [
-    {"errors", "_version"},
+    {"errors", "_version", "nn"},   # nn: torch-only leaf (issue 11)
     {"syntax"},
     {"ops"},
     {"ir"},
