@@ -35,26 +35,27 @@ KEYWORDS = (
 OPS = (
     'adain', 'adaptive_avgpool', 'adaptive_maxpool', 'add', 'affine_grid_sample', 'affine_head',
     'anchor_grid', 'avgpool', 'batch_norm', 'beit_rel_pos_bias', 'block_mask', 'bn', 'cat',
-    'channel_shuffle', 'chunk', 'clip_loss', 'cond_batch_norm', 'cond_bn', 'conv', 'conv1d',
-    'conv3d', 'conv_transpose', 'conv_with', 'cpc_nce', 'cross_entropy', 'deform_conv',
-    'dino_loss', 'dirac_conv', 'distill_kl', 'div', 'drop_path', 'dropout', 'dynamic_conv',
-    'embedding', 'eot_pool', 'eq_conv', 'eq_linear', 'expand', 'fill_masked', 'flatten',
-    'focal_loss', 'fourier_unit', 'gamma_act', 'gan_loss', 'gelu', 'getitem', 'global_avgpool',
-    'global_maxpool', 'gn', 'group_norm', 'gru', 'hardsigmoid', 'hardswish', 'history_pool',
-    'identity', 'info_nce', 'interpolate', 'inva_spread', 'kl_gauss', 'l1_loss', 'l2_normalize',
-    'layer_norm', 'layer_norm2d', 'layer_scale', 'leaky_relu', 'level_conv', 'linear', 'ln',
-    'ln2d', 'lookup', 'mae_loss', 'mask_partition', 'masked_token_ce', 'matmul', 'maxpool',
-    'mbstd', 'mean', 'merge_heads', 'minibatch_std', 'mixup', 'mod_conv', 'mse_loss', 'mul',
-    'nce_bank', 'neg_cosine', 'nmf2d', 'noise', 'noise_injection', 'nt_xent', 'pad',
-    'patch_merge', 'patchify', 'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle',
-    'pow', 'prepend_token', 'pseudo_label', 'rand_class', 'randaugment', 'randn',
-    'random_masking', 'reduce_sum', 'rel_pos_bias', 'relu', 'relu6', 'reparam',
+    'channel_shuffle', 'chunk', 'clip_loss', 'color_jitter', 'cond_batch_norm', 'cond_bn',
+    'conv', 'conv1d', 'conv3d', 'conv_transpose', 'conv_with', 'cpc_nce', 'cross_entropy',
+    'deform_conv', 'dino_loss', 'dirac_conv', 'distill_kl', 'div', 'drop_path', 'dropout',
+    'dynamic_conv', 'embedding', 'eot_pool', 'eq_conv', 'eq_linear', 'expand', 'fill_masked',
+    'flatten', 'focal_loss', 'fourier_unit', 'gamma_act', 'gan_loss', 'gaussian_blur', 'gelu',
+    'getitem', 'global_avgpool', 'global_maxpool', 'gn', 'grayscale', 'group_norm', 'gru',
+    'hardsigmoid', 'hardswish', 'hflip', 'history_pool', 'identity', 'info_nce', 'interpolate',
+    'inva_spread', 'kl_gauss', 'l1_loss', 'l2_normalize', 'layer_norm', 'layer_norm2d',
+    'layer_scale', 'leaky_relu', 'level_conv', 'linear', 'ln', 'ln2d', 'lookup', 'mae_loss',
+    'mask_partition', 'masked_token_ce', 'matmul', 'maxpool', 'mbstd', 'mean', 'merge_heads',
+    'minibatch_std', 'mixup', 'mod_conv', 'mse_loss', 'mul', 'nce_bank', 'neg_cosine', 'nmf2d',
+    'noise', 'noise_injection', 'normalize', 'nt_xent', 'pad', 'patch_merge', 'patchify',
+    'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle', 'pow', 'prepend_token',
+    'pseudo_label', 'rand_class', 'randaugment', 'randn', 'random_masking',
+    'random_resized_crop', 'reduce_sum', 'rel_pos_bias', 'relu', 'relu6', 'reparam',
     'reparameterize', 'reshape', 'restore_tokens', 'retina_loss', 'roll', 'scaled_act',
     'scaled_std_conv', 'sdpa', 'shift_window_mask', 'sigmoid', 'sigmoid_focal_loss', 'silu',
     'sincos_pos_embed', 'sinusoid_pos', 'sn_conv', 'sn_embedding', 'sn_linear', 'softmax',
-    'split', 'split_heads', 'stack', 'stop_grad', 'style_mix', 'sub', 'swav_loss', 'tanh',
-    'transpose', 'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq', 'vq_ema',
-    'window_partition', 'window_reverse', 'wn_linear', 'ws_conv',
+    'solarize', 'split', 'split_heads', 'stack', 'stop_grad', 'style_mix', 'sub', 'swav_loss',
+    'tanh', 'transpose', 'truncated_randn', 'unshuffle', 'upsample', 'vector_quantize', 'vq',
+    'vq_ema', 'window_partition', 'window_reverse', 'wn_linear', 'ws_conv',
 )
 
 # archdsl.semantics.builtins.BUILTINS
@@ -68,10 +69,10 @@ BUILTINS = (
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
 TOPOLOGY_BUILTINS = (
-    'adam', 'adamw', 'bank_update', 'center_update', 'clamp', 'constant_lr', 'cosine_lr',
-    'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',
-    'l2_normalize_param', 'larc', 'lars', 'noam_lr', 'sgd', 'shuffle_bn', 'step_schedule',
-    'store', 'warmup_schedule',
+    'adam', 'adamw', 'bank_update', 'carry', 'center_update', 'clamp', 'constant_lr',
+    'cosine_lr', 'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',
+    'l2_normalize_param', 'larc', 'lars', 'linear_decay_schedule', 'noam_lr', 'sgd',
+    'shuffle_bn', 'step_schedule', 'store', 'warmup_schedule',
 )
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
