@@ -329,8 +329,11 @@ class TopologyElaborator(Elaborator):
             self.logs = None
 
     def exec(self, s: A.Stmt, env: Env):
-        if isinstance(s, (A.LogStmt, A.AfterStmt)) and getattr(self, "logs", None) is not None:
+        in_phase = getattr(self, "logs", None) is not None
+        if isinstance(s, (A.LogStmt, A.AfterStmt)) and in_phase:
             return self.exec_phase_stmt(s, env)   # `log` / `after` inside a phase's `if` or `for`
+        if isinstance(s, A.InStmt) and not in_phase:
+            self.in_stmts.append(s)   # an input under a topology-level `if` (raw images or views)
         return super().exec(s, env)
 
     def _check_trains_something(self, p: A.PhaseStmt, update: list, params: tuple):
