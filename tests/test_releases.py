@@ -163,3 +163,217 @@ def test_pix2pix_release_files_load_into_the_topology():
                              num_downs=5, img=32)
     archdsl.load_weights(topo, sd, source="pix2pix")
     assert torch.equal(topo.state_dict()["nets.D.model.2.weight"], sd["D.model.2.weight"])
+
+
+# ---- DINO (facebookresearch/dino)
+
+class RefDinoViT(torch.nn.Module):
+    """dino vision_transformer.py VisionTransformer (vit_small's form: qkv_bias, LayerNorm eps 1e-6,
+    num_classes=0), at its own input size: the class token after the final norm."""
+
+    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=2):
+        super().__init__()
+        from test_attention import RefAttention, RefMlp
+        self.patch_embed = torch.nn.Module()
+        self.patch_embed.proj = torch.nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, (img // patch) ** 2 + 1, dim))
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(depth):
+            blk = torch.nn.Module()
+            blk.norm1, blk.norm2 = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.LayerNorm(dim, eps=1e-6)
+            blk.attn, blk.mlp = RefAttention(dim, heads), RefMlp(dim, 4 * dim)
+            self.blocks.append(blk)
+        self.norm = torch.nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x):
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
+        for blk in self.blocks:
+            x = x + blk.attn(blk.norm1(x))
+            x = x + blk.mlp(blk.norm2(x))
+        return self.norm(x)[:, 0]
+
+
+DINO_TINY = dict(out_dim=16, hidden=32, bottleneck=8, n_local=2)
+
+
+def _dino_release(backbone: torch.nn.Module, embed: int, teacher_ddp: bool) -> tuple[dict, dict]:
+    """main_dino.py's save_dict, flattened: student (DDP: "module.") and teacher (DDP only when the
+    backbone has batch norms) MultiCropWrapper(backbone, DINOHead(embed, out_dim)), and
+    dino_loss.center [1, out_dim]; returns the filled reference networks and the dict."""
+    import copy
+
+    from test_recipes import RefDINOHead, RefMultiCropWrapper
+    a = DINO_TINY
+    refs, sd = {}, {}
+    for net, prefix in (("student", "module."), ("teacher", "module." if teacher_ddp else "")):
+        ref = RefMultiCropWrapper(copy.deepcopy(backbone), RefDINOHead(embed, a["out_dim"], True, a["hidden"],
+                                                                       a["bottleneck"]))
+        own = _fill({f"{net}.{prefix}{k}": (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+        ref.load_state_dict({k.split(".", 1 + bool(prefix))[-1]: v for k, v in own.items()})
+        refs[net] = ref.eval()
+        sd.update(own)
+    sd["dino_loss.center"] = _values("dino_loss.center", torch.Size([1, a["out_dim"]]))
+    return refs, sd
+
+
+def _dino_topology(backbone: str, size: int) -> torch.nn.Module:
+    args = ", ".join(f"{k}={v}" for k, v in DINO_TINY.items())
+    src = (f"from nets.vit import ViT\nfrom ssl.dino import DINO\n"
+           f"variant tiny_vit = ViT(4, 32, 2, 2, img_size=16)\n"
+           f"variant t = DINO(backbone={backbone}, {args}, global_size={size}, local_size={size})\n")
+    return archdsl.load_spec(source=src, variant="t",
+                             input_shape=[[2, 2, 3, size, size], [2, 2, 3, size, size]])
+
+
+def test_dino_vit_release_loads_student_teacher_and_center_with_their_outputs():
+    """dino_deitsmall16_pretrain_full_checkpoint.pth's layout (a ViT backbone: no batch norm, so
+    the teacher is saved without DDP's "module.")."""
+    refs, sd = _dino_release(RefDinoViT(), 32, teacher_ddp=False)
+    assert "teacher.head.last_layer.weight_g" in sd and "student.module.head.mlp.4.bias" in sd
+    topo = _dino_topology("tiny_vit", 16)
+    archdsl.load_weights(topo, sd, source="dino")
+    assert torch.equal(topo.state_dict()["state.center"], sd["dino_loss.center"])
+    x = reference_input([3, 3, 16, 16])
+    with torch.no_grad():
+        for net, ref in refs.items():
+            torch.testing.assert_close(topo.nets[net].eval()(x), ref([x]), atol=1e-5, rtol=1e-4)
+
+
+def test_dino_resnet_release_loads_with_both_networks_in_ddp():
+    """dino_resnet50_pretrain_full_checkpoint.pth's layout: a torchvision ResNet without fc (the
+    stdlib ResNet's names), batch norms, so the teacher is saved in DDP too."""
+    backbone = archdsl.load_spec("resnet18", input_shape=SMALL, num_classes=0)
+    refs, sd = _dino_release(backbone, 512, teacher_ddp=True)
+    assert "teacher.module.backbone.layer4.1.bn2.running_var" in sd
+    topo = _dino_topology("resnet18", 32)
+    archdsl.load_weights(topo, sd, source="dino")
+    x = reference_input(SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(topo.nets["teacher"].eval()(x), refs["teacher"]([x]), atol=1e-5, rtol=1e-4)
+
+
+def test_dino_backbone_release_loads_into_the_vit_as_it_is():
+    """dino_deitsmall16_pretrain.pth: the teacher's backbone in DINO's ViT naming (timm's)."""
+    ref = RefDinoViT().eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    ref.load_state_dict(sd)
+    net = archdsl.load_spec(source="from nets.vit import ViT\nvariant t = ViT(4, 32, 2, 2, img_size=16, "
+                                   "num_classes=0)\n").eval()
+    archdsl.load_weights(net, sd, source="dino_deitsmall16_pretrain")
+    x = reference_input([3, 3, 16, 16])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-4)
+
+
+# ---- SimSiam (facebookresearch/simsiam)
+
+def test_simsiam_release_loads_into_the_official_projector_form():
+    """simsiam/builder.py SimSiam(resnet, dim, pred_dim) in DDP ("module."): the encoder is the
+    ResNet with fc = Sequential(Linear(w, w, bias=False), BN, ReLU, Linear(w, w, bias=False), BN, ReLU,
+    Linear(w, dim), BN(dim, affine=False)), the predictor Sequential(Linear(dim, p, bias=False), BN,
+    ReLU, Linear(p, dim)). The projector's last bias (never trained) needs proj_bias=true."""
+    from torch import nn
+    dim, pred, width = 64, 16, 512
+    fc = nn.Sequential(nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                       nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                       nn.Linear(width, dim), nn.BatchNorm1d(dim, affine=False)).eval()
+    predictor = nn.Sequential(nn.Linear(dim, pred, bias=False), nn.BatchNorm1d(pred), nn.ReLU(),
+                              nn.Linear(pred, dim)).eval()
+    shapes = {f"module.encoder.{k}": v for k, v in _resnet_keys("resnet18").items()}
+    for name, m in (("encoder.fc", fc), ("predictor", predictor)):
+        shapes.update({f"module.{name}.{k}": (list(v.shape), v.dtype) for k, v in m.state_dict().items()})
+    sd = _fill(shapes)
+    for name, m in (("encoder.fc", fc), ("predictor", predictor)):
+        m.load_state_dict({k[len(f"module.{name}."):]: v for k, v in sd.items() if k.startswith(f"module.{name}.")})
+    args = dict(input_shape=[SMALL, SMALL], backbone=SpecText("resnet18"), dim=dim, pred_hidden=pred)
+    with pytest.raises(ArchError, match=r"unexpected nets.encoder.head.layer2.bias \(from 'module.encoder.fc.6.bias'\)"):
+        archdsl.load_weights(archdsl.load_spec("simsiam", **args), sd, source="simsiam")
+    topo = archdsl.load_spec("simsiam", proj_bias=True, **args)
+    archdsl.load_weights(topo, sd, source="simsiam")
+    backbone = archdsl.load_spec("resnet18", input_shape=SMALL, num_classes=0).eval()
+    backbone.load_state_dict({k[len("module.encoder."):]: v for k, v in sd.items()
+                              if k.startswith("module.encoder.") and ".fc." not in k})
+    x = reference_input(SMALL)
+    with torch.no_grad():
+        z = topo.nets["encoder"].eval()(x)
+        torch.testing.assert_close(z, fc(backbone(x)), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(topo.nets["predictor"].eval()(z), predictor(z), atol=1e-5, rtol=1e-4)
+
+
+# ---- BEiT (microsoft/unilm beit)
+
+class RefBeitMIM(torch.nn.Module):
+    """unilm beit/modeling_pretrain.py VisionTransformerForMaskedImageModeling with
+    --rel_pos_bias (use_rel_pos_bias=True, use_abs_pos_emb=False, a table per block), whose Block
+    and Attention are modeling_finetune.py's (ported as tests/test_attention.py RefBeitAttention,
+    with its relative_position_index a buffer as unilm registers it). forward(x, bool_masked_pos)
+    returns the logits of the masked patches only."""
+
+    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=2, vocab=6):
+        super().__init__()
+        from test_attention import RefBeitAttention, RefMlp
+        window = (img // patch, img // patch)
+        self.patch_embed = torch.nn.Module()
+        self.patch_embed.proj = torch.nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(depth):
+            blk = torch.nn.Module()
+            blk.gamma_1, blk.gamma_2 = torch.nn.Parameter(torch.ones(dim)), torch.nn.Parameter(torch.ones(dim))
+            blk.norm1, blk.norm2 = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.LayerNorm(dim, eps=1e-6)
+            blk.attn, blk.mlp = RefBeitAttention(dim, heads, window), RefMlp(dim, 4 * dim)
+            blk.attn.register_buffer("relative_position_index", blk.attn.index)
+            self.blocks.append(blk)
+        self.norm = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.lm_head = torch.nn.Linear(dim, vocab)
+
+    def forward(self, x, bool_masked_pos):
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        w = bool_masked_pos.unsqueeze(-1).type_as(x)
+        x = x * (1 - w) + self.mask_token.expand_as(x) * w
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        for blk in self.blocks:
+            blk.attn.index = blk.attn.relative_position_index
+            x = x + blk.gamma_1 * blk.attn(blk.norm1(x))
+            x = x + blk.gamma_2 * blk.mlp(blk.norm2(x))
+        return self.lm_head(self.norm(x)[:, 1:][bool_masked_pos])
+
+
+def _beit_release() -> tuple[torch.nn.Module, dict]:
+    """The filled reference and its state_dict; the index buffers keep their true values."""
+    ref = RefBeitMIM().eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    sd.update({k: v for k, v in ref.state_dict().items() if k.endswith("relative_position_index")})
+    ref.load_state_dict(sd)
+    return ref, sd
+
+
+def test_beit_release_loads_into_the_network_and_the_topology():
+    from test_beit import MIM, tiny_topo
+    ref, sd = _beit_release()
+    assert "blocks.1.attn.relative_position_index" in sd
+    net = archdsl.load_spec(source=f"from nets.beit import BeitMIM\nvariant t = BeitMIM({MIM})\n").eval()
+    archdsl.load_weights(net, sd, source="beit")
+    x = reference_input([3, 3, 16, 16])
+    mask = torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) < 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, mask)[mask], ref(x, mask), atol=1e-5, rtol=1e-4)
+    topo = tiny_topo()
+    archdsl.load_weights(topo, sd, source="beit")
+    assert torch.equal(topo.state_dict()["nets.beit.blocks.1.attn.relative_position_bias_table"],
+                       sd["blocks.1.attn.relative_position_bias_table"])
+
+
+def test_beit_release_with_a_shared_relative_position_table_is_refused_by_name():
+    """The base run's --shared_rel_pos_bias holds one `rel_pos_bias.*` table for every block, which
+    the spec (a table per block) cannot hold: the load names it."""
+    _, sd = _beit_release()
+    sd = {k: v for k, v in sd.items() if "relative_position" not in k}
+    sd["rel_pos_bias.relative_position_bias_table"] = torch.zeros(52, 2)
+    net = archdsl.load_spec(source="from nets.beit import BeitMIM\nvariant t = BeitMIM(patch=4, dim=32, depth=2, "
+                                   "num_heads=2, vocab_size=6, img_size=16)\n")
+    with pytest.raises(ArchError, match="unexpected rel_pos_bias.relative_position_bias_table"):
+        archdsl.load_weights(net, sd, source="beit")
