@@ -45,7 +45,7 @@ OPS = (
     'layer_norm', 'layer_norm2d', 'layer_scale', 'leaky_relu', 'level_conv', 'linear', 'ln',
     'ln2d', 'lookup', 'mae_loss', 'mask_partition', 'masked_token_ce', 'matmul', 'maxpool',
     'mbstd', 'mean', 'merge_heads', 'minibatch_std', 'mixup', 'mod_conv', 'mse_loss', 'mul',
-    'nce_bank', 'neg_cosine', 'nmf2d', 'noise', 'noise_injection', 'nt_xent', 'pad',
+    'nce_bank', 'nce_draw', 'neg_cosine', 'nmf2d', 'noise', 'noise_injection', 'nt_xent', 'pad',
     'patch_merge', 'patchify', 'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle',
     'pow', 'prepend_token', 'pseudo_label', 'rand_class', 'randaugment', 'randn',
     'random_masking', 'reduce_sum', 'rel_pos_bias', 'relu', 'relu6', 'reparam',

@@ -69,19 +69,27 @@ class NceAttrs(Attrs):
 @register
 class NceBank(Op):
     """Memory-bank NCE (InstDisc, CMC). inputs: f [B, D], idx [B] (int64 slots), bank [N, D],
-    z [] (the normaliser state) → scalar. flops: 2·B·(K + 1)·D (the bmm of B rows against K + 1
+    z [] (the normaliser state), and optionally the slots to score [B, K + 1] (nce_draw's: CMC's
+    two views share one draw) → scalar. flops: 2·B·(K + 1)·D (the bmm of B rows against K + 1
     bank slots each). other_flops: 8·B·(K + 1) (exp, scale, the NCE logs)."""
     name = "nce_bank"
     Attrs = NceAttrs
     positional = ("negatives", "temperature")
-    n_inputs = 4
+    n_inputs = None
 
     def infer(self, a, ins):
-        f, idx, bank, z = ins
+        if len(ins) not in (4, 5):
+            raise ShapeError(f"nce_bank takes features, indices, bank, Z and optionally the drawn slots; "
+                             f"got {len(ins)} tensors")
+        f, idx, bank, z = ins[:4]
         if len(f) != 2 or tuple(idx) != (f[0],) or len(bank) != 2 or bank[1] != f[1] or tuple(z) != ():
             raise ShapeError(f"nce_bank expects features [B, D], indices [B], bank [N, D] and a scalar Z; "
                              f"got {list(f)}, {list(idx)}, {list(bank)}, {list(z)}")
         _positive(self.name, negatives=a.negatives, temperature=a.temperature)
+        if len(ins) == 5 and tuple(ins[4]) != (f[0], a.negatives + 1):
+            raise ShapeError(f"nce_bank: the drawn slots must be [B, negatives + 1] = "
+                             f"{[f[0], a.negatives + 1]}, got {list(ins[4])}",
+                             hint="draw them with nce_draw(index, n_images, negatives)")
         return ()
 
     def flops(self, a, ins, out):
@@ -92,7 +100,31 @@ class NceBank(Op):
         return 8 * ins[0][0] * (a.negatives + 1)
 
     def emit(self, a, ins, fx, args):
-        return fx.call(_losses().nce_bank, *args, a.negatives, a.temperature)
+        return fx.call(_losses().nce_bank, *args[:4], a.negatives, a.temperature, *args[4:])
+
+
+class NceDrawAttrs(Attrs):
+    n: int
+    negatives: int = 4096
+
+
+@register
+class NceDraw(Op):
+    """The slots memory-bank NCE scores against, drawn uniformly: inputs: idx [B] (int64, each
+    sample's own slot, put first) → [B, negatives + 1] int64 slots among `n`. flops: 0;
+    other_flops: 0 (a draw)."""
+    name = "nce_draw"
+    Attrs = NceDrawAttrs
+    positional = ("n", "negatives")
+
+    def infer(self, a, ins):
+        if len(ins[0]) != 1:
+            raise ShapeError(f"nce_draw expects indices [B], got {list(ins[0])}")
+        _positive(self.name, n=a.n, negatives=a.negatives)
+        return (ins[0][0], a.negatives + 1)
+
+    def emit(self, a, ins, fx, args):
+        return fx.call(_losses().nce_draw, args[0], a.n, a.negatives)
 
 
 class SpreadAttrs(Attrs):
