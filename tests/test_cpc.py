@@ -103,3 +103,72 @@ def test_cli_train_runs_three_synthetic_steps():
                                        "--set", "window=1600", "--set", "steps=3", "--input", "4x1x1600"])
     assert result.exit_code == 0, result.output
     assert len([line for line in result.output.splitlines() if line.startswith("{")]) == 3
+
+
+class RefCDCK2(HandCPC):
+    """CDCK2.forward (jefflai108/Contrastive-Predictive-Coding-PyTorch src/model/model.py): one
+    t_samples drawn per batch, the GRU run over z[:, :t + 1] from a zero hidden state, W_k c_t for
+    each k, and for each k the log-softmax over dim 1 (the predictions) of z_{t+k} · predᵀ, its
+    diagonal summed; nce = −Σ / (B · timestep)."""
+
+    def __init__(self, hidden, context, steps, window):
+        super().__init__(hidden, context, steps)
+        self.timestep, self.seq_len, self.hidden = steps, window, hidden
+
+    def nce(self, x):
+        batch = x.size(0)
+        t_samples = torch.randint(self.seq_len // 160 - self.timestep, size=(1,)).long()
+        z = self.encoder(x).transpose(1, 2)
+        encode_samples = torch.empty((self.timestep, batch, self.hidden), dtype=x.dtype)
+        for i in range(1, self.timestep + 1):
+            encode_samples[i - 1] = z[:, t_samples + i, :].view(batch, self.hidden)
+        hidden0 = torch.zeros(1, batch, self.gru.hidden_size, dtype=x.dtype)
+        output, _ = self.gru(z[:, :t_samples + 1, :], hidden0)
+        c_t = output[:, t_samples, :].view(batch, -1)
+        pred = torch.empty((self.timestep, batch, self.hidden), dtype=x.dtype)
+        for i in range(self.timestep):
+            pred[i] = self.Wk[i](c_t)
+        nce = 0
+        for i in range(self.timestep):
+            total = torch.mm(encode_samples[i], torch.transpose(pred[i], 0, 1))
+            nce += torch.sum(torch.diag(torch.log_softmax(total, dim=1)))
+        return nce / (-1. * batch * self.timestep)
+
+
+def test_cdck2_form_steps_equal_the_public_code():
+    """cdck2=true: loss, the gradient of every parameter and the weights after each of four Adam
+    steps (CDCK2's optimizer settings: betas (0.9, 0.98), eps 1e-9, weight decay 1e-4, amsgrad) equal
+    CDCK2's on the same weights, audio and draw of t (float64); the default form differs."""
+    from recipe_checks import close, close_all
+    spec = ("from ssl.cpc import CPC\nfrom nets.cpc import CPCNet\nvariant t = CPC(network=CPCNet(hidden=16, "
+            "context=8), steps=3, window=1600, cdck2=true)\n")
+    topo = archdsl.load_spec(source=spec, seed=0, input_shape=[(4, 1, 1600)]).double()
+    ref = RefCDCK2(16, 8, 3, 1600).double()
+    squeeze = {k: (v.squeeze(2) if v.dim() == 4 else v) for k, v in topo.nets["model"].state_dict().items()}
+    ref.load_state_dict(squeeze)
+    settings = dict(lr=1e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=1e-4, amsgrad=True)
+    ours_opt = torch.optim.Adam(topo.parameters(phase="train"), **settings)
+    ref_opt = torch.optim.Adam(ref.parameters(), **settings)
+    pool = _signals(16, 0).double()
+    for it in range(4):
+        x = pool[4 * it:4 * it + 4]
+        torch.manual_seed(it)
+        loss = topo(x).loss
+        ours_opt.zero_grad()
+        loss.backward()
+        grads = {k.split(".", 1)[1]: p.grad.squeeze(2) if p.dim() == 4 else p.grad
+                 for k, p in topo.named_parameters_of("train")}
+        ours_opt.step()
+        torch.manual_seed(it)
+        ref_loss = ref.nce(x)
+        ref_opt.zero_grad()
+        ref_loss.backward()
+        ref_opt.step()
+        close(loss, ref_loss, f"step {it} loss")
+        close_all(grads, {k: p.grad for k, p in ref.named_parameters()}, f"step {it} grad")
+        close_all({k: v.squeeze(2) if v.dim() == 4 else v for k, v in topo.nets["model"].state_dict().items()
+                   if "num_batches" not in k}, {k: v for k, v in ref.state_dict().items() if "num_batches" not in k},
+                  f"step {it} weights")
+    torch.manual_seed(0)
+    paper = archdsl.load_spec(source=spec.replace("cdck2=true", "cdck2=false"), seed=0, input_shape=[(4, 1, 1600)])
+    assert abs(paper.double()(pool[:4]).loss.item() - ref.nce(pool[:4]).item()) > 1e-3

@@ -163,13 +163,16 @@ class InvaSpread(Op):
 
 class CpcAttrs(Attrs):
     steps: int = 12
+    cdck2: bool = False
 
 
 @register
 class CpcNce(Op):
     """CPC InfoNCE over future latents. inputs: z [B, T, D] latents, pred [B, T, steps·D] (W_k c_t
     for k = 1..steps) → scalar; needs T > steps. flops: Σ_k 2·(T − k)·B²·D (one bmm per step).
-    other_flops: Σ_k 4·(T − k)·B² (softmax cross-entropy)."""
+    other_flops: Σ_k 4·(T − k)·B² (softmax cross-entropy). `cdck2=true`: the public CDCK2 code's
+    form (one t per batch, normalised over the predictions): flops 2·steps·B²·D, other_flops
+    4·steps·B²."""
     name = "cpc_nce"
     min_batch = 2
     Attrs = CpcAttrs
@@ -185,13 +188,18 @@ class CpcNce(Op):
             raise ShapeError(f"cpc_nce: 1 ≤ steps < T needed, got steps={a.steps} and T={z[1]}")
         return ()
 
+    @staticmethod
+    def _positions(a, t: int) -> int:
+        """The (t, k) pairs scored: every t < T − k, or one t per batch (cdck2)."""
+        return a.steps if a.cdck2 else sum(t - k for k in range(1, a.steps + 1))
+
     def flops(self, a, ins, out):
         b, t, d = ins[0]
-        return sum(2 * (t - k) * b * b * d for k in range(1, a.steps + 1))
+        return 2 * self._positions(a, t) * b * b * d
 
     def other_flops(self, a, ins, out):
         b, t, _ = ins[0]
-        return sum(4 * (t - k) * b * b for k in range(1, a.steps + 1))
+        return 4 * self._positions(a, t) * b * b
 
     def emit(self, a, ins, fx, args):
-        return fx.call(_losses().cpc_nce, args[0], args[1], a.steps)
+        return fx.call(_losses().cpc_nce, args[0], args[1], a.steps, a.cdck2)

@@ -280,13 +280,22 @@ def inva_spread(x: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     return -(torch.log(p_pos).sum() + ln_on.sum()) / n2
 
 
-def cpc_nce(z: torch.Tensor, pred: torch.Tensor, steps: int) -> torch.Tensor:
+def cpc_nce(z: torch.Tensor, pred: torch.Tensor, steps: int, cdck2: bool = False) -> torch.Tensor:
     """CPC's InfoNCE over future latents (van den Oord et al. 2018). z [B, T, D]: the encoder's
     latents; pred [B, T, steps·D]: W_k c_t for k = 1..steps stacked on the last dim (slice k − 1).
     For every k and every t < T − k the prediction from c_t must pick z_{t+k} of its own sequence
     among the z_{t+k} of the B sequences of the batch (the negatives):
-    loss = mean over (k, t, b) of −log softmax_b'(W_k c_t^b · z_{t+k}^b')[b]."""
+    loss = mean over (k, t, b) of −log softmax_b'(W_k c_t^b · z_{t+k}^b')[b].
+    cdck2: the public CDCK2 code's form (jefflai108/Contrastive-Predictive-Coding-PyTorch
+    src/model/model.py): one t drawn per batch, uniform in [0, T − steps), and the latent z_{t+k}^b
+    must pick its own sequence's prediction among the B predictions:
+    loss = mean over (k, b) of −log softmax_b'(z_{t+k}^b · W_k c_t^b')[b]."""
     b, t, d = z.shape
+    if cdck2:
+        at = int(torch.randint(t - steps, size=(1,)))
+        logits = torch.einsum("kbd,kcd->kbc", z[:, at + 1:at + 1 + steps].transpose(0, 1),
+                              pred[:, at].reshape(b, steps, d).transpose(0, 1))   # [steps, B, B]
+        return F.cross_entropy(logits.reshape(-1, b), torch.arange(b, device=z.device).repeat(steps))
     total, count = 0.0, 0
     labels = torch.arange(b, device=z.device)
     for k in range(1, steps + 1):
