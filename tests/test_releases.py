@@ -306,7 +306,7 @@ def test_simsiam_release_loads_into_the_official_projector_form():
 
 class RefBeitMIM(torch.nn.Module):
     """unilm beit/modeling_pretrain.py VisionTransformerForMaskedImageModeling with
-    --rel_pos_bias (use_rel_pos_bias=True, use_abs_pos_emb=False, a table per block), whose Block
+    use_rel_pos_bias=True, use_abs_pos_emb=False (a table per block), whose Block
     and Attention are modeling_finetune.py's (ported as tests/test_attention.py RefBeitAttention,
     with its relative_position_index a buffer as unilm registers it). forward(x, bool_masked_pos)
     returns the logits of the masked patches only."""
@@ -368,8 +368,9 @@ def test_beit_release_loads_into_the_network_and_the_topology():
 
 
 def test_beit_release_with_a_shared_relative_position_table_is_refused_by_name():
-    """The base run's --shared_rel_pos_bias holds one `rel_pos_bias.*` table for every block, which
-    the spec (a table per block) cannot hold: the load names it."""
+    """run_beit_pretraining.py's default --rel_pos_bias builds use_shared_rel_pos_bias=True: one
+    `rel_pos_bias.*` table for every block, which the spec (a table per block) cannot take from one
+    key yet: the load names it."""
     _, sd = _beit_release()
     sd = {k: v for k, v in sd.items() if "relative_position" not in k}
     sd["rel_pos_bias.relative_position_bias_table"] = torch.zeros(52, 2)
