@@ -135,37 +135,53 @@ class RefCDCK2(HandCPC):
         return nce / (-1. * batch * self.timestep)
 
 
+class RefScheduledOptim:
+    """CDCK2 main.py ScheduledOptim (delta 1: no stalled validation): the rate set after each step."""
+
+    def __init__(self, optimizer, n_warmup_steps, d_model=128):
+        self.optimizer, self.d_model, self.n_warmup_steps, self.n_current_steps = optimizer, d_model, n_warmup_steps, 0
+
+    def update_learning_rate(self):
+        import numpy as np
+        self.n_current_steps += 1
+        new_lr = np.power(self.d_model, -0.5) * np.min([np.power(self.n_current_steps, -0.5),
+                                                        np.power(self.n_warmup_steps, -1.5) * self.n_current_steps])
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = new_lr
+        return new_lr
+
+
 def test_cdck2_form_steps_equal_the_public_code():
-    """cdck2=true: loss, the gradient of every parameter and the weights after each of four Adam
-    steps (CDCK2's optimizer settings: betas (0.9, 0.98), eps 1e-9, weight decay 1e-4, amsgrad) equal
-    CDCK2's on the same weights, audio and draw of t (float64); the default form differs."""
-    from recipe_checks import close, close_all
+    """cdck2=true with the recipe: loss, the gradient of every parameter, the learning rate and the
+    weights after each of five steps equal CDCK2's training_v1.py train() (zero_grad, forward,
+    backward, Adam(betas 0.9, 0.98, eps 1e-9, weight decay 1e-4, amsgrad) step, then
+    ScheduledOptim.update_learning_rate; warm-up 3 steps here) on the same weights, audio and draw of
+    t (float64); the default (paper) form gives another loss."""
+    from recipe_checks import close, close_all, recipe_step, updated_by
     spec = ("from ssl.cpc import CPC\nfrom nets.cpc import CPCNet\nvariant t = CPC(network=CPCNet(hidden=16, "
-            "context=8), steps=3, window=1600, cdck2=true)\n")
+            "context=8), steps=3, window=1600, cdck2=true, warmup=3)\n")
     topo = archdsl.load_spec(source=spec, seed=0, input_shape=[(4, 1, 1600)]).double()
+    optimizers, schedule = topo.configure_optimizers()
     ref = RefCDCK2(16, 8, 3, 1600).double()
-    squeeze = {k: (v.squeeze(2) if v.dim() == 4 else v) for k, v in topo.nets["model"].state_dict().items()}
-    ref.load_state_dict(squeeze)
-    settings = dict(lr=1e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=1e-4, amsgrad=True)
-    ours_opt = torch.optim.Adam(topo.parameters(phase="train"), **settings)
-    ref_opt = torch.optim.Adam(ref.parameters(), **settings)
-    pool = _signals(16, 0).double()
-    for it in range(4):
+    ref.load_state_dict({k: (v.squeeze(2) if v.dim() == 4 else v) for k, v in topo.nets["model"].state_dict().items()})
+    optimizer = RefScheduledOptim(torch.optim.Adam(filter(lambda p: p.requires_grad, ref.parameters()),
+                                                   betas=(0.9, 0.98), eps=1e-09, weight_decay=1e-4, amsgrad=True), 3)
+    assert len(updated_by(optimizers["train"])) == len(list(ref.parameters()))
+    pool = _signals(20, 0).double()
+    for it in range(5):
         x = pool[4 * it:4 * it + 4]
+        assert schedule.values(it)["train.lr"] == pytest.approx(optimizer.optimizer.param_groups[0]["lr"], rel=1e-12)
         torch.manual_seed(it)
-        loss = topo(x).loss
-        ours_opt.zero_grad()
-        loss.backward()
-        grads = {k.split(".", 1)[1]: p.grad.squeeze(2) if p.dim() == 4 else p.grad
-                 for k, p in topo.named_parameters_of("train")}
-        ours_opt.step()
+        loss, grads = recipe_step(topo, optimizers, schedule, x)
         torch.manual_seed(it)
+        optimizer.optimizer.zero_grad()
         ref_loss = ref.nce(x)
-        ref_opt.zero_grad()
         ref_loss.backward()
-        ref_opt.step()
+        optimizer.optimizer.step()
+        optimizer.update_learning_rate()
         close(loss, ref_loss, f"step {it} loss")
-        close_all(grads, {k: p.grad for k, p in ref.named_parameters()}, f"step {it} grad")
+        close_all({k.split(".", 1)[1]: v.squeeze(2) if v.dim() == 4 else v for k, v in grads.items()},
+                  {k: p.grad for k, p in ref.named_parameters()}, f"step {it} grad")
         close_all({k: v.squeeze(2) if v.dim() == 4 else v for k, v in topo.nets["model"].state_dict().items()
                    if "num_batches" not in k}, {k: v for k, v in ref.state_dict().items() if "num_batches" not in k},
                   f"step {it} weights")

@@ -100,10 +100,10 @@ def sgd(lr, momentum: float = 0.0, weight_decay=0.0, nesterov: bool = False, no_
 
 
 def adam(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.0, no_decay: bool = False,
-         groups=(), clip_grad: float = 0.0, clip_norm: float = 0.0) -> OptimizerSpec:
-    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99))."""
+         groups=(), clip_grad: float = 0.0, clip_norm: float = 0.0, amsgrad: bool = False) -> OptimizerSpec:
+    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99); CDCK2: amsgrad)."""
     return _spec("adam", lr, weight_decay, no_decay, groups, clip_grad, clip_norm, betas=_betas(betas),
-                 eps=_number("eps", eps, False))
+                 eps=_number("eps", eps, False), **({"amsgrad": True} if amsgrad else {}))
 
 
 def adamw(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.01, no_decay: bool = False,
@@ -175,7 +175,8 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
     if spec.kind == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=o["momentum"], weight_decay=wd, nesterov=o["nesterov"])
     elif spec.kind == "adam":
-        opt = torch.optim.Adam(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd)
+        opt = torch.optim.Adam(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd,
+                               amsgrad=o.get("amsgrad", False))
     elif spec.kind == "adamw":
         opt = torch.optim.AdamW(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd)
     elif spec.kind == "larc":
