@@ -793,7 +793,8 @@ def test_a_topology_without_a_recipe_says_so():
 
 def test_every_stdlib_ssl_and_gan_topology_declares_its_recipe():
     for name in ["moco_v1", "moco_v2", "simclr_v1", "simclr_v2", "byol", "simsiam", "dino", "swav", "mae_pretrain",
-                 "clip_train", "gan_mnist", "dcgan", "pix2pix", "cyclegan", "pggan", "stylegan", "biggan128"]:
+                 "clip_train", "gan_mnist", "dcgan", "pix2pix", "cyclegan", "pggan", "stylegan", "biggan128",
+                 "instdisc", "cmc", "cpc", "beit_pretrain", "cae_base"]:
         ir = archdsl.load_topology(name)
         assert all(p.optimizer is not None for p in ir.phases.values()), name
     gans = {name: archdsl.load_topology(name) for name in ("dcgan", "stylegan", "biggan128")}
