@@ -163,21 +163,25 @@ def unilm_parameter_groups(model, weight_decay, skip_list):
     return [groups[k] for k in names]
 
 
-def test_pretraining_steps_equal_unilm_engine_for_pretraining():
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_table", "table_per_block"])
+def test_pretraining_steps_equal_unilm_engine_for_pretraining(shared):
     """run_beit_pretraining.py + engine_for_pretraining.py train_one_epoch: per-iteration lr (warm-up
     from 0, cosine) and weight decay set on the groups of optim_factory.get_parameter_groups
     (skip list: model.no_weight_decay() = pos_embed, cls_token), AdamW(betas 0.9, 0.98), the masked
     patches' logits → cross-entropy against their tokens, clip_grad_norm_ over every parameter.
-    Five steps over three epochs of two; the mask drawn by the same block-masking generator."""
+    Five steps over three epochs of two; the mask drawn by the same block-masking generator. shared:
+    run_beit_pretraining.py's default --rel_pos_bias (one relative position table for all blocks),
+    else a table per block (the spec's default)."""
     from recipe_checks import close, close_all, recipe_step, updated_by
     from test_releases import RefBeitMIM
     ipe, epochs, base_lr, wd, clip = 2, 3, 1e-3, 0.05, 0.1
-    src = (f"from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\nvariant t = BEiTPretrain(model=BeitMIM({MIM}), "
+    mim = f"{MIM}, shared_rel_pos_bias={str(shared).lower()}"
+    src = (f"from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\nvariant t = BEiTPretrain(model=BeitMIM({mim}), "
            f"patch=4, num_masking_patches=6, min_num_patches=2, img=16, epochs={epochs}, steps_per_epoch={ipe}, "
            f"base_lr={base_lr}, min_lr=1e-5, warmup_epochs=1, weight_decay={wd}, clip_grad={clip})\n")
     t = archdsl.load_spec(source=src, seed=0).double()
     optimizers, schedule = t.configure_optimizers()
-    model = RefBeitMIM().double()
+    model = RefBeitMIM(shared=shared).double()
     index = {k: v for k, v in model.state_dict().items() if k.endswith("relative_position_index")}
     model.load_state_dict({**t.nets["beit"].state_dict(), **index})
     optimizer = torch.optim.AdamW(unilm_parameter_groups(model, wd, {"pos_embed", "cls_token"}), lr=base_lr,

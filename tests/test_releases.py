@@ -304,28 +304,62 @@ def test_simsiam_release_loads_into_the_official_projector_form():
 
 # ---- BEiT (microsoft/unilm beit)
 
-class RefBeitMIM(torch.nn.Module):
-    """unilm beit/modeling_pretrain.py VisionTransformerForMaskedImageModeling with
-    use_rel_pos_bias=True, use_abs_pos_emb=False (a table per block), whose Block
-    and Attention are modeling_finetune.py's (ported as tests/test_attention.py RefBeitAttention,
-    with its relative_position_index a buffer as unilm registers it). forward(x, bool_masked_pos)
-    returns the logits of the masked patches only."""
+class RefUnilmAttention(torch.nn.Module):
+    """unilm beit/modeling_finetune.py Attention (qkv_bias): q/v biases, with `window` its own
+    relative position table and index buffer, and forward(x, rel_pos_bias) adding a shared bias."""
 
-    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=2, vocab=6):
+    def __init__(self, dim, heads, window=None):
         super().__init__()
-        from test_attention import RefBeitAttention, RefMlp
+        from test_attention import RefBeitAttention
+        self.num_heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = torch.nn.Linear(dim, dim * 3, bias=False)
+        self.q_bias, self.v_bias = torch.nn.Parameter(torch.zeros(dim)), torch.nn.Parameter(torch.zeros(dim))
+        self.relative_position_bias_table = None
+        if window:
+            ref = RefBeitAttention(dim, heads, window)  # its index: cls→token, token→cls, cls→cls last
+            self.relative_position_bias_table = torch.nn.Parameter(torch.zeros_like(ref.relative_position_bias_table))
+            self.register_buffer("relative_position_index", ref.index)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x, rel_pos_bias=None):
+        b, n, c = x.shape
+        qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = torch.nn.functional.linear(x, self.qkv.weight, qkv_bias).reshape(b, n, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        if self.relative_position_bias_table is not None:
+            table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+            attn = attn + table.view(n, n, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        if rel_pos_bias is not None:
+            attn = attn + rel_pos_bias
+        return self.proj((attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class RefBeitMIM(torch.nn.Module):
+    """unilm beit/modeling_pretrain.py VisionTransformerForMaskedImageModeling, use_abs_pos_emb
+    False, with the shared table of run_beit_pretraining.py's default --rel_pos_bias
+    (use_shared_rel_pos_bias: `rel_pos_bias`, modeling_finetune.py RelativePositionBias) or a table
+    per block (use_rel_pos_bias); Block and Attention as modeling_finetune.py (layer scale, its
+    Mlp: fc1, GELU, fc2). forward(x, bool_masked_pos) returns the masked patches' logits."""
+
+    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=2, vocab=6, shared=False):
+        super().__init__()
+        from test_attention import RefMlp
         window = (img // patch, img // patch)
         self.patch_embed = torch.nn.Module()
         self.patch_embed.proj = torch.nn.Conv2d(3, dim, patch, patch)
         self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
         self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.rel_pos_bias = None
+        if shared:
+            self.rel_pos_bias = RefUnilmAttention(dim, heads, window)   # only its table and index
+            del self.rel_pos_bias.qkv, self.rel_pos_bias.proj, self.rel_pos_bias.q_bias, self.rel_pos_bias.v_bias
         self.blocks = torch.nn.ModuleList()
         for _ in range(depth):
             blk = torch.nn.Module()
             blk.gamma_1, blk.gamma_2 = torch.nn.Parameter(torch.ones(dim)), torch.nn.Parameter(torch.ones(dim))
             blk.norm1, blk.norm2 = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.LayerNorm(dim, eps=1e-6)
-            blk.attn, blk.mlp = RefBeitAttention(dim, heads, window), RefMlp(dim, 4 * dim)
-            blk.attn.register_buffer("relative_position_index", blk.attn.index)
+            blk.attn, blk.mlp = RefUnilmAttention(dim, heads, None if shared else window), RefMlp(dim, 4 * dim)
             self.blocks.append(blk)
         self.norm = torch.nn.LayerNorm(dim, eps=1e-6)
         self.lm_head = torch.nn.Linear(dim, vocab)
@@ -335,45 +369,52 @@ class RefBeitMIM(torch.nn.Module):
         w = bool_masked_pos.unsqueeze(-1).type_as(x)
         x = x * (1 - w) + self.mask_token.expand_as(x) * w
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        rel_pos_bias = None
+        if self.rel_pos_bias is not None:  # RelativePositionBias.forward: [heads, N, N]
+            r = self.rel_pos_bias
+            n = x.shape[1]
+            rel_pos_bias = r.relative_position_bias_table[r.relative_position_index.view(-1)].view(n, n, -1)
+            rel_pos_bias = rel_pos_bias.permute(2, 0, 1).contiguous()
         for blk in self.blocks:
-            blk.attn.index = blk.attn.relative_position_index
-            x = x + blk.gamma_1 * blk.attn(blk.norm1(x))
+            x = x + blk.gamma_1 * blk.attn(blk.norm1(x), rel_pos_bias=rel_pos_bias)
             x = x + blk.gamma_2 * blk.mlp(blk.norm2(x))
         return self.lm_head(self.norm(x)[:, 1:][bool_masked_pos])
 
 
-def _beit_release() -> tuple[torch.nn.Module, dict]:
+def _beit_release(shared: bool) -> tuple[torch.nn.Module, dict]:
     """The filled reference and its state_dict; the index buffers keep their true values."""
-    ref = RefBeitMIM().eval()
+    ref = RefBeitMIM(shared=shared).eval()
     sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
     sd.update({k: v for k, v in ref.state_dict().items() if k.endswith("relative_position_index")})
     ref.load_state_dict(sd)
     return ref, sd
 
 
-def test_beit_release_loads_into_the_network_and_the_topology():
-    from test_beit import MIM, tiny_topo
-    ref, sd = _beit_release()
-    assert "blocks.1.attn.relative_position_index" in sd
-    net = archdsl.load_spec(source=f"from nets.beit import BeitMIM\nvariant t = BeitMIM({MIM})\n").eval()
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_table", "table_per_block"])
+def test_beit_release_loads_into_the_network_and_the_topology(shared):
+    """shared: the pre-training releases (rel_pos_bias.relative_position_bias_table and its index)
+    into shared_rel_pos_bias=true; a table per block into the default."""
+    from test_beit import MIM
+    ref, sd = _beit_release(shared)
+    assert ("rel_pos_bias.relative_position_index" in sd) == shared
+    assert ("blocks.1.attn.relative_position_index" in sd) != shared
+    args = f"{MIM}, shared_rel_pos_bias={str(shared).lower()}"
+    net = archdsl.load_spec(source=f"from nets.beit import BeitMIM\nvariant t = BeitMIM({args})\n").eval()
     archdsl.load_weights(net, sd, source="beit")
     x = reference_input([3, 3, 16, 16])
     mask = torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) < 0.4
     with torch.no_grad():
         torch.testing.assert_close(net(x, mask)[mask], ref(x, mask), atol=1e-5, rtol=1e-4)
-    topo = tiny_topo()
+    topo = archdsl.load_spec(source=f"from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\n"
+                                    f"variant t = BEiTPretrain(model=BeitMIM({args}), patch=4, num_masking_patches=6, "
+                                    f"min_num_patches=2, img=16)\n")
     archdsl.load_weights(topo, sd, source="beit")
-    assert torch.equal(topo.state_dict()["nets.beit.blocks.1.attn.relative_position_bias_table"],
-                       sd["blocks.1.attn.relative_position_bias_table"])
+    key = "rel_pos_bias.relative_position_bias_table" if shared else "blocks.1.attn.relative_position_bias_table"
+    assert torch.equal(topo.state_dict()[f"nets.beit.{key}"], sd[key])
 
 
-def test_beit_release_with_a_shared_relative_position_table_is_refused_by_name():
-    """run_beit_pretraining.py's default --rel_pos_bias builds use_shared_rel_pos_bias=True: one
-    `rel_pos_bias.*` table for every block, which the spec (a table per block) cannot take from one
-    key yet: the load names it."""
-    _, sd = _beit_release()
-    sd = {k: v for k, v in sd.items() if "relative_position" not in k}
-    sd["rel_pos_bias.relative_position_bias_table"] = torch.zeros(52, 2)
+def test_beit_shared_table_release_into_the_per_block_default_names_the_key():
+    _, sd = _beit_release(shared=True)
     net = archdsl.load_spec(source="from nets.beit import BeitMIM\nvariant t = BeitMIM(patch=4, dim=32, depth=2, "
                                    "num_heads=2, vocab_size=6, img_size=16)\n")
     with pytest.raises(ArchError, match="unexpected rel_pos_bias.relative_position_bias_table"):
