@@ -438,3 +438,14 @@ def test_cmc_steps_equal_train_cmc_py():
         close(t.state.memory_l, contrast.memory_l, f"step {it} memory_l")
         close(t.state.memory_ab, contrast.memory_ab, f"step {it} memory_ab")
         close(torch.stack([t.state.Z_l, t.state.Z_ab]), contrast.params[2:4], f"step {it} Z")
+
+
+def test_nce_bank_slots_of_the_wrong_shape_are_an_error_at_the_call():
+    topo = archdsl.load_topology(source=CMC, input_shape=[(4, 3, 8, 8), (4,)])
+    assert any(n.op == "nce_draw" for n in topo.phases["train"].graph.nodes())
+    spec = NET + ("topology T(n: int = 64) {\n  in x: [B = 2, 3, H = 8, W = 8]\n  in index: [B] as int64\n"
+                  "  net f = Flat()\n  state bank: [n, 8] = \"uniform_bank\"\n  state Z: [] = -1.0\n"
+                  "  phase train {\n    s = nce_draw(index, n, 4)\n    loss = nce_bank(x -> f, index, bank, Z, s, 8, 0.07)\n  }\n}\n"
+                  "variant t = T()\n")
+    with pytest.raises(archdsl.ArchError, match=r"drawn slots must be \[B, negatives \+ 1\] = \[2, 9\], got \[2, 5\]"):
+        archdsl.load_topology(source=spec)

@@ -335,6 +335,22 @@ class RefUnilmAttention(torch.nn.Module):
         return self.proj((attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, -1))
 
 
+class RefRelativePositionBias(torch.nn.Module):
+    """unilm beit/modeling_finetune.py RelativePositionBias: one table and its index buffer;
+    forward() → the bias [heads, N, N] every block adds."""
+
+    def __init__(self, dim, heads, window):
+        super().__init__()
+        ref = RefUnilmAttention(dim, heads, window)
+        self.relative_position_bias_table = ref.relative_position_bias_table
+        self.register_buffer("relative_position_index", ref.relative_position_index)
+
+    def forward(self):
+        n = self.relative_position_index.shape[0]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)
+        return bias.permute(2, 0, 1).contiguous()
+
+
 class RefBeitMIM(torch.nn.Module):
     """unilm beit/modeling_pretrain.py VisionTransformerForMaskedImageModeling, use_abs_pos_emb
     False, with the shared table of run_beit_pretraining.py's default --rel_pos_bias
@@ -350,10 +366,7 @@ class RefBeitMIM(torch.nn.Module):
         self.patch_embed.proj = torch.nn.Conv2d(3, dim, patch, patch)
         self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
         self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
-        self.rel_pos_bias = None
-        if shared:
-            self.rel_pos_bias = RefUnilmAttention(dim, heads, window)   # only its table and index
-            del self.rel_pos_bias.qkv, self.rel_pos_bias.proj, self.rel_pos_bias.q_bias, self.rel_pos_bias.v_bias
+        self.rel_pos_bias = RefRelativePositionBias(dim, heads, window) if shared else None
         self.blocks = torch.nn.ModuleList()
         for _ in range(depth):
             blk = torch.nn.Module()
@@ -369,12 +382,7 @@ class RefBeitMIM(torch.nn.Module):
         w = bool_masked_pos.unsqueeze(-1).type_as(x)
         x = x * (1 - w) + self.mask_token.expand_as(x) * w
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
-        rel_pos_bias = None
-        if self.rel_pos_bias is not None:  # RelativePositionBias.forward: [heads, N, N]
-            r = self.rel_pos_bias
-            n = x.shape[1]
-            rel_pos_bias = r.relative_position_bias_table[r.relative_position_index.view(-1)].view(n, n, -1)
-            rel_pos_bias = rel_pos_bias.permute(2, 0, 1).contiguous()
+        rel_pos_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
         for blk in self.blocks:
             x = x + blk.gamma_1 * blk.attn(blk.norm1(x), rel_pos_bias=rel_pos_bias)
             x = x + blk.gamma_2 * blk.mlp(blk.norm2(x))
