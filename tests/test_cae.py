@@ -298,9 +298,10 @@ def test_pretraining_steps_equal_caes_engine_for_pretraining():
     encoder are left out), AdamW, loss = CE(decoder logits, masked tokens) + 2 · MSE(latent_predict,
     alignment encoder on the complement), clip_grad_norm_ over every parameter; the alignment encoder
     takes the encoder's weights after each forward (alignment_parameter_update shares their data).
-    Five steps over three epochs of two; the mask drawn by the same exact block-masking generator."""
+    Five steps over three epochs of two; the masks drawn by furnace/masking_generator.py (ported in
+    tests/test_beit.py, the same draws)."""
     from recipe_checks import close, close_all, recipe_step, updated_by
-    from test_beit import unilm_cosine_scheduler, unilm_parameter_groups
+    from test_beit import RefMaskingGenerator, unilm_cosine_scheduler, unilm_parameter_groups
     ipe, epochs, base_lr, wd, clip = 2, 3, 1e-3, 0.05, 0.1
     src = (f"from ssl.cae import CAEPretrain\nvariant t = CAEPretrain({TINY}, epochs={epochs}, steps_per_epoch={ipe}, "
            f"base_lr={base_lr}, min_lr=1e-5, warmup_epochs=1, weight_decay={wd}, clip_grad={clip})\n")
@@ -329,7 +330,7 @@ def test_pretraining_steps_equal_caes_engine_for_pretraining():
         for group in optimizer.param_groups:
             group["lr"] = lr_schedule[it] * group["lr_scale"]
         torch.manual_seed(100 + it)
-        bool_masked_pos = BlockMask(4, 4, 8, min_num_patches=2, exact=True)(tokens).reshape(2, 16)
+        bool_masked_pos = RefMaskingGenerator((4, 4), 8, min_num_patches=2, exact=True).batch(2)
         x_unmasked = model["encoder"](imgs, bool_masked_pos)
         with torch.no_grad():
             latent_target = model["alignment"](imgs, ~bool_masked_pos)[:, 1:, :]
