@@ -427,3 +427,42 @@ def test_beit_shared_table_release_into_the_per_block_default_names_the_key():
                                    "num_heads=2, vocab_size=6, img_size=16)\n")
     with pytest.raises(ArchError, match="unexpected rel_pos_bias.relative_position_bias_table"):
         archdsl.load_weights(net, sd, source="beit")
+
+
+# ---- the releases at full size: key lists and shapes (meta tensors, nothing allocated)
+
+def _meta_keys(module: torch.nn.Module, prefix: str = "") -> dict:
+    return {f"{prefix}{k}": torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in module.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_full_size_releases_fit_the_default_topologies():
+    """dino_resnet50_pretrain_full_checkpoint.pth (out_dim 65536, both networks in DDP),
+    SimSiam's checkpoint_0099.pth.tar (ResNet-50, dim 2048, pred_dim 512) and BEiT-base's
+    pre-training release (shared table) against the stdlib's defaults."""
+    from torch import nn
+
+    from test_recipes import RefDINOHead
+    with torch.device("meta"):
+        backbone = archdsl.load_spec("resnet50", num_classes=0, device="meta")
+        sd = {}
+        for net in ("student", "teacher"):
+            sd.update(_meta_keys(backbone, f"{net}.module.backbone."))
+            sd.update(_meta_keys(RefDINOHead(2048, 65536), f"{net}.module.head."))
+        sd["dino_loss.center"] = torch.empty(1, 65536, device="meta")
+        archdsl.load_weights(archdsl.load_spec("dino", device="meta"), sd, source="dino")
+
+        fc = nn.Sequential(nn.Linear(2048, 2048, bias=False), nn.BatchNorm1d(2048), nn.ReLU(),
+                           nn.Linear(2048, 2048, bias=False), nn.BatchNorm1d(2048), nn.ReLU(),
+                           nn.Linear(2048, 2048), nn.BatchNorm1d(2048, affine=False))
+        predictor = nn.Sequential(nn.Linear(2048, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 2048))
+        sd = {**_meta_keys(backbone, "module.encoder."), **_meta_keys(fc, "module.encoder.fc."),
+              **_meta_keys(predictor, "module.predictor.")}
+        archdsl.load_weights(archdsl.load_spec("simsiam", proj_bias=True, device="meta"), sd, source="simsiam")
+
+        beit = RefBeitMIM(224, 16, 768, 12, 12, 8192, shared=True)
+        topo = archdsl.load_spec(source="from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\n"
+                                        "variant t = BEiTPretrain(model=BeitMIM(shared_rel_pos_bias=true))\n",
+                                 device="meta")
+        archdsl.load_weights(topo, _meta_keys(beit), source="beit")
+        assert sum(p.numel() for p in beit.parameters()) == 91_965_776
