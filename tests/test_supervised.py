@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 import archdsl
 from archdsl import ArchError
-from archdsl.topology import losses
-from archdsl.topology.augment import cutmix_box, mix, mix_batch
+from archdsl.nn import loss as losses
+from archdsl.nn.augment import cutmix_box, mix, mix_batch
 from archdsl.topology.schedule import cosine_lr, noam_lr
 
 
