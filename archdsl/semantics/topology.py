@@ -409,9 +409,11 @@ class TopologyElaborator(Elaborator):
         entries = [entries] if isinstance(entries, str) else entries
         steps = options.get("freeze_steps")
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or \
-                not isinstance(entries, (list, tuple)) or not entries:
+                not isinstance(entries, (list, tuple)):
             raise ArchError("`freeze` lists \"net.param\" paths and `freeze_steps` is a count ≥ 0", span,
                             hint='freeze=["head.prototypes"], freeze_steps=313')
+        if not entries:  # an option that freezes nothing (`freeze=official ? [...] : []`)
+            return (), 0
         out = []
         for e in entries:
             net, _, prefix = str(e).partition(".")
