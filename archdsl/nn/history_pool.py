@@ -18,7 +18,7 @@ def history_pool(fakes: torch.Tensor, pool: torch.Tensor, count: torch.Tensor, p
         if n < size:
             pool[n] = image.to(pool.dtype)
             n += 1
-        elif float(torch.rand(())) < p:
+        elif float(torch.rand(())) > 1.0 - p:  # ImagePool's `random.uniform(0, 1) > 0.5`
             j = int(torch.randint(size, ()))
             out[i] = pool[j].to(out.dtype)
             pool[j] = image.to(pool.dtype)

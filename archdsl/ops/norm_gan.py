@@ -175,6 +175,9 @@ class MinibatchStd(Op):
         if a.group_size <= 0 or a.features <= 0:
             raise ShapeError(f"minibatch_std needs group_size > 0 and features > 0, got "
                              f"{a.group_size} and {a.features}")
+        if b == 0:
+            raise ShapeError("minibatch_std needs at least one sample: the batch is 0",
+                             hint="the statistic is taken over the batch; give the input a batch size")
         g = min(a.group_size, b)
         if b % g:
             raise ShapeError(f"minibatch_std: the batch ({b}) must divide into groups of {g}",

@@ -96,10 +96,14 @@ def sgd(lr, momentum: float = 0.0, weight_decay=0.0, nesterov: bool = False, no_
 
 
 def adam(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.0, no_decay: bool = False,
-         groups=(), clip_grad: float = 0.0) -> OptimizerSpec:
-    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99))."""
+         groups=(), clip_grad: float = 0.0, tf_eps: bool = False) -> OptimizerSpec:
+    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99)). tf_eps: ε added to
+    sqrt(v) before the step's bias correction, as tf.train.AdamOptimizer (the TensorFlow
+    releases: StyleGAN, PGGAN) — torch's ε / sqrt(1 − β2^t) at step t."""
+    if not isinstance(tf_eps, bool):
+        raise ValueError("tf_eps is true or false")
     return _spec("adam", lr, weight_decay, no_decay, groups, clip_grad, betas=_betas(betas),
-                 eps=_number("eps", eps, False))
+                 eps=_number("eps", eps, False), tf_eps=tf_eps)
 
 
 def adamw(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.01, no_decay: bool = False,
@@ -182,7 +186,18 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
                    lr_inside_momentum=o["lr_inside_momentum"])
     if spec.clip_grad > 0:
         opt.register_step_pre_hook(lambda optimizer, args, kwargs: _clip_each(optimizer, spec.clip_grad))
+    if o.get("tf_eps"):
+        opt.register_step_pre_hook(lambda optimizer, args, kwargs: _tf_eps(optimizer, o["eps"]))
     return opt
+
+
+def _tf_eps(optimizer: torch.optim.Optimizer, eps: float) -> None:
+    """TensorFlow's Adam step, lr·sqrt(1 − β2^t)/(1 − β1^t) · m / (sqrt(v) + ε), is torch's with
+    ε / sqrt(1 − β2^t) in place of ε (t: the step about to be taken)."""
+    for g in optimizer.param_groups:
+        state = optimizer.state.get(g["params"][0], {})
+        t = int(state["step"]) + 1 if "step" in state else 1
+        g["eps"] = eps / (1.0 - g["betas"][1] ** t) ** 0.5
 
 
 def _clip_each(optimizer: torch.optim.Optimizer, clip: float) -> None:

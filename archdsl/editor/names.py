@@ -1,24 +1,15 @@
-"""Regenerate the static name lists of the editor support from the registries and the grammar:
-archdsl/editor/pygments_lexer.py (KEYWORDS, OPS, BUILTINS, TOPOLOGY_BUILTINS) and
-editors/textmate/archdsl.tmLanguage.json (keyword and builtin patterns).
-
-    python tools/sync_editor.py        # rewrite both files in place
-
-tests/test_editor.py fails when they fall behind the code.
-"""
+"""The editor support's name lists, generated from the grammar and the registries: KEYWORDS, OPS,
+BUILTINS and TOPOLOGY_BUILTINS of pygments_lexer.py, and the keyword and builtin patterns of
+editors/textmate/archdsl.tmLanguage.json. `python -m archdsl.docs --write` rewrites both."""
 from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-LEXER = ROOT / "archdsl" / "editor" / "pygments_lexer.py"
-TEXTMATE = ROOT / "editors" / "textmate" / "archdsl.tmLanguage.json"
-GRAMMAR = ROOT / "archdsl" / "syntax" / "grammar.lark"
+LEXER = Path(__file__).with_name("pygments_lexer.py")
+TEXTMATE = Path(__file__).resolve().parents[2] / "editors" / "textmate" / "archdsl.tmLanguage.json"
+GRAMMAR = Path(__file__).resolve().parents[1] / "syntax" / "grammar.lark"
 
 # keyword → TextMate scope (new keywords default to keyword.other)
 STORAGE = {"topology", "network", "variant", "buffer", "block", "param", "phase", "state", "let", "net",
@@ -30,6 +21,7 @@ LOGICAL = {"and", "not", "or"}
 
 
 def keywords() -> list[str]:
+    """The grammar's reserved words: the block kinds, then the words NAME may not be."""
     text = GRAMMAR.read_text(encoding="utf-8")
     words = re.search(r"^NAME: /\(\?!\(([^)]*)\)\\b\)", text, re.M).group(1).split("|")
     kind = re.search(r"^KIND[.\d]*:(.*)$", text, re.M).group(1)
@@ -37,6 +29,7 @@ def keywords() -> list[str]:
 
 
 def names() -> tuple[list[str], list[str], list[str]]:
+    """(ops, builtins, topology builtins and actions), sorted."""
     from archdsl.ops import REGISTRY
     from archdsl.semantics.builtins import BUILTINS
     from archdsl.semantics.topology import TOPOLOGY_BUILTINS
@@ -55,22 +48,23 @@ def _tuple(items: list[str], quote: str = "'") -> str:
     return "(\n" + "\n".join(lines + [line]) + "\n)"
 
 
-def sync_lexer() -> None:
-    text = LEXER.read_text(encoding="utf-8")
+def lexer_source(text: str) -> str:
+    """pygments_lexer.py's `text` with its name tuples regenerated."""
     ops, builtins, topo = names()
     for name, items, quote in (("KEYWORDS", keywords(), '"'), ("OPS", ops, "'"),
                                ("BUILTINS", builtins, "'"), ("TOPOLOGY_BUILTINS", topo, "'")):
         text = re.sub(rf"^{name} = \(\n.*?\n\)", lambda m: f"{name} = {_tuple(items, quote)}", text,
                       count=1, flags=re.M | re.S)
-    LEXER.write_text(text, encoding="utf-8")
+    return text
 
 
 def _alternation(words) -> str:
     return r"(?<![\w.])(?:" + "|".join(sorted(words, key=lambda w: (-len(w), w))) + r")\b"
 
 
-def sync_textmate() -> None:
-    grammar = json.loads(TEXTMATE.read_text(encoding="utf-8"))
+def textmate_source(text: str) -> str:
+    """The TextMate grammar's JSON `text` with its keyword and builtin patterns regenerated."""
+    grammar = json.loads(text)
     kws = set(keywords())
     other = kws - STORAGE - IMPORT - CONTROL - CONSTANT - LOGICAL
     scopes = {"storage.type.archdsl": STORAGE & kws, "keyword.control.import.archdsl": IMPORT & kws,
@@ -82,10 +76,4 @@ def sync_textmate() -> None:
     op_rule, builtin_rule = grammar["repository"]["builtins"]["patterns"]
     op_rule["match"] = _alternation(ops)
     builtin_rule["match"] = _alternation(builtins + topo)
-    TEXTMATE.write_text(json.dumps(grammar, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    sync_lexer()
-    sync_textmate()
-    print("updated", LEXER.relative_to(ROOT), "and", TEXTMATE.relative_to(ROOT))
+    return json.dumps(grammar, indent=2, ensure_ascii=False) + "\n"
