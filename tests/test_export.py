@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 import archdsl
 from archdsl import ArchError
-from archdsl.export import SUPPORTED_SUFFIXES, ExportNote, export, export_all
-from archdsl.lower.emit import emit_python
+from archdsl.export import SUPPORTED_SUFFIXES, ExportNote, emit_python, export, export_all
 from archdsl.testing.strategies import spec_cases
 
 SCALE = max(1, int(os.environ.get("ARCHDSL_TEST_SCALE", "1")))

@@ -82,7 +82,7 @@ class Rules:
 
 def matching(module: nn.Module, rule: InitRule, graph) -> list[tuple[str, torch.Tensor]]:
     """Every tensor of a built module that `rule` selects, whether or not a later rule decides it
-    (for the written model's `init_weights`, lower/emit.py; building uses `Rules.last`)."""
+    (for the written model's `init_weights`, export/inits.py; building uses `Rules.last`)."""
     prefix = rule.prefix + "." if rule.prefix else ""
     tensors = dict(module.named_parameters())
     tensors.update((k, v) for k, v in module.named_buffers() if v.is_floating_point())

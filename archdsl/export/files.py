@@ -343,7 +343,7 @@ def _first_line(err: Exception) -> str:
 # writers: (model or graph, path, options) → Exported
 
 def _write_py(obj, path: Path, options: _Options) -> Exported:
-    from archdsl.lower.emit import emit_python
+    from archdsl.export.source import emit_python
     if _graph_of(obj) is None:
         raise ArchError("exporting PyTorch source needs a model compiled by archdsl or its graph",
                         hint="pass `archdsl.load_spec(...)` or `archdsl.load_graph(...)`")
