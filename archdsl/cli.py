@@ -307,11 +307,8 @@ def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> 
     from archdsl.export import export_all
     with report.Spinner(f"writing {', '.join(outputs)}"):
         written = export_all(module, list(outputs), dtype=dtype, dynamic=dynamic)
-    for w in written:
-        how = f" (dynamic: {', '.join(w.dynamic)})" if w.dynamic else ""
-        click.echo(f"wrote {w.path}{how}", err=as_json)
-        for note in w.notes:
-            click.echo(f"note: {w.path.name}: {note}", err=True)
+    for line, to_err in report.written_lines(written, as_json):
+        click.echo(line, err=to_err)
 
 
 @main.command("check")
@@ -374,46 +371,28 @@ def fmt_cmd(files, check):
     A folder stands for every .arch file under it; `-` reads stdin and writes stdout.
     """
     from archdsl.syntax import fmt, parse
+    from archdsl.syntax.fmt import arch_files, reformat_file
     changed, unchanged, failed = [], 0, False
-    for path in _arch_files(files):
+    empty = "warning: no .arch files under {}"
+    for path in arch_files(files, lambda folder: click.echo(empty.format(folder), err=True)):
         try:
             with _errors():
                 if path == "-":
-                    text = sys.stdin.read()
-                    click.echo(fmt(parse(text, "<stdin>")), nl=False)
+                    click.echo(fmt(parse(sys.stdin.read(), "<stdin>")), nl=False)
                     continue
-                text = Path(path).read_text(encoding="utf-8")
-                new = fmt(parse(text, str(path)))
-                parse(new, str(path))   # never write something that does not parse
-                if new == text:
+                if not reformat_file(path, write=not check):
                     unchanged += 1
                     continue
                 changed.append(path)
-                if check:
-                    click.echo(f"would reformat {path}")
-                else:
-                    Path(path).write_text(new, encoding="utf-8")
-                    click.echo(f"reformatted {path}")
+                click.echo(f"{'would reformat' if check else 'reformatted'} {path}")
         except _Failed as e:
             e.show()
             failed = True
     if "-" not in files or len(files) > 1:
-        verb = "would be reformatted" if check else "reformatted"
-        click.echo(f"{len(changed)} file(s) {verb}, {unchanged} unchanged"
+        click.echo(f"{len(changed)} file(s) {'would be reformatted' if check else 'reformatted'}, {unchanged} unchanged"
                    + (", some could not be parsed" if failed else ""), err=True)
     if failed or (check and changed):
         sys.exit(EXIT_USER)
-
-
-def _arch_files(items) -> Iterator[str]:
-    for item in items:
-        if item != "-" and Path(item).is_dir():
-            found = sorted(Path(item).rglob("*.arch"))
-            if not found:
-                click.echo(f"warning: no .arch files under {item}", err=True)
-            yield from (str(p) for p in found)
-        else:
-            yield item
 
 
 @main.command("list")
@@ -550,7 +529,8 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, data_dir, step
     from archdsl.topology.data import DataError
     if synthetic == bool(data_dir):
         raise click.UsageError("give one data source: --synthetic or --data FOLDER")
-    with _errors(), _distributed() as (rank, world):
+    from archdsl.topology.launch import distributed
+    with _errors(), distributed() as (rank, world):
         args = _spec(spec)
         if _kind(args, variant) != "topology":
             raise archdsl.ArchError(
@@ -579,58 +559,23 @@ def _takes_views(args: dict, variant) -> bool:
     return any(a.name == "views" for a in sig.arguments)
 
 
-@contextmanager
-def _distributed():
-    """(rank, world): under torchrun (WORLD_SIZE > 1), a gloo process group for the command."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        yield 0, 1
-        return
-    import torch.distributed as torch_dist
-    torch_dist.init_process_group("gloo")
-    try:
-        yield torch_dist.get_rank(), world
-        torch_dist.barrier()
-    finally:
-        torch_dist.destroy_process_group()
-
-
 def _train(topo, spec: str, data_dir, rank: int, world: int, options: dict, classes: int, as_json: bool):
-    from archdsl.topology.data import ImageFolderSource
-    from archdsl.topology.train import check_batch, input_specs, synthetic_pool, train
-    seed = options["seed"]
-    if data_dir:
-        options["source"] = ImageFolderSource(data_dir, input_specs(topo), seed=seed, rank=rank, world=world)
-    else:
-        options["data"] = synthetic_pool(topo, classes=classes, seed=seed)
-    check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        options["model"] = DDP(topo, find_unused_parameters=len(topo.phases) > 1)
+    from archdsl.topology.launch import integer_inputs_hint, training_options
+    from archdsl.topology.train import train
+    options = training_options(topo, data_dir, rank, world, options, classes)
     if as_json or rank != 0:
         def show(e):
             if rank == 0:
                 click.echo(json.dumps({"step": e.step, "losses": e.losses, "logs": e.logs}))
-        with _integer_inputs_hint(classes):
+        with integer_inputs_hint(classes):
             train(topo, on_step=show, **options)
         return
-    with report.training_bar(f"training {spec}", options["steps"]) as show, _integer_inputs_hint(classes):
+    with report.training_bar(f"training {spec}", options["steps"]) as show, integer_inputs_hint(classes):
         history = train(topo, on_step=show, **options)
     if history:
         first, last = history[0].losses, history[-1].losses
         for phase in first:
             click.echo(f"{phase}: loss {first[phase]:.4f} → {last[phase]:.4f}")
-
-
-@contextmanager
-def _integer_inputs_hint(classes: int):
-    """An index out of range while training on synthetic data is the data's fault, not a bug."""
-    try:
-        yield
-    except IndexError as e:
-        raise archdsl.ArchError(f"a training step failed: {e}",
-                                hint=f"integer inputs are drawn from range({classes}); pass --classes N "
-                                     f"no larger than the spec's class count") from None
 
 
 @main.command("args")

@@ -8,7 +8,7 @@ Piped output is never narrowed.
 """
 from archdsl.report.catalog import catalog_data, catalog_facts, catalog_text, matching, status
 from archdsl.report.checks import check_data, check_result, check_summary, signature_text
-from archdsl.report.module import compiled_output
+from archdsl.report.module import compiled_output, written_lines
 from archdsl.report.network import FORMATS, groups, network_data, network_output, network_text
 from archdsl.report.tables import Column, markdown_table, rf, shape, size, text_table
 from archdsl.report.terminal import Spinner, console, terminal_width, training_bar
@@ -18,4 +18,4 @@ __all__ = ["FORMATS", "Column", "Spinner", "catalog_data", "catalog_facts", "cat
            "check_result", "check_summary", "compiled_output", "console", "groups", "markdown_table",
            "matching", "network_data", "network_output", "network_text", "rf", "shape", "signature_text",
            "size", "status", "terminal_width", "text_table", "topology_data", "topology_output",
-           "topology_text", "training_bar"]
+           "topology_text", "training_bar", "written_lines"]

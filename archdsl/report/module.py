@@ -54,3 +54,13 @@ def _mismatch(info: dict, rep: CostReport) -> str | None:
 def _topology_line(info: dict, seconds: float) -> str:
     return (f"module {info['class']}: {info['params']:,} parameters ({info['trainable_params']:,} "
             f"trained by gradients), {info['submodules']} submodules, built in {seconds:.2f} s")
+
+
+def written_lines(written, as_json: bool) -> list[tuple[str, bool]]:
+    """(line, to stderr) for each file `compile -o` wrote: its dynamic dims, then its notes."""
+    lines = []
+    for w in written:
+        how = f" (dynamic: {', '.join(w.dynamic)})" if w.dynamic else ""
+        lines.append((f"wrote {w.path}{how}", as_json))
+        lines.extend((f"note: {w.path.name}: {note}", True) for note in w.notes)
+    return lines

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from archdsl.syntax import ast as A
 
@@ -15,6 +16,35 @@ _PREC = {"chain": 0, "ternary": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "+": 6
 
 def fmt(module: A.Module) -> str:
     return _Printer(module.comments).module(module)
+
+
+def reformat_file(path: str, write: bool) -> bool:
+    """Whether the file at `path` is not in the canonical layout; rewritten in place if `write`.
+    Never writes text that does not parse back."""
+    from pathlib import Path
+
+    from archdsl.syntax.parser import parse
+    text = Path(path).read_text(encoding="utf-8")
+    new = fmt(parse(text, str(path)))
+    parse(new, str(path))
+    if new == text:
+        return False
+    if write:
+        Path(path).write_text(new, encoding="utf-8")
+    return True
+
+
+def arch_files(items, on_empty) -> Iterator[str]:
+    """Each item, a folder standing for every .arch file under it (`on_empty(folder)` if none)."""
+    from pathlib import Path
+    for item in items:
+        if item != "-" and Path(item).is_dir():
+            found = sorted(Path(item).rglob("*.arch"))
+            if not found:
+                on_empty(item)
+            yield from (str(p) for p in found)
+        else:
+            yield item
 
 
 def fmt_expr(e: A.Expr) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from archdsl.topology import dist
+from archdsl.nn import dist
 
 FORMAT = "archdsl-train-checkpoint-1"
 

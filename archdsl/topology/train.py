@@ -121,7 +121,7 @@ def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimize
     (archdsl/topology/checkpoint.py); `resume` continues from such a file exactly. `log` appends
     one CSV row per round: losses, logged values and the recipe's learning rates."""
     from archdsl.topology import checkpoint as ckpt
-    from archdsl.topology import dist
+    from archdsl.nn import dist
     check_batch(topo.ir)
     torch.manual_seed(seed + dist.rank())   # under DDP each process draws its own views and noise
     if source is None:
