@@ -14,7 +14,7 @@ import archdsl
 from archdsl import ArchError
 from archdsl.topology import losses
 from archdsl.topology.augment import cutmix_box, mix, mix_batch
-from archdsl.topology.schedule import cosine_lr, noam_lr
+from archdsl.ir.schedule import cosine_lr, noam_lr
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

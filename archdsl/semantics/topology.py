@@ -13,12 +13,14 @@ from typing import Any
 from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Graph, Node
-from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
 from archdsl.ir.names import check_name
+from archdsl.ir.recipe import OPTIMIZERS, OptimizerSpec
+from archdsl.ir.schedule import SCHEDULES, LRSchedule
+from archdsl.ir.topology import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
+from archdsl.ir.updates import ACTIONS, STATE_INITS
+from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
-from archdsl.topology.ir import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
-from archdsl.topology.updates import ACTIONS, STATE_INITS
 
 STATE_DTYPES = ("float32", "float64", "int64", "bool")
 
@@ -98,9 +100,6 @@ def frozen(network):
     return FrozenVal(network)
 
 
-from archdsl.topology.recipe import OPTIMIZERS, OptimizerSpec  # noqa: E402  (optimizer=adamw(...))
-from archdsl.topology.schedule import SCHEDULES, LRSchedule  # noqa: E402  (lr = cosine_lr(...) and friends)
-
 TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn, "grad_penalty": grad_penalty,
                      "frozen": frozen, **SCHEDULES, **OPTIMIZERS}
 
@@ -115,10 +114,7 @@ class TopologyElaborator(Elaborator):
         given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans)
         self.ir = TopologyIR(decl.name, variant, {}, {}, {})
         self.ir.args = {p.name: env.vars[p.name] for p in decl.params if p.name in env.vars}
-        shapes, name = self.input_shapes, self.graph.name
-        # progressive growth (TopologyModule.grow) re-elaborates with some arguments changed
-        self.ir.rebuild = lambda input_shapes=shapes, **more: TopologyElaborator(name, input_shapes).topology(
-            callee, {**overrides, **more}, span, variant)
+        self.callees: dict[str, Any] = {}   # each net's network or block (the source's, for twins)
         self.in_stmts: list[A.InStmt] = []
         frame = Frame(decl, Scope("", decl.name), None, given=given)
         self.stack.append(frame)
@@ -175,17 +171,18 @@ class TopologyElaborator(Elaborator):
         if isinstance(value, str):
             value = self.stdlib_variant(value, s.value.span)
         if is_frozen and _kind(value) in ("network", "block"):
-            decl = NetDecl(s.name, value, s.span, frozen=True)
+            decl = NetDecl(s.name, _block(value).name, s.span, frozen=True)
         elif isinstance(value, EmaVal):
-            source = self.ir.nets[value.source.name]
-            decl = NetDecl(s.name, source.callee, s.span, twin=value.spec)
+            decl = NetDecl(s.name, self.ir.nets[value.source.name].network, s.span, twin=value.spec)
+            value = self.callees[value.source.name]
         elif isinstance(value, (BlockRef, Partial)) and _kind(value) in ("network", "block"):
-            decl = NetDecl(s.name, value, s.span)
+            decl = NetDecl(s.name, _block(value).name, s.span)
         else:
             raise ArchError(f"`net {s.name}` needs a network", s.value.span, found=describe(value),
                             hint="a network or block (`encoder(num_classes=128)`), a stdlib variant "
                                  "name, or `ema(other_net, m)`")
         self.ir.nets[s.name] = decl
+        self.callees[s.name] = value
         env.vars[s.name] = NetRef(s.name)
 
     def stdlib_variant(self, name: str, span: Span):
@@ -449,7 +446,7 @@ class TopologyElaborator(Elaborator):
         shapes = tuple(tuple(t.shape) for t in net_inputs)
         graph = decl.graphs.get(shapes)
         if graph is None:
-            graph = Elaborator(ref.name, list(shapes)).network(decl.callee, {}, span)
+            graph = Elaborator(ref.name, list(shapes)).network(self.callees[ref.name], {}, span)
             if decl.graphs:  # one module serves every input size: its weights must not depend on it
                 first_shapes, first = next(iter(decl.graphs.items()))
                 if _weights(first) != _weights(graph):
@@ -495,9 +492,14 @@ def _penalty_inputs(ref: NetRef, inputs: list[Tensor], span: Span) -> list[Tenso
     return inputs
 
 
-def _kind(value) -> str | None:
+def _block(value) -> BlockRef | None:
     block = value.callee if isinstance(value, Partial) else value
-    return block.decl.kind if isinstance(block, BlockRef) else None
+    return block if isinstance(block, BlockRef) else None
+
+
+def _kind(value) -> str | None:
+    block = _block(value)
+    return block.decl.kind if block is not None else None
 
 
 def _keyword(s: A.Stmt) -> str:

@@ -43,7 +43,7 @@ from typing import Iterable
 from archdsl.errors import ArchError, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Node
-from archdsl.topology.ir import EmaSpec, NetDecl, Phase, TopologyIR
+from archdsl.ir.topology import EmaSpec, NetDecl, Phase, TopologyIR
 from archdsl.viz.dot import (BLOCK_FILL, CLUSTER_PEN, COST, DETAIL, FONT, _Writer, _esc,
                              _is_default_name, _q, _table, cluster_name, human,
                              network_writer, shape_text)
