@@ -29,7 +29,7 @@ def _graphs(variant: str) -> list:
 
 def _facts(graph) -> dict:
     return {
-        "nodes": [(n.id, n.op, n.attrs, n.inputs, n.shape, n.block, n.block_type, n.dtype, n.span)
+        "nodes": [(n.id, n.kind, n.op, n.attrs, n.inputs, n.shape, n.block, n.block_type, n.dtype, n.span)
                   for n in graph.nodes()],
         "edges": sorted(graph.edges()),
         "blocks": [(b.path, b.type, b.span) for b in graph.blocks.values()],

@@ -151,7 +151,7 @@ def test_a_network_applied_at_two_sizes_must_not_depend_on_the_size():
 def test_dino_teacher_sees_only_global_crops_and_center_follows_raw_teacher_outputs():
     ir = archdsl.load_topology(source=TINY + DINO)
     g = ir.phases["train"].graph
-    teacher = [n for n in g.nodes() if n.op == "net" and n.attrs["name"] == "teacher"]
+    teacher = [n for n in g.nodes() if n.kind == "net" and n.attrs["name"] == "teacher"]
     assert len(teacher) == 1 and teacher[0].shape == (2 * 2, 32)  # 2 global crops × batch 2
     t = topo(DINO)
     gl, lo = torch.randn(2, 2, 3, 16, 16), torch.randn(2, 2, 3, 8, 8)

@@ -973,7 +973,7 @@ class _Writer:
         bad = set()
         for n in self.nodes:
             s = self._innermost(n.block, cands)
-            owns = n.id in self.mods or n.op in ("param", "buffer")
+            owns = n.id in self.mods or n.kind in ("param", "buffer")
             if s and owns and not n.id.startswith(s + "."):
                 bad.add(s)
         g = self.graph.g
@@ -1055,9 +1055,9 @@ class _Writer:
         vals.update(zip(ins, s.args))
         item_of: dict[str, Any] = {}
         for n in s.own:
-            if n.op in ("param", "buffer"):
+            if n.kind in ("param", "buffer"):
                 vals[n.id] = _Val("attr", self.access(n.id, s), n.id)
-            elif n.op != "input":
+            elif n.kind != "input":
                 item_of[n.id] = n
         for c in s.children:
             for i in c.members:
@@ -1085,7 +1085,7 @@ class _Writer:
             if isinstance(x, Node):
                 op = REGISTRY.get(x.op)
                 if op is None:
-                    raise ArchError(f"cannot write node '{x.id}' ({x.op}) as standalone source",
+                    raise ArchError(f"cannot write node '{x.id}' ({x.title}) as standalone source",
                                     hint="only networks are written as source, not topologies")
                 em = _CodeEmitter(self, s, x)
                 out = op.emit(x.attrs, self.graph.input_shapes(x), em, [vals[i] for i in x.inputs])
@@ -1331,14 +1331,14 @@ class _Writer:
 
     def _param_expr(self, path: str, name: str) -> Expr:
         node = self.by_id.get(path)
-        if node is None or node.op != "param":
+        if node is None or node.kind != "param":
             raise ArchError(f"internal: no param node for the parameter '{path}'")
         value = _full(node.shape, node.attrs["init"], _clean(name, "p"))
         return Call(Raw("nn.Parameter"), [value], [])
 
     def _buffer_expr(self, path: str, name: str) -> Expr:
         node = self.by_id.get(path)
-        if node is None or node.op != "buffer":
+        if node is None or node.kind != "buffer":
             raise ArchError(f"internal: no buffer node for the buffer '{path}'")
         return _full(node.shape, node.attrs["init"], _clean(name, "b"))
 

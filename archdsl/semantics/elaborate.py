@@ -19,7 +19,7 @@ from archdsl.ops.base import Op, ShapeError
 from archdsl.semantics.budget import Budget
 from archdsl.semantics.catalog import stdlib_value
 from archdsl.semantics.builtins import MAX_INT_BITS, MAX_ITEMS, BuiltinError
-from archdsl.semantics.inits import INITIALISERS, InitRule, InitSpec, f32
+from archdsl.ir.inits import INITIALISERS, InitRule, InitSpec, f32
 from archdsl.ir.names import ROOT_ATTRS, check_name, name_problem, path_problem, shown
 from archdsl.semantics.memo import InstanceMemo
 from archdsl.semantics.values import (BlockRef, Builtin, Env, Labeled, Namespace, OpRef, Outputs,
@@ -327,7 +327,7 @@ class Elaborator:
             raise ArchError(f"unknown input dtype '{s.dtype}'", s.dtype_span or s.span,
                             hint=did_you_mean(s.dtype, INPUT_DTYPES) or f"one of {', '.join(INPUT_DTYPES)}")
         check_name(s.name, "input", s.span)
-        node = Node(s.name, "input", {}, [], shape, s.span, "", self.frame.decl.name, dtype=s.dtype)
+        node = Node(s.name, None, {}, [], shape, s.span, "", self.frame.decl.name, dtype=s.dtype, kind="input")
         self.add_node(node, s.span)
         self.graph.inputs.append(node.id)
         tensor = Tensor(node.id, shape)
@@ -406,8 +406,8 @@ class Elaborator:
         check_name(s.name, s.kind, s.span, root=not self.frame.scope.prefix)
         path = self.frame.scope.path(s.name)
         init = init if isinstance(init, InitSpec) else fill_value(init, (s.init or s).span)
-        node = Node(path, s.kind, {"init": init}, [], shape, s.span,
-                    self.frame.scope.prefix, self.frame.scope.block_type)
+        node = Node(path, None, {"init": init}, [], shape, s.span,
+                    self.frame.scope.prefix, self.frame.scope.block_type, kind=s.kind)
         self.add_node(node, s.span)
         env.vars[s.name] = Tensor(path, shape)
 
@@ -861,7 +861,7 @@ class Elaborator:
                 return path
 
     def add_node(self, node: Node, span):
-        if node.id in self.graph and node.op in ("input", "param", "buffer"):
+        if node.id in self.graph and node.kind in ("input", "param", "buffer"):
             raise ArchError(f"duplicate name '{node.id}'", span)
         self.budget.check_nodes(len(self.graph), span)
         self.check_nesting(node, span)
@@ -881,7 +881,7 @@ class Elaborator:
         for prefix in prefixes:
             if prefix in self.graph:
                 outer = self.graph.node(prefix)
-                raise ArchError(f"'{node.id}' would be inside the {outer.op} node '{prefix}'", span,
+                raise ArchError(f"'{node.id}' would be inside the {outer.title} node '{prefix}'", span,
                                 notes=[(f"'{prefix}' is created here", outer.span)], hint=hint)
         self.containers.update(prefixes)
 

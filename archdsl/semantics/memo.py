@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from archdsl.ir.graph import BlockInstance, Node
-from archdsl.semantics.inits import InitRule, InitSpec
+from archdsl.ir.inits import InitRule, InitSpec
 from archdsl.semantics.values import BlockRef, Labeled, OpRef, Outputs, Partial, Tensor
 
 
@@ -88,7 +88,7 @@ class InstanceMemo:
             elab.used.add(copy.path)
         for n in first.nodes:
             elab.add_node(Node(rename(n.id), n.op, n.attrs, [rename(i) for i in n.inputs], n.shape, n.span,
-                               rename(n.block), n.block_type, n.dtype, n.label), span)
+                               rename(n.block), n.block_type, n.dtype, n.label, n.kind), span)
         graph.inits.extend(replace(r, prefix=rename(r.prefix)) for r in first.inits)
         if first.counters is not None:
             elab.counters.clear()

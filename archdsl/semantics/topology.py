@@ -278,8 +278,8 @@ class TopologyElaborator(Elaborator):
             for s in self.in_stmts:
                 self.exec_in(s, penv)
             for st in self.ir.states.values():
-                node = Node(f"state.{st.name}", "state", {"name": st.name}, [], st.shape, st.span,
-                            "", self.ir.name, dtype=st.dtype)
+                node = Node(f"state.{st.name}", None, {"name": st.name}, [], st.shape, st.span,
+                            "", self.ir.name, dtype=st.dtype, kind="state")
                 self.add_node(node, st.span)
                 penv.vars[st.name] = Tensor(node.id, st.shape)
             for s in p.body:
@@ -357,7 +357,7 @@ class TopologyElaborator(Elaborator):
                 options[a.name] = v
             elif isinstance(v, NetRef) and spec.n_nets:
                 nets.append(v.name)
-            elif isinstance(v, Tensor) and self.graph.node(v.node).op == "state":
+            elif isinstance(v, Tensor) and self.graph.node(v.node).kind == "state":
                 states.append(self.graph.node(v.node).attrs["name"])
             elif isinstance(v, Tensor):
                 tensors.append(v.node)
@@ -395,11 +395,7 @@ class TopologyElaborator(Elaborator):
             if net not in update:
                 raise ArchError(f"freeze: '{net}' is not a network this phase updates", span,
                                 hint=did_you_mean(net, update) or f"one of {', '.join(update)}")
-            graph = self.ir.nets[net].first_graph
-            from archdsl.ops import REGISTRY
-            names = [n.id for n in graph.nodes() if n.op == "param"] + [
-                f"{n.id}.{k}" for n in graph.nodes() if n.op in REGISTRY
-                for k in REGISTRY[n.op].params(n.attrs, graph.input_shapes(n))]
+            names = [w.name for w in self.ir.nets[net].first_graph.weights() if w.is_param]
             if not prefix or not any(n == prefix or n.startswith(prefix + ".") for n in names):
                 raise ArchError(f"freeze: network '{net}' has no parameter under '{prefix}'", span,
                                 hint=did_you_mean(prefix, names) or None)
@@ -414,11 +410,7 @@ class TopologyElaborator(Elaborator):
         if decl.twin is not None or not decl.graphs:
             raise ArchError(f"'{kind}' needs a trained network applied in the phase, not '{nets[0]}'", span,
                             hint=spec.usage)
-        from archdsl.ops import REGISTRY
-        graph = decl.first_graph
-        names = [n.id for n in graph.nodes() if n.op == "param"] + [
-            f"{n.id}.{k}" for n in graph.nodes() if n.op in REGISTRY
-            for k in REGISTRY[n.op].params(n.attrs, graph.input_shapes(n))]
+        names = [w.name for w in decl.first_graph.weights() if w.is_param]
         param = options.get("weight")
         if param not in names:
             raise ArchError(f"network '{nets[0]}' has no parameter {param!r}", span,
@@ -449,7 +441,7 @@ class TopologyElaborator(Elaborator):
             graph = Elaborator(ref.name, list(shapes)).network(self.callees[ref.name], {}, span)
             if decl.graphs:  # one module serves every input size: its weights must not depend on it
                 first_shapes, first = next(iter(decl.graphs.items()))
-                if _weights(first) != _weights(graph):
+                if _weight_shapes(first) != _weight_shapes(graph):
                     raise ArchError(f"network '{ref.name}' has different weights for inputs "
                                     f"{[list(s) for s in shapes]} than for {[list(s) for s in first_shapes]}",
                                     span, hint="a network applied at several input sizes must not depend "
@@ -464,7 +456,7 @@ class TopologyElaborator(Elaborator):
             if not graph.single_output:
                 raise ArchError(f"grad_penalty needs '{ref.name}' to have one output", span)
             attrs["penalty"], shape = ref.penalty, ()
-        node = Node(path, "net", attrs, [t.node for t in inputs], shape, span, "", self.ir.name)
+        node = Node(path, None, attrs, [t.node for t in inputs], shape, span, "", self.ir.name, kind="net")
         self.add_node(node, span)
         tensor = Tensor(path, shape)
         if graph.single_output:
@@ -507,18 +499,8 @@ def _keyword(s: A.Stmt) -> str:
             A.PhaseStmt: "phase", A.OutStmt: "out", A.TensorDecl: "param", A.InStmt: "in"}.get(type(s), "?")
 
 
-def _weights(graph: Graph) -> list[tuple[str, tuple]]:
-    """Every parameter and buffer of a network graph with its shape."""
-    from archdsl.ops import REGISTRY
-    out = []
-    for n in graph.nodes():
-        if n.op in ("param", "buffer"):
-            out.append((n.id, tuple(n.shape)))
-        elif n.op in REGISTRY:
-            ins = graph.input_shapes(n)
-            op = REGISTRY[n.op]
-            out += [(f"{n.id}.{k}", tuple(v)) for k, v in {**op.params(n.attrs, ins), **op.buffers(n.attrs, ins)}.items()]
-    return out
+def _weight_shapes(graph: Graph) -> list[tuple[str, tuple]]:
+    return [(w.name, w.shape) for w in graph.weights()]
 
 
 def _drop_dead(graph: Graph) -> None:
@@ -529,4 +511,4 @@ def _drop_dead(graph: Graph) -> None:
     for node in list(live):
         live |= nx.ancestors(graph.g, node)
     graph.g.remove_nodes_from([n.id for n in graph.nodes()
-                               if n.id not in live and n.op not in ("input", "state")])
+                               if n.id not in live and n.kind not in ("input", "state")])
