@@ -49,7 +49,7 @@ def test_reused_instances_give_the_graph_that_elaborating_each_gives(family, mon
 
 
 def _hits(monkeypatch) -> list:
-    import archdsl.semantics.elaborate as elaborate
+    import archdsl.semantics.statements as statements
     from archdsl.semantics.memo import InstanceMemo
     made = []
 
@@ -58,7 +58,7 @@ def _hits(monkeypatch) -> list:
             super().__init__()
             made.append(self)
 
-    monkeypatch.setattr(elaborate, "InstanceMemo", Counting)
+    monkeypatch.setattr(statements, "InstanceMemo", Counting)
     return made
 
 

@@ -18,7 +18,9 @@ from archdsl.ir.recipe import OPTIMIZERS, OptimizerSpec
 from archdsl.ir.schedule import SCHEDULES, LRSchedule
 from archdsl.ir.topology import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
 from archdsl.ir.updates import ACTIONS, STATE_INITS
-from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
+from archdsl.semantics.calls import Scope
+from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.statements import Frame, fill_value, top_call
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
 
