@@ -96,8 +96,8 @@ class Graph:
         return [self.node(i).shape for i in node.inputs]
 
     def weights(self) -> Iterator[Weight]:
-        """Every parameter and buffer, as the built module's state_dict names them, in node order:
-        `param`/`buffer` nodes at their path, an op's own tensors under its node's path."""
+        """Every parameter and float buffer, as the built module's state_dict names them, in node
+        order: `param`/`buffer` nodes at their path, an op's own tensors under its node's path."""
         for n in self.nodes():
             if n.kind in ("param", "buffer"):
                 yield Weight(n.id, tuple(n.shape), n.kind == "param", n)
