@@ -73,12 +73,47 @@ def load_weights(model, state_dict, source: str | None = None):
                         f"add a `checkpoint \"{family}\" {{ ... }}` block of key renames to the spec")
     else:
         keymap = KeyMap(decl, module)
+        names = {keymap.rename(k)[0] for k in state_dict}
         if keep:  # the state the checkpoint holds, in the topology's names, is not kept
-            keep -= {keymap.rename(k)[0] for k in state_dict}
+            keep -= names
             expected = {k: tuple(v.shape) for k, v in current.items() if k not in keep}
-        renamed = remap(state_dict, keymap, expected)
+        derived = _derived_buffers(expected, names)
+        renamed = remap(state_dict, keymap, {k: s for k, s in expected.items() if k not in derived})
+        renamed = {**renamed, **_derive(model, derived, renamed, current)}
     model.load_state_dict({**renamed, **{k: current[k] for k in keep}}, strict=True)
     return model
+
+
+_SN = ".parametrizations.weight"
+
+
+def _derived_buffers(expected: dict, names: set) -> set[str]:
+    """Buffers torch's modules keep that another implementation's checkpoint need not hold: a
+    BatchNorm's num_batches_tracked, and a spectral norm's v where the file holds its u."""
+    return {k for k in expected if k not in names and (
+        k.endswith(".num_batches_tracked") or (k.endswith(f"{_SN}.0._v") and k[:-2] + "_u" in names))}
+
+
+def _derive(model, derived: set[str], renamed: dict, current: dict) -> dict:
+    """Values for _derived_buffers: num_batches_tracked keeps the model's; a spectral norm's (u, v)
+    become one power iteration from the file's u — what an implementation that stores only u
+    computes in every forward, eval included (BigGAN-PyTorch's layers.SN), and what torch's
+    parametrization reads as they are in eval."""
+    import torch
+    import torch.nn.functional as F
+    out = {}
+    for key in derived:
+        if key.endswith(".num_batches_tracked"):
+            out[key] = current[key]
+            continue
+        path = key[:-len(f"{_SN}.0._v")]
+        sn = model.get_submodule(path).parametrizations.weight[0]
+        w = renamed[f"{path}{_SN}.original"].movedim(sn.dim, 0).flatten(1)
+        with torch.no_grad():
+            v = F.normalize(w.t().mv(renamed[f"{path}{_SN}.0._u"]), dim=0, eps=sn.eps)
+            out[f"{path}{_SN}.0._u"] = F.normalize(w.mv(v), dim=0, eps=sn.eps)
+        out[key] = v
+    return out
 
 
 def _kept_by_topology(current: dict, state_dict: Mapping) -> set[str]:

@@ -1,8 +1,8 @@
 """The command line: `archdsl compile | check | cost | fmt | list`.
 
 A thin shell over the Python API (`archdsl.api`): every command parses its options, calls
-the API and prints what comes back. Errors in a spec are `ArchError`s, printed with their
-source location and exit status 1; misuse of the command line exits 2 (click's convention).
+the API and prints what `archdsl.report` makes of it. Errors in a spec are `ArchError`s, printed
+with their location and exit status 1; misuse of the command line exits 2 (click's convention).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import sys
-import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -32,7 +31,6 @@ EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 # names cannot be passed through `**overrides`.
 _RESERVED = {"spec", "variant", "input_shape", "source", "dtype", "seed", "max_bytes"}
 _DTYPES = ["float32", "float16", "bfloat16", "float64"]
-_PROGRESS_DELAY_S = 1.0
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -70,67 +68,6 @@ def _errors() -> Iterator[None]:
         raise _Internal(f"internal error: {type(e).__name__}: {e}\n"
                         "  this is a bug in archdsl, not in your spec; rerun with "
                         "ARCHDSL_TRACEBACK=1 for the traceback and report it") from None
-
-
-# ---- output helpers ---------------------------------------------------------------------------
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-    stream = sys.stderr if stderr else sys.stdout
-    console = Console(file=stream, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 200   # piped output: do not fold tables to 80 columns
-    return console
-
-
-class _Progress:
-    """A transient spinner (with a bar when `total` is known) on stderr.
-
-    It appears only when the work takes longer than a second, and only on a terminal.
-    """
-
-    def __init__(self, description: str, total: int | None = None):
-        self.description, self.total = description, total
-        self._progress = None
-        self._lock = threading.Lock()
-        self._started = self._done = False
-
-    def __enter__(self) -> "_Progress":
-        console = _console(stderr=True)
-        if not console.is_terminal:
-            return self
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                                   TextColumn, TimeElapsedColumn)
-        columns = [SpinnerColumn(), TextColumn("{task.description}")]
-        if self.total is not None:
-            columns += [BarColumn(), MofNCompleteColumn()]
-        columns.append(TimeElapsedColumn())
-        self._progress = Progress(*columns, console=console, transient=True)
-        self._task = self._progress.add_task(self.description, total=self.total)
-        self._timer = threading.Timer(_PROGRESS_DELAY_S, self._start)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def _start(self) -> None:
-        with self._lock:
-            if not self._done:
-                self._progress.start()
-                self._started = True
-
-    def update(self, description: str | None = None, advance: int = 0) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=description or self.description,
-                                  advance=advance)
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is None:
-            return
-        self._timer.cancel()
-        with self._lock:
-            self._done = True
-            if self._started:
-                self._progress.stop()
 
 
 # ---- option parsing ------------------------------------------------------------------------------
@@ -232,28 +169,6 @@ def _table_options(fn):
     return wrapper
 
 
-def _show_network(graph, dtype: str, table: _Table, extra=(), module: dict | None = None):
-    """Print a network's cost report as `table` asks; returns the report."""
-    rep, data = report.network_data(graph, dtype, table.depth)
-    if module is not None:
-        data["module"] = module
-    if table.fmt == "json":
-        _emit_json(data)
-    else:
-        click.echo(report.network_text(rep, data, dtype, table.fmt, extra=extra,
-                                       width=report.terminal_width()))
-    return rep
-
-
-def _show_topology(data: dict, fmt: str, extra=()) -> None:
-    if fmt == "json":
-        return _emit_json(data)
-    if fmt != "table":
-        raise ArchError(f"--format {fmt} is for a network's cost table; a topology prints as "
-                        f"text or JSON", hint="use --format table or --json")
-    click.echo(report.topology_text(data, extra, width=report.terminal_width()))
-
-
 # ---- shared work ---------------------------------------------------------------------------------
 
 def _spec(spec: str) -> dict:
@@ -271,7 +186,7 @@ def _kind(args: dict, variant) -> str:
 def _load(spec: str, variant, overrides, inputs):
     """('network', IR graph) or ('topology', TopologyIR): parse, elaborate, infer. No torch."""
     args = _spec(spec)
-    with _Progress(f"checking {spec}"):
+    with report.Spinner(f"checking {spec}"):
         if _kind(args, variant) == "topology":
             return "topology", archdsl.load_topology(**args, variant=variant, input_shape=inputs,
                                                      **overrides)
@@ -365,7 +280,7 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs,
             from archdsl.export import check_path
             for output in outputs:
                 check_path(output)
-        with _Progress(f"compiling {spec}"):
+        with report.Spinner(f"compiling {spec}"):
             start = time.perf_counter()
             module = archdsl.load_spec(**_spec(spec), variant=variant, input_shape=inputs,
                                        deploy=deploy and not weights, seed=seed, device=device,
@@ -373,7 +288,7 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs,
                                        **overrides)
             seconds = time.perf_counter() - start
         if weights:
-            with _Progress(f"loading {weights}"):
+            with report.Spinner(f"loading {weights}"):
                 archdsl.load_weights(module, archdsl.read_weights(weights), source=weights_source)
             if deploy:  # folded from the loaded weights
                 from archdsl.lower.deploy import deploy as to_deploy
@@ -381,49 +296,22 @@ def compile_cmd(spec, variant, overrides, inputs, dtype, table, deploy, outputs,
             click.echo(f"loaded {weights}", err=True)
         if outputs:
             _write_exports(module, outputs, dtype, dynamic, table.fmt != "table")
-        info = {
-            "class": type(module).__name__,
-            "build_seconds": round(seconds, 4),
-            "params": sum(p.numel() for p in module.parameters()),
-            "buffers": sum(b.numel() for b in module.buffers()),
-            "submodules": sum(1 for _ in module.modules()) - 1,
-        }
-        graph = getattr(module, "arch_graph", None)
-        if graph is None:   # a TopologyModule
-            info["params"] = sum(p.numel() for p in torch_parameters(module))
-            info["trainable_params"] = sum(p.numel() for p in module.parameters())
-            info["phases"] = list(module.phases)
-            data = dict(report.topology_data(module.ir, dtype), module=info)
-            return _show_topology(data, table.fmt, [
-                f"module {info['class']}: {info['params']:,} parameters ({info['trainable_params']:,} "
-                f"trained by gradients), {info['submodules']} submodules, built in {seconds:.2f} s"])
-        info["fx_nodes"] = len(module.graph.nodes)
-        info["trainable_params"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        rep = _show_network(graph, dtype, table, module=info, extra=[
-            ("module", info["class"], f"torch.fx GraphModule, {info['submodules']} submodules, "
-                                      f"{info['fx_nodes']} fx nodes, built in {seconds:.2f} s")])
-        trainable = rep.totals.params - rep.totals.frozen_params
-        if (info["params"], info["trainable_params"]) != (rep.totals.params, trainable):
-            click.echo(f"warning: the built module has {info['params']:,} parameters "
-                       f"({info['trainable_params']:,} trainable) but the cost report counts "
-                       f"{rep.totals.params:,} ({trainable:,}) (a bug in archdsl)", err=True)
+        text, warning = report.compiled_output(module, seconds, dtype, table.fmt, table.depth)
+        click.echo(text)
+        if warning:
+            click.echo(warning, err=True)
 
 
 def _write_exports(module, outputs, dtype: str, dynamic: str, as_json: bool) -> None:
     """Write every -o file from the one model; say what was written and what is dynamic."""
     from archdsl.export import export_all
-    with _Progress(f"writing {', '.join(outputs)}"):
+    with report.Spinner(f"writing {', '.join(outputs)}"):
         written = export_all(module, list(outputs), dtype=dtype, dynamic=dynamic)
     for w in written:
         how = f" (dynamic: {', '.join(w.dynamic)})" if w.dynamic else ""
         click.echo(f"wrote {w.path}{how}", err=as_json)
         for note in w.notes:
             click.echo(f"note: {w.path.name}: {note}", err=True)
-
-
-def torch_parameters(module):
-    """Every parameter of a module, including frozen ones (EMA twins)."""
-    return (p for _, p in module.named_parameters(remove_duplicate=True))
 
 
 @main.command("check")
@@ -439,39 +327,25 @@ def check_cmd(spec, variant, overrides, inputs, dtype, as_json):
     if spec == "stdlib" or Path(spec).is_dir():
         return _check_tree(None if spec == "stdlib" and not Path(spec).is_dir() else spec, as_json)
     with _errors():
-        kind, ir = _load(spec, variant, overrides, inputs)
-        if kind == "topology":
-            data = report.topology_data(ir, dtype)
-        else:
-            rep, data = report.network_data(ir, dtype, None, nodes=False)
+        data, text = report.check_result(*_load(spec, variant, overrides, inputs), dtype)
         if as_json:
             return _emit_json(dict(ok=True, **data))
-        _console().print("[bold green]OK[/]")
-        if kind == "topology":
-            _show_topology(data, "table")
-        else:
-            click.echo(report.network_text(rep, data, dtype, table=False))
+        report.console().print("[bold green]OK[/]")
+        click.echo(text)
 
 
 def _check_tree(root, as_json: bool) -> None:
     start = time.perf_counter()
-    with _Progress(f"checking {root or 'the stdlib'}"):
+    with report.Spinner(f"checking {root or 'the stdlib'}"):
         results = check_tree(root)
     seconds = time.perf_counter() - start
     failed = [r for r in results if r.error]
     if as_json:
-        _emit_json({"ok": not failed, "seconds": round(seconds, 3), "variants": [
-            {"file": r.file, "variant": r.variant, "kind": r.kind, "references": r.references,
-             **({"error": r.error} if r.error else {"params": r.params, "flops": r.flops, "macs": r.macs})}
-            for r in results]})
+        _emit_json(report.check_data(results, seconds))
     else:
         for r in failed:
             click.echo(f"{r.file} {r.variant}: " + r.error, err=True)
-        files = len({r.file for r in results})
-        topologies = sum(r.kind == "topology" for r in results if r.variant)
-        _console().print(("[bold green]OK[/] " if not failed else f"[bold red]{len(failed)} failed[/] ")
-                         + f"{files} files, {sum(bool(r.variant) for r in results)} variants "
-                         + f"({topologies} topologies) checked in {seconds:.1f} s")
+        report.console().print(report.check_summary(results, seconds))
     if failed:
         sys.exit(EXIT_USER)
 
@@ -485,8 +359,9 @@ def cost_cmd(spec, variant, overrides, inputs, dtype, table):
     with _errors():
         kind, ir = _load(spec, variant, overrides, inputs)
         if kind == "topology":
-            return _show_topology(report.topology_data(ir, dtype), table.fmt)
-        _show_network(ir, dtype, table)
+            click.echo(report.topology_output(report.topology_data(ir, dtype), table.fmt))
+        else:
+            click.echo(report.network_output(ir, dtype, table.fmt, table.depth)[1])
 
 
 @main.command("fmt")
@@ -566,39 +441,17 @@ def list_cmd(patterns, as_json, costs, wide):
         facts: dict[tuple[str, str], dict] = {}
         errors: list[str] = []
         if costs:
-            with _Progress("checking variants"):
-                facts, errors = _costs(entries)
+            with report.Spinner("checking variants"):
+                facts, errors = report.catalog_facts(
+                    entries, lambda file: check_tree(stdlib_dir() / file, jobs=1))
         if as_json:
-            _emit_json({"families": [
-                {"name": e.name, "kind": e.kind, "file": e.file, "paper": e.paper,
-                 "variants": [dict({"name": v.name, "network": v.network, "references": v.references,
-                                    "status": report.status(e, v)}, **facts.get((e.file, v.name), {}))
-                              for v in e.variants]}
-                for e in entries]})
+            _emit_json(report.catalog_data(entries, facts))
         else:
             click.echo(report.catalog_text(entries, facts, costs, wide, width=report.terminal_width()))
         for text in errors:
             click.echo(text, err=True)
         if errors:
             sys.exit(EXIT_USER)
-
-
-def _costs(entries) -> tuple[dict[tuple[str, str], dict], list[str]]:
-    """Params, FLOPs and MACs of the listed network variants (checking only their files)."""
-    facts, errors = {}, []
-    wanted = {(e.file, v.name) for e in entries for v in e.variants}
-    root = stdlib_dir()
-    for file in sorted({e.file for e in entries}):
-        for r in check_tree(root / file, jobs=1):
-            key = (file, r.variant)
-            if key not in wanted and r.variant:
-                continue
-            if r.error:
-                facts[key] = {"error": r.error}
-                errors.append(r.error)
-            elif r.kind == "network":
-                facts[key] = {"params": r.params, "flops": r.flops, "macs": r.macs}
-    return facts, errors
 
 
 # ---- viz -------------------------------------------------------------------------------------------
@@ -638,7 +491,7 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
         options = {"depth": depth, "expand": list(expand), "rankdir": "LR" if left_right else "TB"}
         if color is not None:
             options["color"] = color
-        with _Progress(f"rendering {spec}"):
+        with report.Spinner(f"rendering {spec}"):
             result = render(ir, path, **options)
         if result.path != path:   # no graphviz: the DOT text instead of the picture
             raise _Failed(f"error: {result.message}\n  or draw an interactive page, which needs no "
@@ -682,7 +535,7 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
                 hint=f"train a classifier with the supervised topology: `archdsl train "
                      f"bag_of_tricks_resnet50 --synthetic --set backbone={spec} --set num_classes=10 "
                      f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
-        with _Progress(f"building {spec}"):
+        with report.Spinner(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
         check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
         data = synthetic_pool(topo, classes=classes, seed=seed)
@@ -692,17 +545,8 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
                       on_step=lambda e: click.echo(json.dumps({"step": e.step, "losses": e.losses,
                                                                "logs": e.logs})))
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                      console=_console(stderr=True), transient=False) as bar:
-            task = bar.add_task(f"training {spec}", total=steps, losses="")
-
-            def show(entry):
-                text = "  ".join(f"{k} {v:.4f}" for k, v in entry.losses.items())
-                bar.update(task, advance=1, losses=text)
-            with _integer_inputs_hint(classes):
-                history = train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, data=data, on_step=show)
+        with report.training_bar(f"training {spec}", steps) as show, _integer_inputs_hint(classes):
+            history = train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, data=data, on_step=show)
         first, last = history[0].losses, history[-1].losses
         for phase in first:
             click.echo(f"{phase}: loss {first[phase]:.4f} → {last[phase]:.4f}")
@@ -734,28 +578,7 @@ def args_cmd(spec, variant, as_json):
     if as_json:
         _emit_json(sig.to_dict())
         return
-    click.echo(_signature_text(sig))
-
-
-def _signature_text(sig) -> str:
-    import textwrap
-    where = f"{sig.file}:{sig.line}"
-    head = f"{sig.kind} {sig.name} ({where})" + (f", as variant {sig.variant}" if sig.variant else "")
-    out = [head]
-    if sig.doc:
-        out += textwrap.wrap(sig.doc, 96, initial_indent="  ", subsequent_indent="  ")
-    out.append("")
-    for a in sig.arguments:
-        line = f"  {a.name}" + (f": {a.type}" if a.type else "")
-        shown = a.value if a.value is not None else a.default
-        line += f" = {shown}" if shown is not None else ""
-        if a.value is not None:
-            line += f"    ({sig.variant}; " + (f"default {a.default})" if a.default else "required)")
-        elif a.default is None:
-            line += "    (required)"
-        out.append(line)
-        out += textwrap.wrap(a.doc, 96, initial_indent="      ", subsequent_indent="      ")
-    return "\n".join(out)
+    click.echo(report.signature_text(sig))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,12 @@
-"""Reference tables generated from the code, so the README cannot drift from it.
+"""Everything generated from the code, so nothing checked in can drift from it: the README's
+reference tables (ops, builtins, the catalog), the editor support's name lists
+(archdsl/editor/names.py) and the AST's JSON schema (archdsl/syntax/schema.py).
 
-    python -m archdsl.docs            # print the generated sections
-    python -m archdsl.docs --write    # rewrite them in README.md, between the GENERATED markers
-    python -m archdsl.docs --check    # exit 1 if README.md is out of date
+    python -m archdsl.docs            # print the README's generated sections
+    python -m archdsl.docs --write    # regenerate all of them in place (README between its markers)
+    python -m archdsl.docs --check    # exit 1 if any is out of date, naming it
 
-tests/test_cli.py checks that README.md holds exactly what this module generates.
+tests/test_cli.py checks the README, tests/test_editor.py the editor files and the schema.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sys
 import types
 import typing
 from pathlib import Path
+from typing import Callable
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -159,23 +162,35 @@ def update(text: str) -> str:
     return text
 
 
-def main(argv: list[str]) -> int:
-    path = README
-    args = [a for a in argv if not a.startswith("--")]
-    if args:
-        path = Path(args[0])
-    if "--write" in argv or "--check" in argv:
-        old = path.read_text(encoding="utf-8")
-        new = update(old)
-        if "--check" in argv:
-            if new != old:
-                print(f"{path} is out of date: run `python -m archdsl.docs --write`", file=sys.stderr)
-                return 1
-            return 0
+def _targets() -> list[tuple[Path, Callable[[str], str]]]:
+    """Each generated file with the function that regenerates it from its current text."""
+    from archdsl.editor import names
+    from archdsl.syntax import schema
+    return [(README, update), (names.LEXER, names.lexer_source), (names.TEXTMATE, names.textmate_source),
+            (schema.SCHEMA_PATH, lambda text: schema.render())]
+
+
+def stale() -> list[tuple[Path, str]]:
+    """(file, what it should hold) for every generated file that is out of date."""
+    out = []
+    for path, regenerate in _targets():
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = regenerate(old)
         if new != old:
-            path.write_text(new, encoding="utf-8")
-            print(f"updated {path}")
-        return 0
+            out.append((path, new))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv or "--write" in argv:
+        out_of_date = stale()
+        for path, new in out_of_date:
+            if "--check" in argv:
+                print(f"{path} is out of date: run `python -m archdsl.docs --write`", file=sys.stderr)
+            else:
+                path.write_text(new, encoding="utf-8")
+                print(f"updated {path}")
+        return 1 if out_of_date and "--check" in argv else 0
     for name in SECTIONS:
         print(f"## {name}\n\n{render(name)}")
     return 0

@@ -152,10 +152,11 @@ def test_spec_args_reads_types_defaults_the_variants_values_and_docs():
     args = {a.name: a for a in sig.arguments}
     assert (sig.name, sig.kind, sig.variant) == ("ResNet", "network", "resnet50")
     assert args["layers"].default is None and args["layers"].value == "[3, 4, 6, 3]"
-    assert args["stem"].type == '"" | "deep"' and args["stem"].default == '""'
+    assert args["stem"].type == '"" | "deep" | "tiered"' and args["stem"].default == '""'
     assert "block(planes, stride, groups, base_width, avg_down, dpr)" in args["block"].doc
     assert list(args) == ["layers", "block", "groups", "base_width", "stem", "stem_width", "avg_down",
-                          "drop_path_rate", "num_classes", "drop_rate", "ceil_pool", "in_chans", "img_size"]
+                          "drop_path_rate", "num_classes", "drop_rate", "ceil_pool", "stem_pool", "in_chans",
+                          "img_size"]
 
 
 def test_param_docs_come_from_comments_beside_or_above_them():

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 import archdsl
 from topology_checks import colour_images_and_tokens, loss_curve
-from archdsl.lower.modules_tokens import BlockMask
-from archdsl.topology.losses import masked_token_ce
+from archdsl.nn.tokens import BlockMask
+from archdsl.nn.mim import masked_token_ce
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "timm__beit_base_patch16_224.json"
 MIM = "patch=4, dim=32, depth=2, num_heads=2, vocab_size=6, img_size=16"

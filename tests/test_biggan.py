@@ -204,7 +204,9 @@ def test_hinge_losses_equal_the_formula_and_fakes_are_detached():
 
 
 def test_g_ema_is_a_copy_before_start_step_then_an_average():
-    t = _topo(ema_start=2, ema_decay=0.75)
+    """utils.ema.update(itr) with the release's counter (itr = 1 at the first step): a copy
+    while itr < ema_start, then the average."""
+    t = _topo(ema_start=3, ema_decay=0.75)
     G, E = t.nets["G"], t.nets["G_ema"]
     assert all(not p.requires_grad for p in E.parameters())
     assert not set(map(id, E.parameters())) & {id(p) for ph in t.phases for p in t.parameters(phase=ph)}
@@ -214,9 +216,10 @@ def test_g_ema_is_a_copy_before_start_step_then_an_average():
         with torch.no_grad():
             for p in G.parameters():
                 p.add_(torch.randn_like(p))
-        assert t.momentum("G_ema") == (0.0 if i < 2 else 0.75)
+        itr = i + 1
+        assert t.momentum("G_ema") == (0.0 if itr < 3 else 0.75)
         t.after_step()
-        want = w(G) if i < 2 else 0.75 * before + 0.25 * w(G)
+        want = w(G) if itr < 3 else 0.75 * before + 0.25 * w(G)
         torch.testing.assert_close(w(E), want)
     # the cosine schedule still counts from start_step (unchanged meaning)
     cos = archdsl.load_spec(source=(
@@ -228,8 +231,11 @@ def test_g_ema_is_a_copy_before_start_step_then_an_average():
 
 
 def test_ema_start_step_must_be_non_negative():
-    with pytest.raises(archdsl.ArchError):
-        _topo(ema_start=-1)
+    with pytest.raises(archdsl.ArchError, match="non-negative"):
+        archdsl.load_spec(source=(
+            "network N() {\n in x: [B, 2]\n out x -> fc: linear(2)\n}\n"
+            "topology T() {\n in x: [B, 2]\n net a = N()\n net b = ema(a, 0.5, start_step=-1)\n"
+            " phase p(update=[a]) {\n  loss = mean((x -> a), dims=[0, 1])\n }\n}\nvariant t = T()\n"))
 
 
 def test_short_run_d_separates_real_from_fake():
@@ -244,3 +250,186 @@ def test_short_run_d_separates_real_from_fake():
     assert last.loss.item() < first.loss.item() - 0.5
     assert (last.logs["d_real"].mean() - last.logs["d_fake"].mean()).item() > \
         (first.logs["d_real"].mean() - first.logs["d_fake"].mean()).item() + 0.5
+
+
+# ---------------------------------------------------------------- the training step, as the release
+# ajbrock/BigGAN-PyTorch: train_fns.py GAN_training_function (toggle_grads, one accumulation, no
+# split_D, no ortho reg; D's zero_grad inside the D-step loop, the fix of issue #25), BigGAN.py
+# G_D.forward (fakes then reals through D in one batch; G under set_grad_enabled(train_G)),
+# losses.py loss_hinge_dis / loss_hinge_gen, utils.py ema (over the whole state_dict, decay 0 while
+# itr < start_itr) and the main loop's counter (state_dict['itr'] += 1 before train(x, y)); z_ and
+# y_ (utils.prepare_z_y) are resampled z first, then y. The networks on the release's side are
+# copies of the spec's G and D, whose forwards the tests above check against hand-written BigGAN
+# layers; here the step is under test.
+
+class RefG_D(torch.nn.Module):
+    def __init__(self, G, D):
+        super().__init__()
+        self.G, self.D = G, D
+
+    def forward(self, z, gy, x=None, dy=None, train_G=False):
+        with torch.set_grad_enabled(train_G):
+            G_z = self.G(z, gy)        # the release: self.G(z, self.G.shared(gy)); ours embeds gy itself
+        D_input = torch.cat([G_z, x], 0) if x is not None else G_z
+        D_class = torch.cat([gy, dy], 0) if dy is not None else gy
+        D_out = self.D(D_input, D_class)
+        if x is not None:
+            return torch.split(D_out, [G_z.shape[0], x.shape[0]])
+        return D_out
+
+
+def loss_hinge_dis(dis_fake, dis_real):
+    return torch.mean(F.relu(1. - dis_real)), torch.mean(F.relu(1. + dis_fake))
+
+
+def loss_hinge_gen(dis_fake):
+    return -torch.mean(dis_fake)
+
+
+class RefEma:
+    def __init__(self, source, target, decay=0.9999, start_itr=0):
+        self.decay, self.start_itr = decay, start_itr
+        self.source_dict, self.target_dict = source.state_dict(), target.state_dict()
+        with torch.no_grad():
+            for key in self.source_dict:
+                self.target_dict[key].data.copy_(self.source_dict[key].data)
+
+    def update(self, itr=None):
+        decay = 0.0 if itr and itr < self.start_itr else self.decay
+        with torch.no_grad():
+            for key in self.source_dict:
+                self.target_dict[key].data.copy_(self.target_dict[key].data * decay
+                                                 + self.source_dict[key].data * (1 - decay))
+
+
+def toggle_grad(model, on_or_off):
+    for param in model.parameters():
+        param.requires_grad = on_or_off
+
+
+def biggan_training_function(G, D, GD, sample_z_y, ema, state_dict, config, record):
+    def train(x, y):
+        G.optim.zero_grad()
+        D.optim.zero_grad()
+        x = torch.split(x, config["batch_size"])
+        y = torch.split(y, config["batch_size"])
+        counter = 0
+        toggle_grad(D, True)
+        toggle_grad(G, False)
+        for _ in range(config["num_D_steps"]):
+            D.optim.zero_grad()
+            z_, y_ = sample_z_y()
+            D_fake, D_real = GD(z_, y_, x[counter], y[counter], train_G=False)
+            D_loss_real, D_loss_fake = loss_hinge_dis(D_fake, D_real)
+            D_loss = D_loss_real + D_loss_fake
+            D_loss.backward()
+            counter += 1
+            record("d_step", D_loss, D)
+            D.optim.step()
+        toggle_grad(D, False)
+        toggle_grad(G, True)
+        G.optim.zero_grad()
+        z_, y_ = sample_z_y()
+        D_fake = GD(z_, y_, train_G=True)
+        G_loss = loss_hinge_gen(D_fake)
+        G_loss.backward()
+        record("g_step", G_loss, G)
+        G.optim.step()
+        ema.update(state_dict["itr"])
+    return train
+
+
+def test_biggan_steps_equal_the_release_training_function():
+    """Four iterations of two D-steps and a G-step, G-EMA from itr 3 (a copy at itr 1 and 2):
+    losses, gradients, every tensor of G, D (SN vectors, BN statistics) and G_ema, each
+    optimizer's tensors."""
+    import copy
+    from recipe_checks import close, close_all, recipe_step, updated_by
+    t = _topo(ema_start=3, ema_decay=0.5).double()
+    optimizers, schedule = t.configure_optimizers()
+    assert updated_by(optimizers["d_step"]) == {id(p) for p in t.nets["D"].parameters()}
+    assert updated_by(optimizers["g_step"]) == {id(p) for p in t.nets["G"].parameters()}
+    G, D, G_ema = (copy.deepcopy(t.nets[n]) for n in ("G", "D", "G_ema"))
+    G.optim = torch.optim.Adam(G.parameters(), lr=5e-5, betas=(0.0, 0.999), weight_decay=0, eps=1e-8)
+    D.optim = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.999), weight_decay=0, eps=1e-8)
+    config = {"batch_size": 4, "num_D_steps": 2}
+    state_dict = {"itr": 0}
+    seen: dict[str, list] = {"d_step": [], "g_step": []}
+
+    def record(phase, loss, net):
+        name = "D" if phase == "d_step" else "G"
+        seen[phase].append((loss.detach(), {f"{name}.{k}": p.grad.clone() for k, p in net.named_parameters()}))
+
+    def sample_z_y():
+        return torch.randn(4, 12, dtype=torch.float64), torch.randint(low=0, high=5, size=(4,), dtype=torch.int64)
+
+    train = biggan_training_function(G, D, RefG_D(G, D), sample_z_y, RefEma(G, G_ema, 0.5, start_itr=3),
+                                     state_dict, config, record)
+    g = torch.Generator().manual_seed(0)
+    for it in range(4):
+        x = torch.rand(8, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1
+        y = torch.randint(0, 5, (8,), generator=g)
+        torch.manual_seed(40 + it)
+        ours = [recipe_step(t, optimizers, schedule, x[4 * k:4 * k + 4], y[4 * k:4 * k + 4], phase="d_step",
+                            after_step=False) for k in range(2)]
+        ours.append(recipe_step(t, optimizers, schedule, x[4:], y[4:], phase="g_step"))
+        torch.manual_seed(40 + it)
+        state_dict["itr"] += 1
+        seen["d_step"].clear()
+        seen["g_step"].clear()
+        train(x, y)
+        for k, (loss, grads) in enumerate(seen["d_step"] + seen["g_step"]):
+            close(ours[k][0], loss, f"iteration {it} phase {k} loss")
+            close_all(ours[k][1], grads, f"iteration {it} phase {k} grad")
+        for name, ref in (("G", G), ("D", D), ("G_ema", G_ema)):
+            close_all(t.nets[name].state_dict(), ref.state_dict(), f"iteration {it} {name}")
+
+
+EMA_BUFFERS = """
+network N() {
+  in x: [B, 2, 4, 4]
+  out x -> conv: conv(2, 1) -> bn: bn
+}
+topology T(b: bool = true) {
+  in x: [B = 4, 2, 4, 4]
+  net a = N()
+  net e = ema(a, 0.25, buffers=b)
+  phase p(update=[a]) {
+    loss = mean((x -> a), dims=[0, 1, 2, 3])
+  }
+}
+variant t = T()
+"""
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+def test_ema_buffers_option(buffers):
+    """buffers=true: the twin's BN statistics follow the source's like its weights (utils.ema over
+    the state_dict; an integer buffer takes the formula truncated, as copy_ does); false: they stay
+    the twin's own."""
+    t = archdsl.load_spec(source=EMA_BUFFERS, seed=0, b=buffers)
+    t(torch.randn(4, 2, 4, 4) + 3.0, phase="p")
+    source = t.nets["a"].bn.running_mean.clone()
+    assert source.abs().min() > 0.01
+    t.after_step()
+    e = t.nets["e"].bn
+    torch.testing.assert_close(e.running_mean, 0.75 * source if buffers else torch.zeros(2))
+    assert int(e.num_batches_tracked) == 0    # int(0.25 · 0 + 0.75 · 1) with buffers; untouched without
+
+
+def test_ema_with_phase_follows_as_that_phase_starts():
+    """with_phase="p": the twin moves when phase p starts (StyleGAN's and PGGAN's Gs_update_op runs
+    with the D-step), not in after_step; a phase the topology lacks is an ArchError."""
+    t = archdsl.load_spec(source=EMA_BUFFERS.replace("ema(a, 0.25, buffers=b)", 'ema(a, 0.25, with_phase="p")'), seed=0)
+    a, e = t.nets["a"].conv.weight, t.nets["e"].conv.weight
+    with torch.no_grad():
+        a.add_(1.0)
+    old, new = e.clone(), a.detach().clone()
+    t(torch.randn(4, 2, 4, 4), phase="p")
+    torch.testing.assert_close(e, 0.25 * old + 0.75 * new)
+    moved = e.clone()
+    t.after_step()
+    assert torch.equal(e, moved)
+    with pytest.raises(archdsl.ArchError, match="does not declare") as err:
+        archdsl.load_spec(source=EMA_BUFFERS.replace("ema(a, 0.25, buffers=b)", 'ema(a, 0.25, with_phase="q")'))
+    assert err.value.span is not None and err.value.span.line == 9

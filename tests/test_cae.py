@@ -15,7 +15,7 @@ from torch import nn
 
 import archdsl
 from topology_checks import colour_images_and_tokens, step
-from archdsl.lower.modules_tokens import BlockMask
+from archdsl.nn.tokens import BlockMask
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "timm__beit_base_patch16_224.json"
 TINY = "patch=4, dim=32, depth=2, num_heads=2, regressor_depth=2, decoder_depth=1, vocab_size=6, " \

@@ -228,7 +228,7 @@ def test_topology_loss_is_the_symmetric_cross_entropy():
     want = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
     torch.testing.assert_close(loss, want)
     # symmetric: swapping the towers' roles gives the same loss
-    from archdsl.topology.losses import clip_loss
+    from archdsl.nn.loss import clip_loss
     torch.testing.assert_close(clip_loss(f["text_features"], f["image_features"], t.state.logit_scale), loss)
 
 

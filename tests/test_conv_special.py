@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archdsl
-from archdsl.lower.modules_conv import DeformConv2d, DynamicConv2d, FourierUnit
+from archdsl.nn.conv_special import DeformConv2d, DynamicConv2d, FourierUnit
 from archdsl.ops import REGISTRY
 from archdsl.ops.conv_special import fft2_real_flops
 from archdsl.testing.flops import count_flops

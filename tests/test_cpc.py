@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import archdsl
-from archdsl.topology import losses
+from archdsl.nn import ssl_losses as losses
 from topology_checks import step
 
 SMALL = dict(hidden=16, context=8, steps=3, window=1600)  # 1600 samples → T = 10 latents

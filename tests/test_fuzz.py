@@ -39,7 +39,7 @@ def test_a_case_over_its_cpu_limit_is_stopped_and_the_worker_goes_on():
 
 def test_delta_debugging_keeps_what_the_property_needs():
     items = list("abcdefghij")
-    kept = F._ddmin(items, lambda rest: "c" in rest and "h" in rest, deadline=float("inf"))
+    kept = F.ddmin(items, lambda rest: "c" in rest and "h" in rest, deadline=float("inf"))
     assert kept == ["c", "h"]
 
 

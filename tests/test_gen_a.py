@@ -297,7 +297,9 @@ def test_gan_traps(name):
         if set(update) <= set(discs):  # a D-step
             graph = ir.phases[phase].graph
             assert not any(reaches_without_stop(graph, g, d) for g in gens for d in discs)
-            assert any(n.op == "stop_grad" for n in graph.nodes())
+            calls_g = any(n.kind == "net" and n.attrs["name"] in gens for n in graph.nodes())
+            # G in a D-step only behind stop_grad; CycleGAN's reads the G-step's stored fakes instead
+            assert any(n.op == "stop_grad" for n in graph.nodes()) or (name == "cyclegan" and not calls_g)
 
 
 def test_dcgan_losses_are_bce_on_d():
@@ -379,7 +381,7 @@ def test_cyclegan_losses_and_history_pool_feeds_d_only():
 
 
 def test_history_pool_query():
-    from archdsl.topology.runtime import history_pool
+    from archdsl.nn.history_pool import history_pool
     pool, count = torch.zeros(3, 2), torch.zeros((), dtype=torch.long)
     x = torch.arange(8.0).view(4, 2).requires_grad_()
     out = history_pool(x, pool, count, p=1.0)  # 3 stored and returned, the 4th swapped

@@ -117,6 +117,15 @@ CASES = [
          "matmul: [1, 8] @ [1, 3]: the inner sizes 8 and 1 differ"),
     Case("two-unnamed-outs", net("  out x\n  out x"), 4, 3, "out x", "a second unnamed `out`",
          notes=[("the first is here", 3, 3)]),
+    # ---- long fuzz run (seed 100): an empty batch reached minibatch_std's `b % min(G, b)` --------
+    Case("minibatch-std-of-an-empty-batch",
+         "network N(batch = 0) {\n  in x: [batch, 8, 4, 4]\n  out x -> minibatch_std(4)\n}\n", 3, 12,
+         "minibatch_std", "minibatch_std needs at least one sample: the batch is 0"),
+    Case("unpacking-a-huge-chunk-into-two-names",
+         "network N() {\n  in x: [B, 100000]\n  a, b = x -> chunk(100000)\n  out a\n}\n", 3, 3, "a, b",
+         "2 names for 100000 parts"),
+    Case("prod-of-a-string-would-repeat-it", net("  n = prod([\"a\", 2147483648])\n  out x"), 3, 7,
+         "prod(", "prod: prod takes a list of numbers"),
     # ---- the evaluation budget ---------------------------------------------------------------------
     Case("parentheses-20000-deep", net("  n = " + "(" * 20000 + "1" + ")" * 20000 + "\n  out x"), 3, 205,
          "(", "expression nested more than 200 deep"),

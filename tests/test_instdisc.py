@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import archdsl
 from topology_checks import step
-from archdsl.topology import losses
+from archdsl.nn import ssl_losses as losses
 
 NET = """
 network Flat(num_classes: int = 0) {

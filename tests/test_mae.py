@@ -300,7 +300,7 @@ def test_predictions_on_visible_patches_do_not_change_the_loss():
     base = ref.loss(imgs, pred, mask)
     noise = torch.randn_like(pred)
     visible = (mask == 0).unsqueeze(-1)
-    from archdsl.topology.losses import mae_loss
+    from archdsl.nn.loss import mae_loss
     target = ref.patchify(imgs)
     assert mae_loss(pred, target, mask).item() == pytest.approx(base.item(), rel=1e-6)
     assert mae_loss(pred + noise * visible, target, mask).item() == pytest.approx(base.item(), rel=1e-6)

@@ -4,6 +4,9 @@ state, the penalties against hand formulas with second-order gradients reaching 
 compile without graph breaks, and a short WGAN-GP run in which D learns to tell real from fake."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +14,7 @@ import torch.nn.functional as F
 import archdsl
 from archdsl import ArchError
 from archdsl.semantics.loader import stdlib_dir
-from archdsl.topology import losses
+from archdsl.nn import loss as losses
 from topology_checks import step
 
 SPEC = stdlib_dir() / "gan" / "pggan.arch"
@@ -173,7 +176,7 @@ def test_penalty_is_second_order_its_gradient_reaches_d(kind):
 
 def test_wgan_gp_interpolates_between_real_and_fake():
     """With D(x) = ½‖x‖² per sample, ∇ = x̂ itself: ‖x̂‖ must lie between the lines' ends."""
-    from archdsl.topology.runtime import penalty_call
+    from archdsl.nn.runtime import penalty_call
 
     class Half(torch.nn.Module):
         def forward(self, x):
@@ -224,3 +227,123 @@ def test_wgan_gp_training_separates_real_from_fake():
     last = t(real, phase="d_step")
     assert last.loss.item() < first.loss.item() - 0.5
     assert last.logs["d_real"].item() > first.logs["d_real"].item()
+
+
+# ---- the training step, as the release
+# tkarras/progressive_growing_of_gans: loss.py D_wgangp_acgan (wgan_lambda 10, wgan_epsilon 0.001,
+# wgan_target 1; no labels) and G_wgan_acgan, each reduced by a mean over the minibatch; train.py's
+# iteration (D_train_op with Gs_update_op, Gs = moving average of G with beta 0.999, then
+# G_train_op) and process_reals' FadeLOD (lerp(x, 2x2-mean of x, lod − floor(lod)));
+# tfutil.Optimizer → tf.train.AdamOptimizer(beta1 0, beta2 0.99, epsilon 1e-8), ported as TFAdam
+# in tests/test_stylegan.py. The release's networks take lod, ours alpha = 1 − (lod − floor(lod)):
+# here copies of the spec's G and D, whose fade-in the tests above check; the step is under test.
+
+def process_reals(x, lod):
+    s = x.shape
+    y = x.reshape(-1, s[1], s[2] // 2, 2, s[3] // 2, 2).mean(dim=(3, 5), keepdim=True)
+    y = y.repeat(1, 1, 1, 2, 1, 2).reshape(-1, s[1], s[2], s[3])
+    return x + (y - x) * (lod - math.floor(lod))
+
+
+def D_wgangp(G, D, minibatch_size, reals, alpha, latent, wgan_lambda=10.0, wgan_epsilon=0.001, wgan_target=1.0):
+    latents = torch.randn([minibatch_size, latent], dtype=torch.float64)
+    fake_images_out = G(latents, alpha).detach()      # D_opt holds D's variables only
+    real_scores_out = D(reals, alpha)
+    fake_scores_out = D(fake_images_out, alpha)
+    loss = fake_scores_out - real_scores_out
+    mixing_factors = torch.rand([minibatch_size, 1, 1, 1], dtype=torch.float64)
+    mixed_images_out = (reals + (fake_images_out - reals) * mixing_factors).requires_grad_(True)
+    mixed_scores_out = D(mixed_images_out, alpha)
+    mixed_grads, = torch.autograd.grad(mixed_scores_out.sum(), [mixed_images_out], create_graph=True)
+    mixed_norms = mixed_grads.square().sum(dim=[1, 2, 3]).sqrt()
+    gradient_penalty = (mixed_norms - wgan_target).square()
+    loss = loss + gradient_penalty.view(-1, 1) * (wgan_lambda / wgan_target ** 2)
+    return loss + real_scores_out.square() * wgan_epsilon
+
+
+def G_wgan(G, D, minibatch_size, alpha, latent):
+    latents = torch.randn([minibatch_size, latent], dtype=torch.float64)
+    return -D(G(latents, alpha), alpha)
+
+
+def test_pggan_steps_equal_the_release_training_loop():
+    """Four iterations at 8x8 during the fade-in (alpha 0.3, lod 1.7): losses, gradients, G and
+    D after TF's Adam, Gs (updated with the D-step, as the release)."""
+    import copy
+    from recipe_checks import close, close_all, recipe_step, updated_by
+    from test_stylegan import TFAdam
+    t = tiny_topo(res=3).double()
+    t.set_alpha(0.3)
+    optimizers, schedule = t.configure_optimizers()
+    assert updated_by(optimizers["d_step"]) == {id(p) for p in t.nets["D"].parameters()}
+    assert updated_by(optimizers["g_step"]) == {id(p) for p in t.nets["G"].parameters()}
+    G, D, Gs = (copy.deepcopy(t.nets[n]) for n in ("G", "D", "G_ema"))
+    G_opt = TFAdam(G.parameters(), 0.001, 0.0, 0.99, 1e-8)
+    D_opt = TFAdam(D.parameters(), 0.001, 0.0, 0.99, 1e-8)
+    alpha, lod = torch.full((1,), 0.3, dtype=torch.float64), 3 - 2 + 1 - 0.3
+    g = torch.Generator().manual_seed(0)
+    for it in range(4):
+        reals = torch.rand(4, 3, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+        torch.manual_seed(60 + it)
+        loss_d, grads_d = recipe_step(t, optimizers, schedule, reals, phase="d_step", after_step=False)
+        loss_g, grads_g = recipe_step(t, optimizers, schedule, reals, phase="g_step")
+
+        torch.manual_seed(60 + it)
+        D_loss = D_wgangp(G, D, 4, process_reals(reals, lod), alpha, 16).mean()
+        ref_d = dict(zip([f"D.{k}" for k, _ in D.named_parameters()],
+                         torch.autograd.grad(D_loss, list(D.parameters()))))
+        D_opt.step(ref_d.values())
+        with torch.no_grad():
+            for ps, pg in zip(Gs.parameters(), G.parameters()):
+                ps.copy_(pg + (ps - pg) * 0.999)
+        G_loss = G_wgan(G, D, 4, alpha, 16).mean()
+        ref_g = dict(zip([f"G.{k}" for k, _ in G.named_parameters()],
+                         torch.autograd.grad(G_loss, list(G.parameters()))))
+        G_opt.step(ref_g.values())
+
+        close(loss_d, D_loss, f"iteration {it} D loss")
+        close(loss_g, G_loss, f"iteration {it} G loss")
+        close_all(grads_d, ref_d, f"iteration {it} D grad")
+        close_all(grads_g, ref_g, f"iteration {it} G grad")
+        close_all(t.nets["D"].state_dict(), D.state_dict(), f"iteration {it} D")
+        close_all(t.nets["G"].state_dict(), G.state_dict(), f"iteration {it} G")
+        close_all(t.nets["G_ema"].state_dict(), Gs.state_dict(), f"iteration {it} Gs")
+
+
+def release_lod(cur_nimg, resolution_log2, lod_initial_resolution=4, lod_training_kimg=600, lod_transition_kimg=600):
+    """train.py TrainingSchedule: lod and resolution."""
+    kimg = cur_nimg / 1000.0
+    phase_dur = lod_training_kimg + lod_transition_kimg
+    phase_idx = int(np.floor(kimg / phase_dur)) if phase_dur > 0 else 0
+    phase_kimg = kimg - phase_idx * phase_dur
+    lod = resolution_log2
+    lod -= np.floor(np.log2(lod_initial_resolution))
+    lod -= phase_idx
+    if lod_transition_kimg > 0:
+        lod -= max(phase_kimg - lod_training_kimg, 0.0) / lod_transition_kimg
+    lod = max(lod, 0.0)
+    return lod, 2 ** (resolution_log2 - int(np.floor(lod)))
+
+
+def test_progressive_schedule_is_the_release_training_schedule():
+    """Resolution and fade-in alpha = 1 − frac(lod) at every 10k images up to 1024x1024 and beyond,
+    for the release's defaults (600k + 600k) and the paper's preset (800k + 800k)."""
+    from archdsl.ir.schedule import progressive_schedule
+    for kimg in (600, 800):
+        for nimg in list(range(0, 11_000_000, 10_000)) + [600_001, 1_799_999, 1_800_000]:
+            lod, resolution = release_lod(nimg, 10, lod_training_kimg=kimg, lod_transition_kimg=kimg)
+            res, alpha = progressive_schedule(nimg, 10, 2, kimg, kimg)
+            assert 2 ** res == resolution, nimg
+            assert alpha == pytest.approx(1.0 - (lod - np.floor(lod)), abs=1e-12), nimg
+
+
+def test_progress_grows_and_fades_in_as_the_schedule():
+    t = tiny_topo(max_res=4, training_kimg=0.008, transition_kimg=0.004)  # 8 images stable, 4 fading
+    assert not t.progress(4) and int(t.ir.args["res"]) == 2 and float(t.state.alpha) == 1.0
+    assert t.progress(9)                                  # 1 of 4 images into the 8x8 fade-in
+    assert t.ir.args["res"] == 3 and float(t.state.alpha) == pytest.approx(0.25)
+    assert not t.progress(11) and float(t.state.alpha) == pytest.approx(0.75)
+    assert t.progress(30) and t.ir.args["res"] == 4 and float(t.state.alpha) == 1.0
+    t(torch.randn(4, 3, 16, 16), phase="d_step")
+    with pytest.raises(ValueError, match="progressive schedule"):
+        archdsl.load_spec(source=PENALTY).progress(10)

@@ -1,4 +1,4 @@
-"""RandAugment (archdsl/topology/augment.py): each op at magnitude 0, a few ops' effects by hand,
+"""RandAugment (archdsl/nn/augment.py): each op at magnitude 0, a few ops' effects by hand,
 and N ops per image applied in order."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 import archdsl
 from archdsl import ArchError
-from archdsl.topology.augment import OPS, apply_op, draw, randaugment
+from archdsl.nn.augment import OPS, apply_op, draw, randaugment
 
 X = torch.rand(4, 3, 9, 7, generator=torch.Generator().manual_seed(0))
 NO_MAGNITUDE = {"identity", "autocontrast", "equalize"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import archdsl
 from archdsl import ArchError, SpecText
@@ -163,3 +165,273 @@ def test_pix2pix_release_files_load_into_the_topology():
                              num_downs=5, img=32)
     archdsl.load_weights(topo, sd, source="pix2pix")
     assert torch.equal(topo.state_dict()["nets.D.model.2.weight"], sd["D.model.2.weight"])
+
+
+@pytest.mark.parametrize("ddp", [False, True], ids=["plain", "module"])
+def test_vqvae2_release_loads_into_the_network_and_the_topology(ddp):
+    """rosinality/vq-vae-2-pytorch vqvae.py VQVAE() at the release's sizes (channel 128, two residual
+    blocks of 32, codebooks of 512 × 64; ported in tests/test_vqvae2.py as RefVQVAE2): its filled
+    state_dict — codebook buffers included — loads strictly, and reconstructions, codes and the
+    latent loss agree; a DistributedDataParallel file (`module.` keys) loads the same."""
+    from test_vqvae2 import RefVQVAE2
+    ref = RefVQVAE2().eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    sd = {k: v.abs() + 0.5 if k.endswith("cluster_size") else v for k, v in sd.items()}
+    ref.load_state_dict(sd)
+    file = {f"module.{k}": v for k, v in sd.items()} if ddp else sd
+    net = archdsl.load_spec("stdlib/gan/vqvae2.arch", "VQVAE2", input_shape=[2, 3, 32, 32], img=32).eval()
+    archdsl.load_weights(net, file, source="vqvae2")
+    x = reference_input([2, 3, 32, 32])
+    with torch.no_grad():
+        out, (recon, id_t, id_b, diff) = net(x), ref(x)
+    assert torch.equal(out["codes_t"], id_t) and torch.equal(out["codes_b"], id_b)
+    assert len(id_b.unique()) > 1
+    torch.testing.assert_close(out["recon"], recon, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out["commit_loss"], 0.25 * diff, atol=1e-6, rtol=1e-5)
+    topo = archdsl.load_spec("vqvae2", input_shape=[2, 3, 32, 32], img=32)
+    archdsl.load_weights(topo, file, source="vqvae2")
+    assert torch.equal(topo.state_dict()["nets.model.quantize_b.embed_avg"], sd["quantize_b.embed_avg"])
+
+
+# ---- BigGAN-PyTorch (ajbrock/BigGAN-PyTorch): layers.py (SN with power_iteration, SNConv2d,
+# SNLinear, SNEmbedding, Attention, ccbn, bn, GBlock, DBlock) and BigGAN.py (G_arch / D_arch,
+# Generator with G_shared and hier, Discriminator), ported for one singular value and one power
+# iteration, norm_style "bn", no cross-replica BN. Its G, D and G_ema files are these state_dicts.
+
+def _power_iteration(W, u_, update, eps):
+    with torch.no_grad():
+        v = F.normalize(torch.matmul(u_, W), eps=eps)
+        u = F.normalize(torch.matmul(v, W.t()), eps=eps)
+        if update:
+            u_[:] = u
+    return torch.squeeze(torch.matmul(torch.matmul(v, W.t()), u.t()))
+
+
+class RefSN:
+    def sn_init(self, num_outputs, eps):
+        self.sn_eps = eps
+        self.register_buffer("u0", torch.randn(1, num_outputs))
+        self.register_buffer("sv0", torch.ones(1))
+
+    def W_(self):
+        sv = _power_iteration(self.weight.view(self.weight.size(0), -1), self.u0, self.training, self.sn_eps)
+        if self.training:
+            self.sv0[:] = sv
+        return self.weight / sv
+
+
+class RefSNConv2d(nn.Conv2d, RefSN):
+    def __init__(self, cin, cout, kernel_size=3, padding=1, bias=True, eps=1e-6):
+        nn.Conv2d.__init__(self, cin, cout, kernel_size, padding=padding, bias=bias)
+        self.sn_init(cout, eps)
+
+    def forward(self, x):
+        return F.conv2d(x, self.W_(), self.bias, self.stride, self.padding)
+
+
+class RefSNLinear(nn.Linear, RefSN):
+    def __init__(self, fin, fout, bias=True, eps=1e-6):
+        nn.Linear.__init__(self, fin, fout, bias)
+        self.sn_init(fout, eps)
+
+    def forward(self, x):
+        return F.linear(x, self.W_(), self.bias)
+
+
+class RefSNEmbedding(nn.Embedding, RefSN):
+    def __init__(self, num, dim, eps=1e-6):
+        nn.Embedding.__init__(self, num, dim)
+        self.sn_init(num, eps)
+
+    def forward(self, x):
+        return F.embedding(x, self.W_())
+
+
+class RefAttention(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.ch = ch
+        self.theta = RefSNConv2d(ch, ch // 8, 1, 0, bias=False)
+        self.phi = RefSNConv2d(ch, ch // 8, 1, 0, bias=False)
+        self.g = RefSNConv2d(ch, ch // 2, 1, 0, bias=False)
+        self.o = RefSNConv2d(ch // 2, ch, 1, 0, bias=False)
+        self.gamma = nn.Parameter(torch.tensor(0.))
+
+    def forward(self, x):
+        theta = self.theta(x).view(-1, self.ch // 8, x.shape[2] * x.shape[3])
+        phi = F.max_pool2d(self.phi(x), [2, 2]).view(-1, self.ch // 8, x.shape[2] * x.shape[3] // 4)
+        g = F.max_pool2d(self.g(x), [2, 2]).view(-1, self.ch // 2, x.shape[2] * x.shape[3] // 4)
+        beta = F.softmax(torch.bmm(theta.transpose(1, 2), phi), -1)
+        o = self.o(torch.bmm(g, beta.transpose(1, 2)).view(-1, self.ch // 2, x.shape[2], x.shape[3]))
+        return self.gamma * o + x
+
+
+class RefCCBN(nn.Module):
+    def __init__(self, output_size, input_size, eps=1e-5):
+        super().__init__()
+        self.gain = RefSNLinear(input_size, output_size, bias=False)
+        self.bias = RefSNLinear(input_size, output_size, bias=False)
+        self.eps = eps
+        self.register_buffer("stored_mean", torch.zeros(output_size))
+        self.register_buffer("stored_var", torch.ones(output_size))
+
+    def forward(self, x, y):
+        gain = (1 + self.gain(y)).view(y.size(0), -1, 1, 1)
+        bias = self.bias(y).view(y.size(0), -1, 1, 1)
+        out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, self.training, 0.1, self.eps)
+        return out * gain + bias
+
+
+class RefBN(nn.Module):
+    def __init__(self, output_size, eps=1e-5):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(output_size))
+        self.bias = nn.Parameter(torch.zeros(output_size))
+        self.eps = eps
+        self.register_buffer("stored_mean", torch.zeros(output_size))
+        self.register_buffer("stored_var", torch.ones(output_size))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.stored_mean, self.stored_var, self.gain, self.bias, self.training, 0.1, self.eps)
+
+
+class RefGBlock(nn.Module):
+    def __init__(self, cin, cout, bn_input):
+        super().__init__()
+        self.conv1, self.conv2 = RefSNConv2d(cin, cout), RefSNConv2d(cout, cout)
+        self.conv_sc = RefSNConv2d(cin, cout, 1, 0)          # learnable_sc: upsample is always on
+        self.bn1, self.bn2 = RefCCBN(cin, bn_input), RefCCBN(cout, bn_input)
+
+    def forward(self, x, y):
+        h = F.relu(self.bn1(x, y))
+        h, x = F.interpolate(h, scale_factor=2), F.interpolate(x, scale_factor=2)
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
+        return h + self.conv_sc(x)
+
+
+class RefDBlock(nn.Module):
+    def __init__(self, cin, cout, preactivation, downsample):
+        super().__init__()
+        self.preactivation, self.downsample = preactivation, downsample
+        self.conv1, self.conv2 = RefSNConv2d(cin, cout), RefSNConv2d(cout, cout)
+        self.learnable_sc = cin != cout or downsample
+        if self.learnable_sc:
+            self.conv_sc = RefSNConv2d(cin, cout, 1, 0)
+
+    def shortcut(self, x):
+        if self.preactivation:
+            x = self.conv_sc(x) if self.learnable_sc else x
+            return F.avg_pool2d(x, 2) if self.downsample else x
+        x = F.avg_pool2d(x, 2) if self.downsample else x
+        return self.conv_sc(x) if self.learnable_sc else x
+
+    def forward(self, x):
+        h = F.relu(x) if self.preactivation else x
+        h = self.conv2(F.relu(self.conv1(h)))
+        h = F.avg_pool2d(h, 2) if self.downsample else h
+        return h + self.shortcut(x)
+
+
+class RefBigGANG(nn.Module):
+    """BigGAN.py Generator(G_shared=True, hier=True) for an arch of in/out channels and output
+    resolutions, attention after the blocks whose resolution is in `attn`."""
+
+    def __init__(self, in_ch, out_ch, resolution, attn, dim_z, shared_dim, n_classes, bottom_width=4):
+        super().__init__()
+        self.num_slots = len(in_ch) + 1
+        self.z_chunk_size, self.bottom_width = dim_z // self.num_slots, bottom_width
+        self.shared = nn.Embedding(n_classes, shared_dim)
+        self.linear = RefSNLinear(self.z_chunk_size, in_ch[0] * bottom_width ** 2)
+        blocks = []
+        for index in range(len(out_ch)):
+            blocks.append([RefGBlock(in_ch[index], out_ch[index], shared_dim + self.z_chunk_size)])
+            if resolution[index] in attn:
+                blocks[-1].append(RefAttention(out_ch[index]))
+        self.blocks = nn.ModuleList([nn.ModuleList(b) for b in blocks])
+        self.output_layer = nn.Sequential(RefBN(out_ch[-1]), nn.ReLU(), RefSNConv2d(out_ch[-1], 3))
+
+    def forward(self, z, y):
+        zs = torch.split(z, self.z_chunk_size, 1)
+        ys = [torch.cat([y, item], 1) for item in zs[1:]]
+        h = self.linear(zs[0]).view(z.size(0), -1, self.bottom_width, self.bottom_width)
+        for index, blocklist in enumerate(self.blocks):
+            for block in blocklist:
+                h = block(h, ys[index]) if isinstance(block, RefGBlock) else block(h)
+        return torch.tanh(self.output_layer(h))
+
+
+class RefBigGAND(nn.Module):
+    """BigGAN.py Discriminator (wide, projection): DBlocks, attention after the blocks whose
+    resolution is in `attn`, ReLU + sum pool, linear + ⟨SN embedding(y), h⟩."""
+
+    def __init__(self, in_ch, out_ch, downsample, resolution, attn, n_classes):
+        super().__init__()
+        blocks = []
+        for index in range(len(out_ch)):
+            blocks.append([RefDBlock(in_ch[index], out_ch[index], index > 0, downsample[index])])
+            if resolution[index] in attn:
+                blocks[-1].append(RefAttention(out_ch[index]))
+        self.blocks = nn.ModuleList([nn.ModuleList(b) for b in blocks])
+        self.linear = RefSNLinear(out_ch[-1], 1)
+        self.embed = RefSNEmbedding(n_classes, out_ch[-1])
+
+    def forward(self, x, y):
+        h = x
+        for blocklist in self.blocks:
+            for block in blocklist:
+                h = block(h)
+        h = torch.sum(F.relu(h), [2, 3])
+        return self.linear(h) + torch.sum(self.embed(y) * h, 1, keepdim=True)
+
+
+def test_biggan_pytorch_release_loads_into_g_and_d_with_their_outputs():
+    """The release's G / G_ema and D files (tiny: ch 8, 16x16, attention at 8x8) load strictly
+    through `checkpoint "biggan_pytorch"`; torch's SN v and BN counters are derived, and in eval
+    the outputs equal the release's (whose SN runs one power iteration from u0 in every forward)."""
+    from test_biggan import SPEC, TINY_D, TINY_G
+    torch.manual_seed(0)
+    refs = {"biggan128_g": (RefBigGANG([16, 16], [16, 8], [8, 16], [8], 12, 6, 5), TINY_G),
+            "biggan128_d": (RefBigGAND([3, 8, 16], [8, 16, 16], [True, True, False], [8, 4, 4], [8], 5), TINY_D)}
+    z, y, x = reference_input([3, 12]), torch.tensor([0, 3, 4]), reference_input([3, 3, 16, 16], seed=1)
+    for variant, (ref, kw) in refs.items():
+        sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+        sd = {k: 0.5 + v.abs() if k.endswith("stored_var") else v for k, v in sd.items()}
+        ref.load_state_dict(sd)
+        net = archdsl.load_spec(SPEC, variant, **kw)
+        archdsl.load_weights(net, sd, source="biggan_pytorch")
+        assert torch.equal(net.state_dict()["blocks0.conv1.parametrizations.weight.original"],
+                           sd["blocks.0.0.conv1.weight"])
+        ref.eval(), net.eval()
+        with torch.no_grad():
+            want = ref(z, ref.shared(y)) if variant.endswith("_g") else ref(x, y)
+            got = net(z, y) if variant.endswith("_g") else net(x, y)
+        assert got.abs().max() > 1e-3
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    del sd["blocks.0.1.gamma"]
+    with pytest.raises(ArchError, match="missing attn0.gamma"):
+        archdsl.load_weights(archdsl.load_spec(SPEC, "biggan128_d", **TINY_D), sd, source="biggan_pytorch")
+
+
+def test_biggan_pytorch_release_files_load_into_the_topology():
+    """The G, D and G_ema files of a run, gathered under the networks' names, fill the BigGAN
+    topology's three networks; each computes its release module's output in eval."""
+    from test_biggan import TINY_T, TRAIN
+    torch.manual_seed(0)
+    refs = {"G": RefBigGANG([16, 16], [16, 8], [8, 16], [8], 12, 6, 5),
+            "G_ema": RefBigGANG([16, 16], [16, 8], [8, 16], [8], 12, 6, 5),
+            "D": RefBigGAND([3, 8, 16], [8, 16, 16], [True, True, False], [8, 4, 4], [8], 5)}
+    files = {}
+    for name, ref in refs.items():
+        sd = _fill({f"{name}.{k}": (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+        sd = {k: 0.5 + v.abs() if k.endswith("stored_var") else v for k, v in sd.items()}
+        ref.load_state_dict({k[len(name) + 1:]: v for k, v in sd.items()})
+        files.update(sd)
+    topo = archdsl.load_spec(TRAIN, "biggan128", **TINY_T)
+    archdsl.load_weights(topo, files, source="biggan_pytorch")
+    z, y, x = reference_input([3, 12]), torch.tensor([0, 3, 4]), reference_input([3, 3, 16, 16], seed=1)
+    with torch.no_grad():
+        for name, ref in refs.items():
+            ref.eval()
+            net = topo.nets[name].eval()
+            want, got = (ref(x, y), net(x, y)) if name == "D" else (ref(z, ref.shared(y)), net(z, y))
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -1,4 +1,4 @@
-"""What the CLI prints (archdsl/report.py): tables that fit a terminal without cutting a number,
+"""What the CLI prints (archdsl/report/): tables that fit a terminal without cutting a number,
 Markdown and CSV, trainable and frozen parameters, the receptive field through global mixing,
 and the catalog listing."""
 from __future__ import annotations

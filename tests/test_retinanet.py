@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import archdsl
-from archdsl.topology import detection, losses
+from archdsl.nn import detection
 from topology_checks import step
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -126,7 +126,7 @@ def test_focal_loss_against_formula_and_torchvision():
         if "soft" in case["name"]:
             continue  # those targets are made otherwise; the hard ones suffice here
         alpha, gamma = case["args"]["alpha"], case["args"]["gamma"]
-        ours = losses.sigmoid_focal_loss(x, t, alpha, gamma)
+        ours = detection.sigmoid_focal_loss(x, t, alpha, gamma)
         # the paper's eq. 5 written out: FL = −α_t (1 − p_t)^γ log(p_t)
         p = torch.sigmoid(x.double())
         p_t = torch.where(t > 0, p, 1 - p)
@@ -157,13 +157,13 @@ def test_retina_loss_matches_torchvision(filled_outputs):
     anchors = detection.anchor_grid(x, STRIDES, SIZES, [0.5, 1.0, 2.0])
     boxes, labels = _padded_targets(LOSS["targets"], 4)
     args = (y["cls_logits"], y["bbox_regression"], anchors, boxes, labels)
-    cls = losses.retina_loss(*args, box_loss="l1", part="cls")
+    cls = detection.retina_loss(*args, box_loss="l1", part="cls")
     assert cls.item() == pytest.approx(LOSS["classification"], rel=1e-4)
-    box = losses.retina_loss(*args, box_loss="l1", part="box")
+    box = detection.retina_loss(*args, box_loss="l1", part="box")
     assert box.item() == pytest.approx(LOSS["bbox_regression_l1"], rel=1e-4)
-    sl1 = losses.retina_loss(*args, box_loss="smooth_l1", beta=LOSS["smooth_l1_beta"], part="box")
+    sl1 = detection.retina_loss(*args, box_loss="smooth_l1", beta=LOSS["smooth_l1_beta"], part="box")
     assert sl1.item() == pytest.approx(LOSS["bbox_regression_smooth_l1"], rel=1e-4)
-    total = losses.retina_loss(*args, box_loss="l1")
+    total = detection.retina_loss(*args, box_loss="l1")
     assert total.item() == pytest.approx(LOSS["classification"] + LOSS["bbox_regression_l1"], rel=1e-4)
 
 
@@ -183,16 +183,16 @@ def test_retina_loss_by_hand_one_image():
 
     expected_cls = sum(fl(cls[0, i, j].item(), target[i, j].item()) for i in range(2) for j in range(2)) / 1
     expected_box = 0.1 + 0.2 + 0.05 + 0.0      # L1 to the zero targets of a perfect match, one fg anchor
-    got = losses.retina_loss(cls, reg, anchors, boxes, labels, box_loss="l1", part="cls")
+    got = detection.retina_loss(cls, reg, anchors, boxes, labels, box_loss="l1", part="cls")
     assert got.item() == pytest.approx(expected_cls, rel=1e-5)
-    got = losses.retina_loss(cls, reg, anchors, boxes, labels, box_loss="l1", part="box")
+    got = detection.retina_loss(cls, reg, anchors, boxes, labels, box_loss="l1", part="box")
     assert got.item() == pytest.approx(expected_box, rel=1e-5)
 
 
 def test_retina_loss_refuses_a_label_beyond_the_classes():
     anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     with pytest.raises(ValueError, match="label is 5, but there are 2 classes"):
-        losses.retina_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, 4), anchors,
+        detection.retina_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, 4), anchors,
                            torch.tensor([[[0.0, 0.0, 10.0, 10.0]]]), torch.tensor([[5]]))
 
 

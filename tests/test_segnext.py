@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import archdsl
-from archdsl.lower.modules_ham import NMF2D
+from archdsl.nn.ham import NMF2D
 
 
 def _nmf_by_hand(x: torch.Tensor, S: int, R: int, steps: int, inv_t: float, bases: torch.Tensor) -> torch.Tensor:

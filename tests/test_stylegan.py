@@ -105,3 +105,101 @@ def test_r1_in_the_topology_equals_autograd_on_d_and_training_separates():
     g_out.loss.backward()
     assert all(p.grad is None for p in t.nets["D"].parameters())
     assert t.nets["G"].get_submodule("mapping.fc.0.0").weight.grad is not None
+
+
+# ---------------------------------------------------------------- the training step, as the release
+# NVlabs/stylegan: training/loss.py D_logistic_simplegp (r1_gamma 10) and G_logistic_nonsaturating,
+# each reduced by a mean over the minibatch (training_loop.py: register_gradients(tf.reduce_mean(…))),
+# training_loop.py's iteration (D_train_op together with Gs_update_op, then G_train_op;
+# Gs.setup_as_moving_average_of(G, beta=0.5 ** (minibatch / (G_smoothing_kimg · 1000)))), the
+# optimizers tflib.Optimizer → tf.train.AdamOptimizer(beta1 0, beta2 0.99, epsilon 1e-8), ported
+# below in torch (TF's Adam adds epsilon to sqrt(v) before the bias correction of the step).
+# networks_stylegan.py G_style draws latents2 for style mixing; the release's networks here are
+# copies of the spec's G and D, whose forwards the tests above check: the step is under test.
+
+class TFAdam:
+    """tf.train.AdamOptimizer: lr_t = lr · sqrt(1 − β2^t) / (1 − β1^t); var −= lr_t · m / (sqrt(v) + ε)."""
+
+    def __init__(self, params, learning_rate, beta1, beta2, epsilon):
+        self.params, self.lr, self.b1, self.b2, self.eps, self.t = list(params), learning_rate, beta1, beta2, epsilon, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        self.t += 1
+        lr_t = self.lr * math.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m.mul_(self.b1).add_((1 - self.b1) * g)
+            v.mul_(self.b2).add_((1 - self.b2) * g * g)
+            p.sub_(lr_t * m / (v.sqrt() + self.eps))
+
+
+def G_style(G, latents_in):
+    """networks_stylegan.py G_style in training: a second latent for style mixing, then the
+    mapping, the crossover and the synthesis (inside the copy of the spec's G)."""
+    latents2 = torch.randn(latents_in.shape, dtype=latents_in.dtype)
+    return G(latents_in, latents2)
+
+
+def G_logistic_nonsaturating(G, D, minibatch_size, latent):
+    latents = torch.randn([minibatch_size, latent], dtype=torch.float64)
+    fake_images_out = G_style(G, latents)
+    fake_scores_out = D(fake_images_out)
+    return F.softplus(-fake_scores_out)
+
+
+def D_logistic_simplegp(G, D, minibatch_size, reals, latent, r1_gamma=10.0):
+    latents = torch.randn([minibatch_size, latent], dtype=torch.float64)
+    fake_images_out = G_style(G, latents).detach()    # D_opt holds D's variables only
+    reals = reals.detach().requires_grad_(True)
+    real_scores_out = D(reals)
+    fake_scores_out = D(fake_images_out)
+    loss = F.softplus(fake_scores_out)
+    loss = loss + F.softplus(-real_scores_out)
+    real_grads, = torch.autograd.grad(real_scores_out.sum(), [reals], create_graph=True)
+    r1_penalty = real_grads.square().sum(dim=[1, 2, 3])
+    return loss + r1_penalty.view(-1, 1) * (r1_gamma * 0.5)
+
+
+def test_stylegan_steps_equal_the_release_training_loop():
+    """Four iterations (D-step with the Gs update, then G-step): losses, gradients, G and D after
+    TF's Adam, and Gs."""
+    import copy
+    from recipe_checks import close, close_all, recipe_step, updated_by
+    t = archdsl.load_spec(TRAIN, "stylegan", seed=0, batch=4, **TINY).double()
+    optimizers, schedule = t.configure_optimizers()
+    assert updated_by(optimizers["d_step"]) == {id(p) for p in t.nets["D"].parameters()}
+    assert updated_by(optimizers["g_step"]) == {id(p) for p in t.nets["G"].parameters()}
+    G, D, Gs = (copy.deepcopy(t.nets[n]) for n in ("G", "D", "G_ema"))
+    G_opt = TFAdam(G.parameters(), 0.001, 0.0, 0.99, 1e-8)
+    D_opt = TFAdam(D.parameters(), 0.001, 0.0, 0.99, 1e-8)
+    beta = 0.5 ** (4 / (10.0 * 1000.0))
+    assert t.momentum("G_ema") == pytest.approx(beta, rel=1e-12)
+    g = torch.Generator().manual_seed(0)
+    for it in range(4):
+        reals = torch.rand(4, 3, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+        torch.manual_seed(50 + it)
+        loss_d, grads_d = recipe_step(t, optimizers, schedule, reals, phase="d_step", after_step=False)
+        loss_g, grads_g = recipe_step(t, optimizers, schedule, reals, phase="g_step")
+
+        torch.manual_seed(50 + it)
+        D_loss = D_logistic_simplegp(G, D, 4, reals, 8).mean()
+        ref_d = dict(zip([f"D.{k}" for k, _ in D.named_parameters()],
+                         torch.autograd.grad(D_loss, list(D.parameters()))))
+        D_opt.step(ref_d.values())
+        with torch.no_grad():        # Gs_update_op, in the same run as D_train_op
+            for ps, pg in zip(Gs.parameters(), G.parameters()):
+                ps.copy_(pg + (ps - pg) * beta)
+        G_loss = G_logistic_nonsaturating(G, D, 4, 8).mean()
+        ref_g = dict(zip([f"G.{k}" for k, _ in G.named_parameters()],
+                         torch.autograd.grad(G_loss, list(G.parameters()))))
+        G_opt.step(ref_g.values())
+
+        close(loss_d, D_loss, f"iteration {it} D loss")
+        close(loss_g, G_loss, f"iteration {it} G loss")
+        close_all(grads_d, ref_d, f"iteration {it} D grad")
+        close_all(grads_g, ref_g, f"iteration {it} G grad")
+        close_all(t.nets["D"].state_dict(), D.state_dict(), f"iteration {it} D")
+        close_all(t.nets["G"].state_dict(), G.state_dict(), f"iteration {it} G")
+        close_all(t.nets["G_ema"].state_dict(), Gs.state_dict(), f"iteration {it} Gs")

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 import archdsl
 from archdsl import ArchError
-from archdsl.topology import losses
-from archdsl.topology.augment import cutmix_box, mix, mix_batch
 from archdsl.ir.schedule import cosine_lr, noam_lr
+from archdsl.nn import loss as losses
+from archdsl.nn.augment import cutmix_box, mix, mix_batch
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

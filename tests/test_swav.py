@@ -10,7 +10,7 @@ from torch import nn
 import archdsl
 from topology_checks import step
 from archdsl import ArchError
-from archdsl.topology import losses
+from archdsl.nn import ssl_losses as losses
 
 NET = """
 network Flat(num_classes: int = 0) {

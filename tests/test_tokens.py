@@ -14,7 +14,7 @@ import torch
 import torch._dynamo
 
 import archdsl
-from archdsl.lower.modules_tokens import BlockMask, RandomMasking, sincos_2d
+from archdsl.nn.tokens import BlockMask, RandomMasking, sincos_2d
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TIMM = json.loads((FIXTURES / "timm_patch_ops.json").read_text())

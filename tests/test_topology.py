@@ -9,8 +9,8 @@ import torch
 import archdsl
 from topology_checks import step
 from archdsl import ArchError
-from archdsl.topology import losses
-from archdsl.topology.runtime import shuffled_call
+from archdsl.nn import loss as losses
+from archdsl.nn.runtime import shuffled_call
 
 TINY = """
 network Tiny(num_classes: int = 0, width: int = 8) {

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import archdsl
 from archdsl.ir.cost import cost
-from archdsl.ops.text import sinusoid_table
+from archdsl.nn.text import sinusoid_table
 
 TINY = dict(vocab=13, d_model=8, heads=2, ff=16, layers=2, drop=0.0, src_len=5, tgt_len=6)
 

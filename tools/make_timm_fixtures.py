@@ -34,8 +34,10 @@ def facts_of(model: torch.nn.Module, ref_id: str, version: str, small: list[int]
     """The reference facts of a model (shared with tools/make_torchvision_fixtures.py)."""
     model = model.eval()
     sd = model.state_dict()
+    # FLOPs at 224x224, or at the small input when that is fixed (--size)
+    flops_shape = [1, 3, 224, 224] if small == SMALL else small
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, 224, 224))
+        model(torch.zeros(flops_shape))
     reference_fill_(model)
     with torch.no_grad():
         out = model(reference_input(small))
@@ -44,7 +46,7 @@ def facts_of(model: torch.nn.Module, ref_id: str, version: str, small: list[int]
         "library_version": version,
         "params": sum(p.numel() for p in model.parameters()),
         "flops": counter.get_total_flops(),
-        "flops_input_shape": [1, 3, 224, 224],
+        "flops_input_shape": flops_shape,
         "state_dict": [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()],
         "input_shape": small,
         "output_shape": list(out.shape),

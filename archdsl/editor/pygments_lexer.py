@@ -68,10 +68,10 @@ BUILTINS = (
 
 # archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.ir.updates.ACTIONS
 TOPOLOGY_BUILTINS = (
-    'adam', 'adamw', 'bank_update', 'center_update', 'clamp', 'constant_lr', 'cosine_lr',
-    'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',
-    'l2_normalize_param', 'larc', 'lars', 'noam_lr', 'sgd', 'shuffle_bn', 'step_schedule',
-    'store', 'warmup_schedule',
+    'adam', 'adamw', 'bank_update', 'carry', 'center_update', 'clamp', 'constant_lr',
+    'cosine_lr', 'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',
+    'l2_normalize_param', 'larc', 'lars', 'linear_decay_schedule', 'noam_lr', 'sgd',
+    'shuffle_bn', 'step_schedule', 'store', 'warmup_schedule',
 )
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

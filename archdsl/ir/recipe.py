@@ -85,10 +85,14 @@ def sgd(lr, momentum: float = 0.0, weight_decay=0.0, nesterov: bool = False, no_
 
 
 def adam(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.0, no_decay: bool = False,
-         groups=(), clip_grad: float = 0.0) -> OptimizerSpec:
-    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99))."""
+         groups=(), clip_grad: float = 0.0, tf_eps: bool = False) -> OptimizerSpec:
+    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99)). tf_eps: ε added to
+    sqrt(v) before the step's bias correction, as tf.train.AdamOptimizer (the TensorFlow
+    releases: StyleGAN, PGGAN) — torch's ε / sqrt(1 − β2^t) at step t."""
+    if not isinstance(tf_eps, bool):
+        raise ValueError("tf_eps is true or false")
     return _spec("adam", lr, weight_decay, no_decay, groups, clip_grad, betas=_betas(betas),
-                 eps=_number("eps", eps, False))
+                 eps=_number("eps", eps, False), tf_eps=tf_eps)
 
 
 def adamw(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.01, no_decay: bool = False,

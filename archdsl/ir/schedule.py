@@ -43,6 +43,8 @@ class LRSchedule:
     every: int = 1
     milestones: tuple = ()      # kind "step": × gamma at each milestone reached
     gamma: float = 0.1
+    decay: int = 0              # kind "linear_decay": base for `total` units, then down over `decay`
+    offset: int = 1             # its epoch_count
 
     def at(self, step: int) -> float:
         step = max(int(step), 0) // self.every
@@ -57,6 +59,8 @@ class LRSchedule:
             return self.base
         if self.kind == "step":
             return self.base * self.gamma ** sum(step >= m for m in self.milestones)
+        if self.kind == "linear_decay":
+            return self.base * (1.0 - max(0, step + self.offset - self.total) / (self.decay + 1))
         t = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
         return self.final + (self.base - self.final) * (1 + math.cos(math.pi * t)) / 2
 
@@ -73,6 +77,8 @@ class LRSchedule:
             return f"{self.base:g} × {self.gamma:g} at {list(self.milestones)} ({unit})"
         if self.kind == "noam":
             return f"noam, peak {self.base:g} at step {self.warmup}"
+        if self.kind == "linear_decay":
+            return f"{self.base:g} for {self.total}, then linear to 0 over {self.decay} ({unit})"
         return f"constant {self.base:g}{warm}"
 
 
@@ -157,5 +163,40 @@ def step_schedule(base: float, milestones=(), gamma: float = 0.1, every: int = 1
     return LRSchedule(float(base), "step", 0, 1, 0.0, 0.0, "linear", every, tuple(milestones), float(gamma))
 
 
+def linear_decay_schedule(base: float, n_epochs: int = 100, n_epochs_decay: int = 100, epoch_count: int = 1,
+                          every: int = 1) -> LRSchedule:
+    """`linear_decay_schedule(2e-4, 100, 100, every=ipe)`: pytorch-CycleGAN-and-pix2pix's `linear`
+    policy (models/networks.py get_scheduler): in epoch u (0-based, u = step // every) the rate is
+    base · (1 − max(0, u + epoch_count − n_epochs) / (n_epochs_decay + 1)) — its LambdaLR after u
+    scheduler steps, as train.py steps it at the end of each epoch (a loop that steps it at the
+    start of each epoch is epoch_count + 1)."""
+    _check(base, 0, 1, 0.0)
+    _recipe_check("linear", every, 0.0)
+    for name, n in (("n_epochs", n_epochs), ("n_epochs_decay", n_epochs_decay), ("epoch_count", epoch_count)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{name} is a count (an int ≥ 0), got {n!r}")
+    return LRSchedule(float(base), "linear_decay", 0, n_epochs, 0.0, 0.0, "linear", every,
+                      decay=n_epochs_decay, offset=epoch_count)
+
+
+def progressive_schedule(images: int, max_res: int, start_res: int = 2, training_kimg: float = 600.0,
+                         transition_kimg: float = 600.0) -> tuple[int, float]:
+    """PGGAN's level of detail after `images` training images (tkarras/progressive_growing_of_gans
+    train.py TrainingSchedule): phases of `training_kimg` thousand images at a resolution, then
+    `transition_kimg` fading in the next one. Returns (res, alpha): the resolution 2^res the
+    networks run at and the fade-in weight of its newest layers (1 when stable) — lod =
+    max_res − start_res − phase − max(kimg_in_phase − training_kimg, 0) / transition_kimg, floored
+    at 0; res = max_res − floor(lod), alpha = 1 − (lod − floor(lod))."""
+    kimg = images / 1000.0
+    phase_dur = training_kimg + transition_kimg
+    phase = int(math.floor(kimg / phase_dur)) if phase_dur > 0 else 0
+    lod = float(max_res - start_res - phase)
+    if transition_kimg > 0:
+        lod -= max(kimg - phase * phase_dur - training_kimg, 0.0) / transition_kimg
+    lod = max(lod, 0.0)
+    return max_res - int(math.floor(lod)), 1.0 - (lod - math.floor(lod))
+
+
 SCHEDULES = {"cosine_lr": cosine_lr, "constant_lr": constant_lr, "noam_lr": noam_lr,
-             "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule, "step_schedule": step_schedule}
+             "cosine_schedule": cosine_schedule, "warmup_schedule": warmup_schedule, "step_schedule": step_schedule,
+             "linear_decay_schedule": linear_decay_schedule}

@@ -24,6 +24,9 @@ class EmaSpec:
     end: float = 1.0
     total_steps: int = 1
     start_step: int = 0
+    buffers: bool = False      # also average the buffers (BN statistics, SN vectors): BigGAN's ema
+    with_phase: str | None = None  # update as this phase starts, not in after_step (StyleGAN's and
+                                   # PGGAN's Gs_update_op, run with each D-step)
 
 
 @dataclass

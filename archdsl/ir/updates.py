@@ -54,6 +54,12 @@ def _check_clamp(states, tensors, options):
     return None
 
 
+def _check_same_shape(states, tensors, options):
+    if tuple(states[0]) != tuple(tensors[0]):
+        return f"state {list(states[0])} and tensor {list(tensors[0])} differ in shape"
+    return None
+
+
 ACTIONS: dict[str, UpdateSpec] = {
     "enqueue": UpdateSpec(2, 1, "enqueue(queue, ptr, keys): queue [D, K], ptr [] int64, keys [N, D]",
                           check=_check_enqueue),
@@ -72,6 +78,10 @@ ACTIONS: dict[str, UpdateSpec] = {
     # a value carried from one phase to the next (Meta Pseudo Labels): written as soon as another
     # phase starts — i.e. after this phase's optimizer step — or at after_step(), whichever is first
     "store": UpdateSpec(1, 1, "store(state, tensor): the state takes the tensor's value (same shape)",
-                        check=lambda states, tensors, options: None if tuple(states[0]) == tuple(tensors[0])
-                        else f"state {list(states[0])} and tensor {list(tensors[0])} differ in shape"),
+                        check=_check_same_shape),
+    # as store, but a later phase of the same round reads the tensor itself, autograd graph and all:
+    # a GAN's G runs once per iteration, its output detached for the D-step and trained through
+    # in the G-step (pix2pix_model.py, dcgan/main.py) — one dropout draw, one BN statistics update
+    "carry": UpdateSpec(1, 1, "carry(state, tensor): a later phase of the round reads the tensor, "
+                              "with its gradient path (same shape)", check=_check_same_shape),
 }

@@ -78,10 +78,10 @@ def _lower(graph: Graph, root: nn.Module, install: bool, device: torch.device | 
             args = [values[i] for i in node.inputs]
             target = f"nets.{node.attrs['name']}"
             if node.attrs["shuffle"]:
-                from archdsl.topology.runtime import shuffled_call
+                from archdsl.nn.runtime import shuffled_call
                 values[node.id] = g.call_function(shuffled_call, (g.get_attr(target), *args))
             elif node.attrs.get("penalty"):
-                from archdsl.topology.runtime import penalty_call
+                from archdsl.nn.runtime import penalty_call
                 values[node.id] = g.call_function(penalty_call, (g.get_attr(target), node.attrs["penalty"], *args))
             else:
                 values[node.id] = g.call_module(target, tuple(args))
@@ -90,14 +90,11 @@ def _lower(graph: Graph, root: nn.Module, install: bool, device: torch.device | 
         else:
             op = REGISTRY[node.op]
             ins = graph.input_shapes(node)
-            if install:
-                module = make_module(lambda: op.build(node.attrs, ins), node, rules, device)
-            else:
-                module = op.build(node.attrs, ins)
-            if module is not None:
+            recipe = op.build(node.attrs, ins)
+            if recipe is not None:
                 if not install:
                     raise ValueError(f"{node.id}: a phase cannot hold parametric layers")
-                _install(root, node.id, module)
+                _install(root, node.id, make_module(recipe.make, node, rules, device))
             values[node.id] = op.emit(node.attrs, ins, _FxEmitter(g, node.id),
                                       [values[i] for i in node.inputs])
             if isinstance(values[node.id], fx.Node):

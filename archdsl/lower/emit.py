@@ -21,9 +21,9 @@ How it reads:
   subclasses nn.Sequential and needs no forward. Other holders are `nn.ModuleDict`s, or, when
   they also hold parameters, a small `_holder(...)` helper written into the file.
 - torch.nn modules are written with their constructor arguments (defaults left out); any other
-  module is written as the call its op's `build` makes (recorded by building it again), and
-  archdsl's own module classes and helper functions are copied into the file with what they use
-  (other archdsl helpers, math, constants). `spectral_norm` / `weight_norm` parametrizations are
+  module is written as the call of its op's constructor recipe (`Op.build`), and archdsl's own
+  module classes and helper functions are copied into the file with what they use (other
+  archdsl helpers, math, constants). `spectral_norm` / `weight_norm` parametrizations are
   written as such.
 - Variables reuse the name of the value a statement consumes last (`x = self.conv1(x)`), else
   take `out` or the node's name; tuples only indexed by constants are unpacked
@@ -522,40 +522,17 @@ def _plain_ctor(m: nn.Module, T: type, node: Node | None, prefix: str,
 _HINTS = {"DropPath.p": "drop_path_rate"}
 
 
-class _Recorded(Exception):
-    pass
-
-
 def _recorded_ctor(T: type, node: Node | None, prefix: str, helpers: "_Helpers") -> Expr:
-    """`Class(args)` with the arguments the op's `build` passed when it made this module (its
-    `build` run again, stopped by the class's __init__ as soon as it has recorded its call)."""
+    """`Class(args)` with the arguments of the op's constructor recipe for this module."""
     where = node.id if node else prefix
     if node is None or node.op not in REGISTRY:
         raise ArchError(f"internal: no op node for the module at '{where}'")
-    calls: list = []
-    own_init = "__init__" in T.__dict__
-    init = T.__init__
-
-    def recording(self, *args, **kwargs):
-        if type(self) is T:
-            calls.append((args, kwargs))
-            raise _Recorded
-        init(self, *args, **kwargs)
-
-    T.__init__ = recording
-    try:
-        REGISTRY[node.op].build(node.attrs, [tuple(s) for s in helpers.shapes(node)])
-    except _Recorded:
-        pass
-    finally:
-        if own_init:
-            T.__init__ = init
-        else:
-            del T.__init__
-    if not calls:
-        raise ArchError(f"cannot write the module {T.__qualname__} at '{where}' as source: its op "
-                        f"does not build it again the same way")
-    args, kwargs = calls[0]
+    recipe = REGISTRY[node.op].build(node.attrs, [tuple(s) for s in helpers.shapes(node)])
+    call = next((r for r in (recipe.calls() if recipe else ()) if r.factory is T), None)
+    if call is None:
+        raise ArchError(f"cannot write the module {T.__qualname__} at '{where}' as source: its op's "
+                        f"recipe does not make it")
+    args, kwargs, init = call.args, dict(call.kwargs), T.__init__
     try:
         sig = inspect.signature(init)
         bound = sig.bind(None, *args, **kwargs)

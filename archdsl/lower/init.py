@@ -113,7 +113,7 @@ def initial(node, rules: Rules, device: torch.device) -> torch.Tensor:
     return data
 
 
-def make_module(build, node, rules: Rules, device: torch.device) -> nn.Module | None:
+def make_module(build, node, rules: Rules, device: torch.device) -> nn.Module:
     """Build a node's module on `device` with each tensor initialised once. torch's plain layers
     (conv, linear, norms) are built without their default initialisation, then each tensor is
     filled by its rule or else as torch would have; a module of another kind is built again, as it
@@ -121,7 +121,7 @@ def make_module(build, node, rules: Rules, device: torch.device) -> nn.Module | 
     rng = torch.get_rng_state()
     with _without_default_init(), _on(device):
         module = build()
-    if module is None or device.type == "meta":
+    if device.type == "meta":
         return module
     if all(_plain(m) for m in module.modules()):
         with torch.no_grad():

@@ -1,19 +1,11 @@
-"""The op library: importing this package registers every op family."""
-from archdsl.ops import (activation, conv, elementwise, linear, norm, pool, regularization,
-                         shuffle, tensor, reparam, loss, conv_special, tokens, spatial,
-                         norm_gan, scaled, generative, sequence, attention, reduce)  # noqa: F401
-from archdsl.ops import augment  # noqa: F401,E402
-from archdsl.ops import text  # noqa: F401,E402
-from archdsl.ops import history_pool  # noqa: F401,E402
-from archdsl.ops import style_mix  # noqa: F401,E402
-from archdsl.ops import ssl_losses  # noqa: F401,E402
-from archdsl.ops import clip_text  # noqa: F401,E402
-from archdsl.ops import mim  # noqa: F401,E402
-from archdsl.ops import mask_partition  # noqa: F401,E402
-from archdsl.ops import detection  # noqa: F401,E402
-from archdsl.ops import ham  # noqa: F401,E402
-from archdsl.ops import biggan  # noqa: F401,E402
-from archdsl.ops import vq_ema  # noqa: F401,E402
+"""The op library: importing this package registers every op family, one module each, found in
+the package (in name order, so the registry's order does not depend on the file system)."""
+import importlib
+import pkgutil
+
 from archdsl.ops.base import REGISTRY, Op, ShapeError
+
+for _family in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_family}")
 
 __all__ = ["REGISTRY", "Op", "ShapeError"]

@@ -10,7 +10,7 @@ from typing import Optional, Union
 
 from dataclasses import replace
 
-from archdsl.ops.base import Attrs, Op, ShapeError, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, pair, recipe, register
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,8 +85,8 @@ class SDPA(Op):
     def build(self, a, ins):
         if a.dropout == 0.0:
             return None
-        from archdsl.lower.modules_attention import ScaledDotProductAttention
-        return ScaledDotProductAttention(a.dropout, a.causal, a.scale)
+        from archdsl.nn.attention import ScaledDotProductAttention
+        return recipe(ScaledDotProductAttention, a.dropout, a.causal, a.scale)
 
     def emit(self, a, ins, fx, args):
         if a.dropout != 0.0:
@@ -337,9 +337,9 @@ class ShiftWindowMask(Op):
         return 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules_attention import ShiftWindowMask as Module
+        from archdsl.nn.attention import ShiftWindowMask as Module
         wh, ww, sh, sw, h, w = self._geom(a)
-        return Module(h, w, wh, ww, sh, sw)
+        return recipe(Module, h, w, wh, ww, sh, sw)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -385,9 +385,9 @@ class RelPosBias(Op):
         return 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules_attention import RelPosBias as Module
+        from archdsl.nn.attention import RelPosBias as Module
         wh, ww = _window(a)
-        return Module(wh, ww, self.cls_token)
+        return recipe(Module, wh, ww, self.cls_token)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -1,12 +1,13 @@
 """Training-time augmentation and targets, as graph ops a topology's phase applies: mixup /
 cutmix with label smoothing, RandAugment, a teacher's pseudo labels. The torch code and its
-conventions live in archdsl/topology/augment.py. None has parameters or counted flops.
+conventions live in archdsl/nn/augment.py. None has parameters or counted flops.
 """
 from __future__ import annotations
 
 from typing import Literal
 
 from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
+from archdsl.nn.rules import MAX_MAGNITUDE, OPS
 
 
 class MixAttrs(Attrs):
@@ -50,7 +51,7 @@ class Mixup(Op):
         return 3 * numel(ins[0]) + 4 * ins[0][0] * a.num_classes
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.augment import mix_batch
+        from archdsl.nn.augment import mix_batch
         return fx.call(mix_batch, *args, a.num_classes, a.alpha, a.cutmix_alpha, a.prob, a.switch_prob,
                        a.smoothing)
 
@@ -59,11 +60,6 @@ class RandAugmentAttrs(Attrs):
     n: int = 2
     m: float = 9
     ops: list[str] | None = None
-
-
-MAX_MAGNITUDE = 30   # the paper's scale: M ∈ [0, 30] (ResNet-50: N = 2, M = 9; EfficientNet-B7: M = 28)
-OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize",
-       "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y")
 
 
 @register
@@ -91,7 +87,7 @@ class RandAugmentOp(Op):
         return 10 * a.n * numel(ins[0])
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.augment import randaugment
+        from archdsl.nn.augment import randaugment
         return fx.call(randaugment, args[0], a.n, a.m, tuple(a.ops or OPS))
 
 
@@ -121,5 +117,5 @@ class PseudoLabel(Op):
         return (1 if a.kind == "hard" else 3) * numel(ins[0])
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.augment import pseudo_label
+        from archdsl.nn.augment import pseudo_label
         return fx.call(pseudo_label, args[0], a.kind, a.temperature)

@@ -8,8 +8,8 @@ multiply-add of conv, matmul, linear, bmm, attention); every other arithmetic go
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -109,12 +109,38 @@ class Op:
         return replace(f, size=f.size + (k - 1) * d * f.jump, jump=f.jump * s)
 
     # --- torch (imported lazily so costing never needs torch)
-    def build(self, a: Any, ins: Sequence[Shape]):
-        """The nn.Module placed at the node's path, or None for a stateless op."""
+    def build(self, a: Any, ins: Sequence[Shape]) -> Recipe | None:
+        """How to make the nn.Module placed at the node's path, or None for a stateless op."""
         return None
 
     def emit(self, a: Any, ins: Sequence[Shape], fx: "Emitter", args: list):
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A module as the constructor call that makes it, `factory(*args, **kwargs)`: `lower` makes
+    it, the source exporter writes the call. An argument may be a Recipe itself (a module given
+    to `spectral_norm`); building one allocates nothing."""
+    factory: Callable
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def make(self):
+        made = [v.make() if isinstance(v, Recipe) else v for v in self.args]
+        return self.factory(*made, **{k: v.make() if isinstance(v, Recipe) else v
+                                      for k, v in self.kwargs.items()})
+
+    def calls(self):
+        """Every recipe in the order `make` calls them: arguments first."""
+        for v in (*self.args, *self.kwargs.values()):
+            if isinstance(v, Recipe):
+                yield from v.calls()
+        yield self
+
+
+def recipe(factory: Callable, *args, **kwargs) -> Recipe:
+    return Recipe(factory, args, kwargs)
 
 
 class Emitter:

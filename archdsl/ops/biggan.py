@@ -6,9 +6,7 @@ Outputs of integer dtype (`rand_class`) are int64 at run time; the IR records sh
 """
 from __future__ import annotations
 
-import math
-
-from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, numel, recipe, register
 from archdsl.ops.norm_gan import _SN_KEYS, _sn_check
 
 
@@ -53,24 +51,11 @@ class SNEmbedding(Op):
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
-        return spectral_norm(nn.Embedding(a.num, a.dim), n_power_iterations=a.n_power_iterations,
-                             eps=a.eps)
+        return recipe(spectral_norm, recipe(nn.Embedding, a.num, a.dim),
+                      n_power_iterations=a.n_power_iterations, eps=a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
-
-
-def truncated_noise_like(x, shape: tuple[int, ...], threshold: float):
-    """The truncation trick (BigGAN §3.1): N(0, 1) noise [B, *shape] on x's device and dtype,
-    truncated to [−threshold, threshold]. BigGAN redraws every entry with |z| > threshold until
-    none is left; the accepted values are distributed as the normal truncated to the interval,
-    which is what this draws directly, without a data-dependent loop (so it traces under
-    torch.compile): z = √2 · erfinv(u) with u ~ U(−erf(t/√2), erf(t/√2)) (inverse-CDF sampling),
-    clamped to [−t, t] against rounding."""
-    import torch
-    p = math.erf(threshold / math.sqrt(2.0))
-    u = (torch.rand((x.shape[0], *shape), device=x.device, dtype=x.dtype) * 2.0 - 1.0) * p
-    return (torch.erfinv(u) * math.sqrt(2.0)).clamp(-threshold, threshold)
 
 
 class TruncAttrs(Attrs):
@@ -84,7 +69,7 @@ class TruncatedRandn(Op):
     magnitude above a chosen threshold"): shape [B, *shape] on the device and dtype of its input,
     whose batch size it takes: `z = labels -> truncated_randn([120], 0.5)`. Sampling only; the
     paper trains with threshold ∞ (plain `randn`). Drawn by inverse CDF, the same distribution as
-    BigGAN's redraw loop (see truncated_noise_like). threshold > 0.
+    BigGAN's redraw loop (see archdsl/nn/biggan.py). threshold > 0.
 
     other_flops: 5 · numel (draw, scale, erfinv, scale, clamp).
     """
@@ -106,13 +91,8 @@ class TruncatedRandn(Op):
         return 5 * numel(out)
 
     def emit(self, a, ins, fx, args):
+        from archdsl.nn.biggan import truncated_noise_like
         return fx.call(truncated_noise_like, args[0], tuple(a.shape), float(a.threshold))
-
-
-def rand_class_like(x, num_classes: int):
-    """Class labels [B] (int64) drawn uniformly from range(num_classes), on x's device."""
-    import torch
-    return torch.randint(0, num_classes, (x.shape[0],), device=x.device)
 
 
 class RandClassAttrs(Attrs):
@@ -142,4 +122,5 @@ class RandClass(Op):
         return numel(out)
 
     def emit(self, a, ins, fx, args):
+        from archdsl.nn.biggan import rand_class_like
         return fx.call(rand_class_like, args[0], a.num_classes)

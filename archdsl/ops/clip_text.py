@@ -31,11 +31,5 @@ class EotPool(Op):
         return b * length
 
     def emit(self, a, ins, fx, args):
+        from archdsl.nn.clip_text import eot_features
         return fx.call(eot_features, *args)
-
-
-def eot_features(x, ids):
-    """x[b, argmax ids[b]] for every b: the features at each sequence's end-of-text token."""
-    import torch
-    rows = torch.arange(x.shape[0], device=x.device)
-    return x[rows, ids.argmax(dim=-1)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Generic, Literal, TypeVar, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, ntuple, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, ntuple, numel, recipe, register
 
 IntOrPair = Union[int, tuple[int, int]]
 Triple = Union[int, tuple[int, int, int]]
@@ -121,7 +121,7 @@ class _ConvNd(Op):
         from torch import nn
         k, s, p, d = conv_geometry(a, self.rank, self.name)
         cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.rank]
-        return cls(ins[0][1], a.out, k, s, p, d, a.groups, a.bias)
+        return recipe(cls, ins[0][1], a.out, k, s, p, d, a.groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import ConvAttrs, conv_flops, conv_out, conv_padding, conv_params
 
 IntOrPair = Union[int, tuple[int, int]]
@@ -112,8 +112,8 @@ class ConvTranspose(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.ConvTranspose2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), pair(a.pad),
-                                  pair(a.output_padding), a.groups, a.bias, pair(a.dilation))
+        return recipe(nn.ConvTranspose2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      pair(a.pad), pair(a.output_padding), a.groups, a.bias, pair(a.dilation))
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -246,9 +246,9 @@ class DeformConv(Op):
         return (pair(a.kernel)[0], pair(a.stride)[0], pair(a.dilation)[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_conv import DeformConv2d
-        return DeformConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                            pair(a.dilation), a.groups, a.offset_groups, a.bias)
+        from archdsl.nn.conv_special import DeformConv2d
+        return recipe(DeformConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.offset_groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)
@@ -319,8 +319,8 @@ class FourierUnit(Op):
         return b * (c + a.out) * fft2_real_flops(h, w) + 3 * b * 2 * a.out * h * (w // 2 + 1)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_conv import FourierUnit as Module
-        return Module(ins[0][1], a.out, a.groups)
+        from archdsl.nn.conv_special import FourierUnit as Module
+        return recipe(Module, ins[0][1], a.out, a.groups)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -380,9 +380,9 @@ class DynamicConv(Op):
         return (pair(a.kernel)[0], pair(a.stride)[0], pair(a.dilation)[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_conv import DynamicConv2d
-        return DynamicConv2d(ins[0][1], a.out, pair(a.kernel), ins[1][1], pair(a.stride),
-                             conv_padding(a), pair(a.dilation), a.groups, a.bias)
+        from archdsl.nn.conv_special import DynamicConv2d
+        return recipe(DynamicConv2d, ins[0][1], a.out, pair(a.kernel), ins[1][1], pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0], args[1])

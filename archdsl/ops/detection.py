@@ -1,6 +1,5 @@
 """Dense detection (RetinaNet, Lin et al. 2017): a convolution shared across pyramid levels,
-the anchor grid, and the RetinaNet loss. Runtime in archdsl/topology/detection.py and
-archdsl/topology/losses.py.
+the anchor grid, and the RetinaNet loss. Runtime in archdsl/nn/detection.py.
 
 Pyramid levels are *packed*: n maps [B, C, H_i, W_i] are held as one tensor [B, C, Σ H_i·W_i]
 (each level flattened row-major, levels in order: `cat([p.flatten(2) ...], dim=2)`), so one
@@ -10,8 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import ConvAttrs, conv_flops, conv_out, conv_padding, conv_params
+from archdsl.nn.rules import level_grid
 
 
 def _levels(levels) -> list[tuple[int, int]]:
@@ -87,8 +87,8 @@ class LevelConv(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.Conv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                         pair(a.dilation), a.groups, a.bias)
+        return recipe(nn.Conv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
+                      pair(a.dilation), a.groups, a.bias)
 
     def emit(self, a, ins, fx, args):
         import operator
@@ -102,12 +102,6 @@ class LevelConv(Op):
             x = fx.method("reshape", fx.call(operator.getitem, parts, i), -1, c, h, w)
             outs.append(fx.method("flatten", fx.module(x), 2))
         return fx.call(torch.cat, outs, dim=2)
-
-
-def level_grid(size: int, stride: int) -> int:
-    """Cells of a pyramid level along one side: ⌈size / stride⌉ — what a chain of stride-2 convs
-    and pools with 'auto' padding (ResNet + FPN) leaves of `size` pixels."""
-    return -(-size // stride)
 
 
 class AnchorAttrs(Attrs):
@@ -147,7 +141,7 @@ class AnchorGrid(Op):
         return 4 * out[0]
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.detection import anchor_grid
+        from archdsl.nn.detection import anchor_grid
         return fx.call(anchor_grid, args[0], strides=list(a.strides), sizes=[list(s) for s in a.sizes],
                        ratios=list(a.ratios))
 
@@ -164,7 +158,7 @@ class RetinaLossAttrs(Attrs):
 
 @register
 class RetinaLoss(Op):
-    """RetinaNet's loss (archdsl/topology/losses.py `retina_loss`): inputs cls_logits [B, N, K],
+    """RetinaNet's loss (archdsl/nn/detection.py `retina_loss`): inputs cls_logits [B, N, K],
     bbox_regression [B, N, 4], anchors [N, 4], boxes [B, G, 4] and labels [B, G] (int64, −1 pads)
     → scalar: focal loss (alpha, gamma) over non-ignored anchors plus the L1 (or smooth L1, beta)
     box loss of foreground anchors, each normalised by the number of foreground anchors of the
@@ -200,6 +194,6 @@ class RetinaLoss(Op):
         return 12 * b * g * n + 18 * b * n * k + 22 * b * n
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.losses import retina_loss
+        from archdsl.nn.detection import retina_loss
         return fx.call(retina_loss, *args, alpha=a.alpha, gamma=a.gamma, fg_iou=a.fg_iou, bg_iou=a.bg_iou,
                        box_loss=a.box_loss, beta=a.beta, part=a.part)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, numel, recipe, register
 
 
 class VQAttrs(Attrs):
@@ -73,10 +73,10 @@ class VectorQuantize(Op):
         return quantize_other_flops(ins[0], a.axis, a.num_codes, per_element=10)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_seq import VectorQuantizer
+        from archdsl.nn.generative import VectorQuantizer
         x = ins[0]
         ax = norm_dim(a.axis, len(x))
-        return VectorQuantizer(a.num_codes, x[ax], a.beta, ax)
+        return recipe(VectorQuantizer, a.num_codes, x[ax], a.beta, ax)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -126,8 +126,8 @@ class Reparameterize(Op):
         return 11 * numel(out[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_seq import Reparameterize as Module
-        return Module(a.reduction, a.eval_sample)
+        from archdsl.nn.generative import Reparameterize as Module
+        return recipe(Module, a.reduction, a.eval_sample)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)

@@ -1,8 +1,8 @@
 """Matrix decomposition as a layer: the NMF "ham" of Hamburger (Geng et al., ICLR 2021), the
-global-context module of SegNeXt's decoder. Module in archdsl/lower/modules_ham.py."""
+global-context module of SegNeXt's decoder. Module in archdsl/nn/ham.py."""
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, recipe, register
 
 
 class NMFAttrs(Attrs):
@@ -17,7 +17,7 @@ class NMFAttrs(Attrs):
 class NMF2D(Op):
     """Non-negative matrix factorisation of a feature map (mmseg's NMF2D): x [B, C, H, W] viewed
     as S matrices [D = C/S, N = H·W] ≈ bases [D, R] · coefᵀ [R, N], from random bases (a fixed
-    pseudo-random draw in eval, so inference is deterministic; see modules_ham.NMF2D) by
+    pseudo-random draw in eval, so inference is deterministic; see nn/ham.py NMF2D) by
     multiplicative updates (train_steps in training, eval_steps in eval), then one more
     coefficient update; gradients flow through all of them (as the release); returns
     bases · coefᵀ as [B, C, H, W]. Needs a
@@ -56,8 +56,8 @@ class NMF2D(Op):
         return bs * (3 * d * r + 5 * n * r + a.eval_steps * 3 * (n * r + d * r) + 3 * n * r)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_ham import NMF2D as Module
-        return Module(a.S, a.R, a.train_steps, a.eval_steps, a.inv_t)
+        from archdsl.nn.ham import NMF2D as Module
+        return recipe(Module, a.S, a.R, a.train_steps, a.eval_steps, a.inv_t)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -1,7 +1,7 @@
 """The image history pool of CycleGAN (Zhu et al. 2017, §4 "Training details", after
 Shrivastava et al. 2017): the discriminators see a mix of the newest fakes and older ones, so
 they do not forget earlier generator modes. The pool itself is topology state; the query and
-the pool update run in archdsl/topology/runtime.py `history_pool`.
+the pool update run in archdsl/nn/history_pool.py `history_pool`.
 """
 from __future__ import annotations
 
@@ -47,5 +47,5 @@ class HistoryPool(Op):
         return 0
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.runtime import history_pool
+        from archdsl.nn.history_pool import history_pool
         return fx.call(history_pool, args[0], args[1], args[2], a.p)

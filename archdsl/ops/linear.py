@@ -1,7 +1,7 @@
 """Fully connected layers over the last dimension."""
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, numel, recipe, register
 
 
 def linear_shape(name: str, out: int, x: tuple) -> tuple:
@@ -53,7 +53,7 @@ class Linear(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.Linear(ins[0][-1], a.out, a.bias)
+        return recipe(nn.Linear, ins[0][-1], a.out, a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -93,8 +93,8 @@ class WNLinear(Op):
         return numel(out) if a.bias else 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules import WeightNormLinear
-        return WeightNormLinear(ins[0][-1], a.out, a.bias, a.fix_g)
+        from archdsl.nn.linear import WeightNormLinear
+        return recipe(WeightNormLinear, ins[0][-1], a.out, a.bias, a.fix_g)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

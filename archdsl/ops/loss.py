@@ -1,5 +1,5 @@
 """Training losses and the small ops topologies use around them. Each loss returns a scalar;
-its function (and the formula) lives in archdsl/topology/losses.py.
+its function (and the formula) lives in archdsl/nn/loss.py.
 
 flops: the matmuls FlopCounterMode counts in each implementation (stated per op);
 other_flops: the elementwise work, counted as a few operations per element touched (per op).
@@ -12,8 +12,8 @@ from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, numel, register
 
 
 def _losses():
-    from archdsl.topology import losses
-    return losses
+    from archdsl.nn import loss
+    return loss
 
 
 def _same(name: str, a, b):
@@ -401,5 +401,5 @@ class Noise(Op):
         return (ins[0][0], *a.shape)
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology.runtime import noise_like
+        from archdsl.nn.loss import noise_like
         return fx.call(noise_like, args[0], tuple(a.shape))

@@ -44,16 +44,5 @@ class MaskPartition(Op):
         return b * length * math.ceil(math.log2(max(length, 2)))
 
     def emit(self, a, ins, fx, args):
+        from archdsl.nn.mask_partition import partition_by_mask
         return fx.call(partition_by_mask, args[0], args[1], a.num_masked)
-
-
-def partition_by_mask(x, mask, num_masked: int):
-    """(x at the unmasked places, x at the masked places), each in order; see mask_partition."""
-    import torch
-    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)   # unmasked first, then masked
-    d = x.shape[-1]
-    x = x.expand(mask.shape[0], -1, -1)
-    index = order.unsqueeze(-1).expand(-1, -1, d)
-    parts = torch.gather(x, 1, index)
-    keep = mask.shape[1] - num_masked
-    return parts[:, :keep], parts[:, keep:]

@@ -2,7 +2,7 @@
 
 `masked_token_ce(logits, target, mask)`: logits [B, N, V], target token ids [B, N] (int64), mask
 [B, N] (bool or 0/1, 1 = masked) → scalar, the mean cross-entropy over the masked positions
-(archdsl/topology/losses.py masked_token_ce). flops: 0 (no matmul). other_flops: 4·B·N·V
+(archdsl/nn/mim.py masked_token_ce). flops: 0 (no matmul). other_flops: 4·B·N·V
 (log-softmax: max, subtract, exp, sum) + 3·B·N (pick, mask, sum).
 """
 from __future__ import annotations
@@ -30,5 +30,5 @@ class MaskedTokenCE(Op):
         return 4 * b * n * v + 3 * b * n
 
     def emit(self, a, ins, fx, args):
-        from archdsl.topology import losses
-        return fx.call(losses.masked_token_ce, *args)
+        from archdsl.nn.mim import masked_token_ce
+        return fx.call(masked_token_ce, *args)

@@ -5,7 +5,7 @@ norm compute mean, variance, normalise and scale-shift (5 · numel when affine, 
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, recipe, register
 
 
 class BNAttrs(Attrs):
@@ -49,11 +49,11 @@ class BatchNorm(Op):
 
     def build(self, a, ins):
         from torch import nn
+
+        from archdsl.nn.norm import without_bias
         cls = nn.BatchNorm2d if len(ins[0]) == 4 else nn.BatchNorm1d
-        module = cls(ins[0][1], eps=a.eps, momentum=a.momentum, affine=a.affine)
-        if a.affine and not a.bias:
-            module.register_parameter("bias", None)   # F.batch_norm takes a scale without a shift
-        return module
+        bn = recipe(cls, ins[0][1], eps=a.eps, momentum=a.momentum, affine=a.affine)
+        return recipe(without_bias, bn) if a.affine and not a.bias else bn
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -93,7 +93,7 @@ class LayerNorm(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.LayerNorm(ins[0][-1], eps=a.eps, elementwise_affine=a.affine, bias=a.bias)
+        return recipe(nn.LayerNorm, ins[0][-1], eps=a.eps, elementwise_affine=a.affine, bias=a.bias)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -119,7 +119,7 @@ class LayerNorm2d(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.LayerNorm(ins[0][1], eps=a.eps, elementwise_affine=a.affine, bias=a.bias)
+        return recipe(nn.LayerNorm, ins[0][1], eps=a.eps, elementwise_affine=a.affine, bias=a.bias)
 
     def emit(self, a, ins, fx, args):
         x = fx.method("permute", args[0], 0, 2, 3, 1)
@@ -160,7 +160,7 @@ class GroupNorm(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.GroupNorm(a.groups, ins[0][1], eps=a.eps, affine=a.affine)
+        return recipe(nn.GroupNorm, a.groups, ins[0][1], eps=a.eps, affine=a.affine)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

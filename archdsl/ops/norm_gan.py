@@ -6,7 +6,7 @@ conv/linear (their convolution / matmul); the rest is in `other_flops`, formula 
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
 from archdsl.ops.linear import linear_flops, linear_shape
 
@@ -143,8 +143,8 @@ class CondBatchNorm(Op):
         return 4 * numel(out)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import ConditionalBatchNorm
-        return ConditionalBatchNorm(ins[0][1], a.num_classes, a.eps, a.momentum)
+        from archdsl.nn.norm_gan import ConditionalBatchNorm
+        return recipe(ConditionalBatchNorm, ins[0][1], a.num_classes, a.eps, a.momentum)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0], args[1])
@@ -175,6 +175,9 @@ class MinibatchStd(Op):
         if a.group_size <= 0 or a.features <= 0:
             raise ShapeError(f"minibatch_std needs group_size > 0 and features > 0, got "
                              f"{a.group_size} and {a.features}")
+        if b == 0:
+            raise ShapeError("minibatch_std needs at least one sample: the batch is 0",
+                             hint="the statistic is taken over the batch; give the input a batch size")
         g = min(a.group_size, b)
         if b % g:
             raise ShapeError(f"minibatch_std: the batch ({b}) must divide into groups of {g}",
@@ -189,8 +192,8 @@ class MinibatchStd(Op):
         return 5 * numel(ins[0])
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import MinibatchStd as Module
-        return Module(a.group_size, a.features, a.eps)
+        from archdsl.nn.norm_gan import MinibatchStd as Module
+        return recipe(Module, a.group_size, a.features, a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -232,8 +235,8 @@ class NoiseInjection(Op):
         return 2 * numel(out) + (b * h * w if len(ins) == 1 else 0)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import NoiseInjection as Module
-        return Module(ins[0][1], a.per_channel)
+        from archdsl.nn.norm_gan import NoiseInjection as Module
+        return recipe(Module, ins[0][1], a.per_channel)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)
@@ -290,9 +293,9 @@ class SNConv(Conv):
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
-        conv = nn.Conv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                         pair(a.dilation), a.groups, a.bias)
-        return spectral_norm(conv, n_power_iterations=a.n_power_iterations, eps=a.eps)
+        conv = recipe(nn.Conv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
+                      pair(a.dilation), a.groups, a.bias)
+        return recipe(spectral_norm, conv, n_power_iterations=a.n_power_iterations, eps=a.eps)
 
 
 class SNLinearAttrs(Attrs):
@@ -338,8 +341,8 @@ class SNLinear(Op):
     def build(self, a, ins):
         from torch import nn
         from torch.nn.utils.parametrizations import spectral_norm
-        return spectral_norm(nn.Linear(ins[0][-1], a.out, a.bias),
-                             n_power_iterations=a.n_power_iterations, eps=a.eps)
+        return recipe(spectral_norm, recipe(nn.Linear, ins[0][-1], a.out, a.bias),
+                      n_power_iterations=a.n_power_iterations, eps=a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

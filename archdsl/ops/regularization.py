@@ -5,7 +5,7 @@ per element.
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, register
+from archdsl.ops.base import Attrs, Op, ShapeError, recipe, register
 
 
 class PAttrs(Attrs):
@@ -32,7 +32,7 @@ class Dropout(_Prob):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.Dropout(a.p)
+        return recipe(nn.Dropout, a.p)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -44,8 +44,8 @@ class DropPath(_Prob):
     name = "drop_path"
 
     def build(self, a, ins):
-        from archdsl.lower.modules import DropPath as Module
-        return Module(a.p)
+        from archdsl.nn.regularization import DropPath as Module
+        return recipe(Module, a.p)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -69,8 +69,8 @@ class LayerScale(Op):
         return {"gamma": (ins[0][-1],)}
 
     def build(self, a, ins):
-        from archdsl.lower.modules import LayerScale as Module
-        return Module(ins[0][-1], a.init)
+        from archdsl.nn.regularization import LayerScale as Module
+        return recipe(Module, ins[0][-1], a.init)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

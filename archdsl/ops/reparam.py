@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from archdsl.ops.base import Attrs, pair, register
+from archdsl.ops.base import Attrs, pair, recipe, register
 from archdsl.ops.conv import Conv, ConvAttrs, IntOrPair, conv_padding
 
 
@@ -60,6 +60,6 @@ class DiracConv(Conv):
         return super().flops(a.conv(), ins, out)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_reparam import DiracConv2d
-        return DiracConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a.conv()),
-                           pair(a.dilation), a.bias, a.alpha, a.beta)
+        from archdsl.nn.reparam import DiracConv2d
+        return recipe(DiracConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a.conv()), pair(a.dilation), a.bias, a.alpha, a.beta)

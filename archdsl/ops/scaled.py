@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import Attrs, Op, ShapeError, expect_rank, numel, pair, recipe, register
 from archdsl.ops.conv import Conv, ConvAttrs, conv_padding
 from archdsl.ops.linear import linear_flops, linear_params, linear_shape
 
@@ -90,10 +90,11 @@ class WSConv(Conv):
         return p
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import ScaledStdConv2d
-        return ScaledStdConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                               pair(a.dilation), a.groups, a.bias, gamma=_gamma(a.gamma, "ws_conv"),
-                               eps=a.eps, gain_init=a.gain_init, scaled=a.scaled)
+        from archdsl.nn.scaled import ScaledStdConv2d
+        return recipe(ScaledStdConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.bias,
+                      gamma=_gamma(a.gamma, "ws_conv"), eps=a.eps, gain_init=a.gain_init,
+                      scaled=a.scaled)
 
 
 Activation = Literal["identity", "celu", "elu", "gelu", "leaky_relu", "log_sigmoid", "relu",
@@ -170,9 +171,10 @@ class EqConv(Conv):
         return super().infer(a, ins)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import EqualConv2d
-        return EqualConv2d(ins[0][1], a.out, pair(a.kernel), pair(a.stride), conv_padding(a),
-                           pair(a.dilation), a.groups, a.bias, a.gain, a.lr_mul, a.bias_init)
+        from archdsl.nn.scaled import EqualConv2d
+        return recipe(EqualConv2d, ins[0][1], a.out, pair(a.kernel), pair(a.stride),
+                      conv_padding(a), pair(a.dilation), a.groups, a.bias, a.gain, a.lr_mul,
+                      a.bias_init)
 
 
 class EqLinearAttrs(Attrs):
@@ -219,9 +221,9 @@ class EqLinear(Op):
         return (numel(out) if a.bias else 0) + (2 * numel(out) if a.act != "none" else 0)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import EqualLinear
-        return EqualLinear(ins[0][-1], a.out, a.bias, a.gain, a.lr_mul, a.bias_init,
-                           a.act == "fused_lrelu")
+        from archdsl.nn.scaled import EqualLinear
+        return recipe(EqualLinear, ins[0][-1], a.out, a.bias, a.gain, a.lr_mul, a.bias_init,
+                      a.act == "fused_lrelu")
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -291,8 +293,8 @@ class ModConv(Op):
         return (a.kernel, 1, 1)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_gan import ModulatedConv2d
-        return ModulatedConv2d(ins[0][1], a.out, a.kernel, ins[1][1], a.demodulate, a.eps)
+        from archdsl.nn.scaled import ModulatedConv2d
+        return recipe(ModulatedConv2d, ins[0][1], a.out, a.kernel, ins[1][1], a.demodulate, a.eps)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0], args[1])

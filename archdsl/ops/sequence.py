@@ -5,7 +5,7 @@ records shapes only, so index ranges are checked by torch at run time.
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, register
+from archdsl.ops.base import Attrs, Op, ShapeError, recipe, register
 
 
 class EmbeddingAttrs(Attrs):
@@ -37,7 +37,7 @@ class Embedding(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.Embedding(a.num, a.dim)
+        return recipe(nn.Embedding, a.num, a.dim)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -127,7 +127,7 @@ class GRU(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return nn.GRU(ins[0][2], a.hidden, a.layers, bias=a.bias, batch_first=a.batch_first,
+        return recipe(nn.GRU, ins[0][2], a.hidden, a.layers, bias=a.bias, batch_first=a.batch_first,
                       dropout=a.dropout if a.layers > 1 else 0.0, bidirectional=a.bidirectional)
 
     def emit(self, a, ins, fx, args):

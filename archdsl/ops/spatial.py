@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from archdsl.ops.base import Attrs, NoAttrs, Op, ShapeError, expect_rank, numel, pair, register
+from archdsl.ops.base import (Attrs, NoAttrs, Op, ShapeError, expect_rank, numel, pair, recipe,
+                              register)
 
 IntOrPair = Union[int, tuple[int, int]]
 FloatOrPair = Union[float, tuple[float, float]]
@@ -100,8 +101,8 @@ class AffineHead(Op):
         return 6 * ins[0][0]
 
     def build(self, a, ins):
-        from archdsl.lower.modules_tokens import IdentityAffineLinear
-        return IdentityAffineLinear(ins[0][1])
+        from archdsl.nn.spatial import IdentityAffineLinear
+        return recipe(IdentityAffineLinear, ins[0][1])
 
     def emit(self, a, ins, fx, args):
         return fx.method("reshape", fx.module(args[0]), -1, 2, 3)

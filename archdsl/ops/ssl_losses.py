@@ -1,5 +1,5 @@
 """Self-supervised losses of SwAV, InstDisc / CMC, InvaSpread and CPC. Each returns a scalar;
-its function and formula live in archdsl/topology/losses.py.
+its function and formula live in archdsl/nn/ssl_losses.py.
 
 flops: the matmuls FlopCounterMode counts in each implementation (stated per op);
 other_flops: the elementwise work, a few operations per element touched (stated per op).
@@ -10,8 +10,8 @@ from archdsl.ops.base import Attrs, Op, ShapeError, register
 
 
 def _losses():
-    from archdsl.topology import losses
-    return losses
+    from archdsl.nn import ssl_losses
+    return ssl_losses
 
 
 def _positive(name: str, **values) -> None:

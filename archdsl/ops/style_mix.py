@@ -1,9 +1,7 @@
 """StyleGAN's style mixing regularisation (Karras et al. 2019, §3.1)."""
 from __future__ import annotations
 
-from functools import lru_cache
-
-from archdsl.ops.base import Attrs, Op, ShapeError, register
+from archdsl.ops.base import Attrs, Op, ShapeError, recipe, register
 
 
 class StyleMixAttrs(Attrs):
@@ -42,33 +40,8 @@ class StyleMix(Op):
         return 0
 
     def build(self, a, ins):
-        return _module()(a.layers, a.prob)
+        from archdsl.nn.style_mix import StyleMixing
+        return recipe(StyleMixing, a.layers, a.prob)
 
     def emit(self, a, ins, fx, args):
         return fx.module(*args)
-
-
-@lru_cache(maxsize=None)
-def _module():
-    import torch
-    from torch import nn
-
-    class StyleMixing(nn.Module):
-        def __init__(self, layers: int, prob: float):
-            super().__init__()
-            self.layers, self.prob = layers, prob
-
-        def forward(self, w: torch.Tensor, w2: torch.Tensor | None = None) -> torch.Tensor:
-            ws = w.unsqueeze(1).expand(-1, self.layers, -1)
-            if w2 is None or not self.training or self.layers < 2:
-                return ws
-            mix = torch.rand((), device=w.device) < self.prob
-            cut = torch.randint(1, self.layers, (), device=w.device)
-            cut = torch.where(mix, cut, torch.full_like(cut, self.layers))
-            take2 = (torch.arange(self.layers, device=w.device) >= cut).view(1, -1, 1)
-            return torch.where(take2, w2.unsqueeze(1).expand(-1, self.layers, -1), ws)
-
-        def extra_repr(self) -> str:
-            return f"layers={self.layers}, prob={self.prob}"
-
-    return StyleMixing

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Optional, Union
 
-from archdsl.ops.base import Attrs, NoAttrs, Op, ShapeError, expect_rank, pair, register
+from archdsl.ops.base import Attrs, NoAttrs, Op, ShapeError, expect_rank, pair, recipe, register
+from archdsl.nn.rules import keep_count
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -36,11 +37,6 @@ def _grid(grid, n: int, what: str) -> tuple[int, int]:
     if gh * gw != n:
         raise ShapeError(f"{what}: grid {gh}x{gw} holds {gh * gw} tokens, the input has {n}")
     return gh, gw
-
-
-def keep_count(length: int, ratio: float) -> int:
-    """MAE: `len_keep = int(L * (1 - mask_ratio))`."""
-    return int(length * (1 - ratio))
 
 
 @register
@@ -129,9 +125,9 @@ class SincosPosEmbed(Op):
         return 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules_tokens import SincosPosEmbed as Module
+        from archdsl.nn.tokens import SincosPosEmbed as Module
         gh, gw = _grid(a.grid, ins[0][1], "sincos_pos_embed")
-        return Module(gh, gw, ins[0][2], a.cls_token)
+        return recipe(Module, gh, gw, ins[0][2], a.cls_token)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -171,8 +167,8 @@ class RandomMasking(Op):
         return 2 * b * length * math.ceil(math.log2(length)) + b * length
 
     def build(self, a, ins):
-        from archdsl.lower.modules_tokens import RandomMasking as Module
-        return Module(a.ratio)
+        from archdsl.nn.tokens import RandomMasking as Module
+        return recipe(Module, a.ratio)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
@@ -271,9 +267,9 @@ class BlockMask(Op):
         return 0
 
     def build(self, a, ins):
-        from archdsl.lower.modules_tokens import BlockMask as Module
+        from archdsl.nn.tokens import BlockMask as Module
         gh, gw = _grid(a.grid, ins[0][1], "block_mask")
-        return Module(gh, gw, a.num_masking_patches, a.min_num_patches, a.max_num_patches,
+        return recipe(Module, gh, gw, a.num_masking_patches, a.min_num_patches, a.max_num_patches,
                       a.min_aspect, a.max_aspect, exact=a.exact)
 
     def emit(self, a, ins, fx, args):

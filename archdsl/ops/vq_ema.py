@@ -1,9 +1,9 @@
 """Vector quantisation with an exponential-moving-average codebook (VQ-VAE-2's quantiser).
-The module is archdsl/lower/modules_vq_ema.py `EMAQuantizer`.
+The module is archdsl/nn/vq_ema.py `EMAQuantizer`.
 """
 from __future__ import annotations
 
-from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, register
+from archdsl.ops.base import Attrs, Op, ShapeError, norm_dim, recipe, register
 from archdsl.ops.generative import quantize_flops, quantize_other_flops
 
 
@@ -65,10 +65,10 @@ class VectorQuantizeEMA(Op):
         return quantize_other_flops(ins[0], a.axis, a.num_codes, per_element=8)
 
     def build(self, a, ins):
-        from archdsl.lower.modules_vq_ema import EMAQuantizer
+        from archdsl.nn.vq_ema import EMAQuantizer
         x = ins[0]
         ax = norm_dim(a.axis, len(x))
-        return EMAQuantizer(a.num_codes, x[ax], a.decay, a.eps, a.beta, ax)
+        return recipe(EMAQuantizer, a.num_codes, x[ax], a.decay, a.eps, a.beta, ax)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])

@@ -34,7 +34,10 @@ def make_divisible(v, divisor: int = 8, min_value=None, round_limit: float = 0.9
 
 
 def _prod(xs, start=1):
-    """math.prod, refusing integers that grow past MAX_INT_BITS (which would take forever)."""
+    """math.prod of numbers, refusing integers that grow past MAX_INT_BITS (which would take
+    forever); a string or list times a count would be repetition, unbudgeted here."""
+    if not all(isinstance(x, (int, float)) for x in (*xs, start)):
+        raise BuiltinError("prod takes a list of numbers")
     result = start
     for x in xs:
         result = result * x

@@ -236,20 +236,25 @@ class Statements:
         elif isinstance(value, (list, tuple)):
             parts = list(value)
         elif isinstance(value, Tensor) and value.shape and isinstance(value.shape[0], tuple):
+            self._check_unpack_count(s, value, len(value.shape))   # before making a node per part
             parts = [self.getitem(value, i, s.value.span) for i in range(len(value.shape))]
         else:
             raise ArchError(f"cannot unpack {describe(value)} into {len(s.names)} names", s.value.span,
                             hint="unpack a multi-output value (`a, b = x -> chunk(2)`), a block's "
                                  "outputs or a list")
-        if len(parts) != len(s.names):
-            raise ArchError(f"{len(s.names)} names for {len(parts)} parts", s.span,
-                            found=describe(value), hint=f"write {len(parts)} names, one per part")
+        self._check_unpack_count(s, value, len(parts))
         seen = set()
         for name, part in zip(s.names, parts):
             if name in seen:
                 raise ArchError(f"'{name}' appears twice on the left of '='", s.span)
             seen.add(name)
             env.vars[name] = part
+
+    @staticmethod
+    def _check_unpack_count(s: A.Unpack, value, count: int) -> None:
+        if count != len(s.names):
+            raise ArchError(f"{len(s.names)} names for {count} parts", s.span,
+                            found=describe(value), hint=f"write {count} names, one per part")
 
     def exec_in(self, s: A.InStmt, env: Env):
         frame = self.frame

@@ -48,11 +48,15 @@ class EmaVal:
 
 
 def ema(source, momentum: float = 0.999, schedule: str = "constant", end: float = 1.0,
-        total_steps: int = 1, start_step: int = 0):
+        total_steps: int = 1, start_step: int = 0, buffers: bool = False, with_phase=None):
     """`net key = ema(query, 0.999)`: a momentum twin of a network (see EmaSpec). m is the weight
     on the OLD value. start_step: with the constant schedule, m = 0 before that many optimizer
     steps (the twin is a plain copy of the source each step; BigGAN's G-EMA, `start_step=1000`);
-    with the cosine schedule, the cosine starts there."""
+    with the cosine schedule, the cosine starts there. buffers: average the buffers too, the
+    same way (BigGAN-PyTorch's utils.ema runs over the whole state_dict); else the twin's
+    buffers are its own (its BN statistics move only when it runs). with_phase: update as each
+    run of that phase starts instead of in after_step (StyleGAN's and PGGAN's Gs follow G with
+    the D-step, before the G-step of the same iteration)."""
     if start_step < 0:
         raise ValueError("ema start_step must be non-negative")
     if not isinstance(source, NetRef):
@@ -63,8 +67,12 @@ def ema(source, momentum: float = 0.999, schedule: str = "constant", end: float 
         raise ValueError("ema schedule is 'constant' or 'cosine'")
     if total_steps < 1:
         raise ValueError("ema total_steps must be at least 1")
+    if not isinstance(buffers, bool):
+        raise TypeError("ema buffers is true or false")
+    if with_phase is not None and not isinstance(with_phase, str):
+        raise TypeError("ema with_phase names a phase: with_phase=\"d_step\"")
     return EmaVal(source, EmaSpec(source.name, float(momentum), schedule, float(end), int(total_steps),
-                                  int(start_step)))
+                                  int(start_step), buffers, with_phase))
 
 
 def shuffle_bn(net):
@@ -133,6 +141,7 @@ class TopologyElaborator(Elaborator):
             for p in phases:
                 self.exec_phase(p, env)
             self.check_nets_called()
+            self.check_twin_phases()
         finally:
             self.stack.pop()
         if isinstance(env.vars.get("lr"), LRSchedule):  # `lr = cosine_lr(...)`: the declared schedule
@@ -145,6 +154,14 @@ class TopologyElaborator(Elaborator):
             if net.twin is None and not net.graphs:
                 raise ArchError(f"net '{name}' is never called in a phase", net.span,
                                 hint=f"call it in a phase (`y = x -> {name}`) or remove the `net`")
+
+    def check_twin_phases(self):
+        for name, net in self.ir.nets.items():
+            phase = net.twin.with_phase if net.twin is not None else None
+            if phase is not None and phase not in self.ir.phases:
+                raise ArchError(f"ema '{name}' follows phase '{phase}', which this topology does not declare",
+                                net.span, hint=did_you_mean(phase, list(self.ir.phases)) or
+                                f"phases: {', '.join(self.ir.phases)}")
 
     # ---- topology-level statements
     def exec_top(self, s: A.Stmt, env: Env):

@@ -2,9 +2,9 @@
 
 Parsing is most of a cold `archdsl check stdlib`; unpickling a stored AST is ~30x faster. An
 entry is keyed by a hash of the text, the name spans carry, archdsl's version and the sources
-that define the AST (grammar, parser, AST classes), so any change to those misses. Entries live
-in $ARCHDSL_CACHE_DIR, else $XDG_CACHE_HOME/archdsl/ast, else ~/.cache/archdsl/ast; set
-ARCHDSL_CACHE=off to disable it. The cache is the user's own (like __pycache__): a spec can
+that define the AST (grammar, parser, transformer, AST classes), so any change to those misses.
+Entries live in $ARCHDSL_CACHE_DIR, else $XDG_CACHE_HOME/archdsl/ast, else ~/.cache/archdsl/ast;
+set ARCHDSL_CACHE=off to disable it. The cache is the user's own (like __pycache__): a spec can
 neither name nor write an entry. Any failure to read or write it falls back to parsing.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ _HERE = Path(__file__).resolve().parent
 def _salt() -> bytes:
     from archdsl._version import __version__
     h = hashlib.sha256(__version__.encode())
-    for name in ("grammar.lark", "parser.py", "ast.py"):
+    for name in ("grammar.lark", "grammar.py", "parser.py", "transform.py", "ast.py"):
         h.update((_HERE / name).read_bytes())
     return h.digest()
 

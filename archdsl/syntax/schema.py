@@ -5,15 +5,12 @@ subclass, so the schema describes a whole `Module` as `parse(text).model_dump(mo
 writes it. Every node object lists exactly its fields (`additionalProperties: false`): a node
 dump carries no type tag, so the field names are what tells the alternatives apart.
 
-    python -m archdsl.syntax.schema --write   # regenerate archdsl/syntax/ast.schema.json
-    python -m archdsl.syntax.schema --check   # exit 1 if the committed file is stale
-    python -m archdsl.syntax.schema           # print the schema
+The committed ast.schema.json is `render()`'s text; `python -m archdsl.docs --write` regenerates
+it with the other generated files.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -77,31 +74,3 @@ def dump(module: A.Module) -> dict:
 
 def render() -> str:
     return json.dumps(ast_schema(), indent=2, sort_keys=False) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m archdsl.syntax.schema",
-                                 description="The JSON schema of the archdsl AST.")
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help=f"write {SCHEMA_PATH.name}")
-    mode.add_argument("--check", action="store_true",
-                      help=f"exit 1 if {SCHEMA_PATH.name} differs from the generated schema")
-    args = ap.parse_args(argv)
-    text = render()
-    if args.write:
-        SCHEMA_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {SCHEMA_PATH}")
-    elif args.check:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if current != text:
-            print(f"{SCHEMA_PATH} is out of date: run `python -m archdsl.syntax.schema --write`",
-                  file=sys.stderr)
-            return 1
-        print(f"{SCHEMA_PATH.name} is up to date")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,6 +70,7 @@ class TopologyModule(nn.Module):
     # ---- structure
     def _build_phases(self) -> None:
         object.__setattr__(self, "_phases", {n: build_phase(p.graph, self) for n, p in self.ir.phases.items()})
+        object.__setattr__(self, "_carriers", {n: _carrying_nets(p) for n, p in self.ir.phases.items()})
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -119,12 +120,18 @@ class TopologyModule(nn.Module):
         p = self.ir.phases[name]
         self._flush_stores(name)
         self._set_scheduled_states()
-        others = [self.nets[n] for n, d in self.ir.nets.items() if d.twin is None and n not in p.update]
+        for twin, spec in self.twins().items():
+            if spec.with_phase == name:
+                self._ema_update(twin, spec)
+        carried = self._carried(name)
+        others = [self.nets[n] for n, d in self.ir.nets.items()
+                  if d.twin is None and n not in p.update and n not in self._carriers[name]]
         if p.freeze and self._step() < p.freeze_steps:  # `freeze=`: no gradient, no optimizer step
             others = others + [_Params(self.nets[n], prefix) for n, prefix in p.freeze]
         others = others + [_Params(self.state, n) for n, st in self.ir.states.items()
                            if getattr(st, "trainable", False) and n not in p.params]
-        with _no_grad_for(others):  # a G-step leaves D's gradients untouched
+        # a G-step leaves D's gradients untouched; a carried value stands in for its state
+        with _no_grad_for(others), _reading(self._phases[name], carried):
             out = self._phases[name](*inputs)
         self._kept[name] = {k[5:]: v for k, v in out.items() if k.startswith("keep.")}
         logs = {k[4:]: v for k, v in out.items() if k.startswith("log.")}
@@ -138,9 +145,26 @@ class TopologyModule(nn.Module):
             if phase == starting:
                 continue
             for action in self.ir.phases[phase].actions:
-                if action.kind == "store" and action.tensors[0] in kept:
+                if action.kind in ("store", "carry") and action.tensors[0] in kept:
                     updates.run("store", [getattr(self.state, action.states[0])],
                                 [kept[action.tensors[0]]], action.options)  # after_step repeats it: same value
+
+    def _carried(self, starting: str) -> dict[str, torch.Tensor]:
+        """State name → the live tensor an earlier phase of this round carries to it (`after
+        carry(state, t)`), for the phase `starting` to read in place of the state's stored value."""
+        live, sources = {}, {}
+        for phase, p in self.ir.phases.items():
+            for action in p.actions:
+                if action.kind == "carry" and phase != starting:
+                    sources[action.states[0]] = phase
+                    kept = self._kept.get(phase, {})
+                    if action.tensors[0] in kept:
+                        live[action.states[0]] = kept[action.tensors[0]]
+        reads = {n.attrs["name"] for n in self.ir.phases[starting].graph.nodes() if n.kind == "state"}
+        for state in sorted(reads & set(sources) - set(live)):
+            raise RuntimeError(f"phase '{starting}' reads '{state}', which phase '{sources[state]}' carries "
+                               f"to it: run '{sources[state]}' first in each round (schedule(): {self.schedule()})")
+        return live
 
     def parameters(self, recurse: bool = True, phase: str | None = None) -> Iterator[nn.Parameter]:
         """All trained parameters, or only those the given phase trains (twins never; nor frozen
@@ -195,12 +219,11 @@ class TopologyModule(nn.Module):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        """Once per optimizer step: EMA twins ← m·twin + (1−m)·source, then the phases' updates."""
+        """Once per optimizer step: EMA twins ← m·twin + (1−m)·source (those without `with_phase`),
+        then the phases' updates."""
         for name, spec in self.twins().items():
-            m = self.momentum(name)
-            twin, source = self.nets[name], self.nets[spec.source]
-            for tp, sp in zip(twin.parameters(), source.parameters()):
-                tp.mul_(m).add_(sp.detach(), alpha=1.0 - m)
+            if spec.with_phase is None:
+                self._ema_update(name, spec)
         for phase, kept in self._kept.items():
             for action in self.ir.phases[phase].actions:
                 states = [getattr(self.state, s) for s in action.states]
@@ -212,6 +235,16 @@ class TopologyModule(nn.Module):
         self._kept.clear()
         self.steps += 1
 
+
+    @torch.no_grad()
+    def _ema_update(self, name: str, spec: EmaSpec) -> None:
+        m = self.momentum(name, self._step())
+        twin, source = self.nets[name], self.nets[spec.source]
+        for tp, sp in zip(twin.parameters(), source.parameters()):
+            tp.mul_(m).add_(sp.detach(), alpha=1.0 - m)
+        if spec.buffers:  # an integer buffer takes the formula's value truncated, as copy_ does
+            for tb, sb in zip(twin.buffers(), source.buffers()):
+                tb.copy_(tb * m + sb * (1.0 - m))
 
     # ---- progressive growth (PGGAN)
     def grow(self, **overrides) -> list[str]:
@@ -255,6 +288,24 @@ class TopologyModule(nn.Module):
         self._kept.clear()
         return fresh
 
+    def progress(self, images: int) -> bool:
+        """PGGAN's schedule (schedule.progressive_schedule over the topology's `max_res`,
+        `training_kimg`, `transition_kimg`) after `images` training images: grow() as far as its
+        resolution and set alpha. True when the networks grew: build the optimizers again (the
+        release resets Adam's state at each new resolution too)."""
+        from archdsl.ir.schedule import progressive_schedule
+        args = self.ir.args
+        missing = [a for a in ("res", "max_res", "training_kimg", "transition_kimg") if a not in args]
+        if missing or not hasattr(self.state, "alpha"):
+            raise ValueError(f"topology '{self.ir.name}' has no progressive schedule (needs the parameters "
+                             f"res, max_res, training_kimg, transition_kimg and `state alpha`)")
+        res, alpha = progressive_schedule(images, args["max_res"], 2, args["training_kimg"], args["transition_kimg"])
+        grew = res > args["res"]
+        if grew:
+            self.grow(res=res)
+        self.set_alpha(alpha)
+        return grew
+
     def set_alpha(self, alpha: float) -> None:
         """The fade-in weight of the newest layers (state `alpha`): 0 = the previous resolution's
         path only, 1 = the new layers only. A state, never a trained parameter."""
@@ -285,6 +336,33 @@ class _Params:
     def parameters(self):
         return (p for k, p in self.net.named_parameters()
                 if k == self.prefix or k.startswith(self.prefix + "."))
+
+
+def _carrying_nets(phase) -> set[str]:
+    """The networks whose outputs the phase carries to a later one (`after carry`): they keep
+    their gradient path in this phase although it does not update them."""
+    import networkx as nx
+    out = set()
+    for action in phase.actions:
+        if action.kind == "carry":
+            for node in nx.ancestors(phase.graph.g, action.tensors[0]) | {action.tensors[0]}:
+                if phase.graph.node(node).kind == "net":
+                    out.add(phase.graph.node(node).attrs["name"])
+    return out
+
+
+@contextlib.contextmanager
+def _reading(phase: nn.Module, carried: dict[str, torch.Tensor]):
+    """The phase's forward reads each carried tensor where it reads that state."""
+    if not carried:
+        yield
+        return
+    held = {name: phase.state._buffers[name] for name in carried}
+    phase.state._buffers.update(carried)
+    try:
+        yield
+    finally:
+        phase.state._buffers.update(held)
 
 
 @contextlib.contextmanager

@@ -64,7 +64,18 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
                    lr_inside_momentum=o["lr_inside_momentum"])
     if spec.clip_grad > 0:
         opt.register_step_pre_hook(lambda optimizer, args, kwargs: _clip_each(optimizer, spec.clip_grad))
+    if o.get("tf_eps"):
+        opt.register_step_pre_hook(lambda optimizer, args, kwargs: _tf_eps(optimizer, o["eps"]))
     return opt
+
+
+def _tf_eps(optimizer: torch.optim.Optimizer, eps: float) -> None:
+    """TensorFlow's Adam step, lr·sqrt(1 − β2^t)/(1 − β1^t) · m / (sqrt(v) + ε), is torch's with
+    ε / sqrt(1 − β2^t) in place of ε (t: the step about to be taken)."""
+    for g in optimizer.param_groups:
+        state = optimizer.state.get(g["params"][0], {})
+        t = int(state["step"]) + 1 if "step" in state else 1
+        g["eps"] = eps / (1.0 - g["betas"][1] ** t) ** 0.5
 
 
 def _clip_each(optimizer: torch.optim.Optimizer, clip: float) -> None:

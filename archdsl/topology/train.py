@@ -1,9 +1,10 @@
 """A small real training loop over a TopologyModule, for trying a topology in one command.
 
 Synthetic data: a fixed pool of random inputs shaped like the topology's inputs (integer
-inputs drawn from range(classes)); every step draws a batch from the pool, so a topology that
-learns shows a falling loss. Optimizers: the topology's recipe (`configure_optimizers()`: each
-phase's declared optimizer, groups and schedules, set every step) when every phase declares one
+inputs drawn from range(classes)); each run of a round's first phase draws a batch from the
+pool, which the round's later phases reuse, so a topology that learns shows a falling loss.
+Optimizers: the topology's recipe (`configure_optimizers()`: each phase's declared optimizer,
+groups and schedules, set every step) when every phase declares one
 and neither `optimizer` nor `lr` is given; else one Adam (betas (0.5, 0.999)) or SGD (momentum
 0.9) per phase over `parameters(phase=…)`, at `lr` (1e-3 by default) — times
 `topo.lr_scale(step)` when the topology declares `lr = cosine_lr(...)`. Each round runs the
@@ -97,11 +98,16 @@ def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimize
     topo.train()
     history = []
     g = torch.Generator().manual_seed(seed + 1)
+    schedule = topo.schedule()
     for step in range(steps):
         losses, logs = {}, {}
         set_lr(int(topo.steps))
-        for phase in topo.schedule():
-            idx = torch.randperm(len(data[0]), generator=g)[:batch]
+        for phase in schedule:
+            # a new batch for each run of the round's first phase (each of k D-steps); the later
+            # phases take the last one, as the official GAN loops do (a value carried from the
+            # D-step to the G-step belongs to that batch)
+            if phase == schedule[0]:
+                idx = torch.randperm(len(data[0]), generator=g)[:batch]
             out = topo(*[d[idx] for d in data], phase=phase)
             out.loss.backward()
             optims[phase].step()

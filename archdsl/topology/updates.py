@@ -34,9 +34,9 @@ def init_state(init, shape, dtype):
 
 def run(kind: str, states, tensors, options) -> None:
     import torch
-    from archdsl.topology import dist
+    from archdsl.nn import dist
     with torch.no_grad():
-        if kind == "store":
+        if kind in ("store", "carry"):
             states[0].copy_(tensors[0].detach())
             return
         if kind == "enqueue":

@@ -43,7 +43,7 @@ def randaugment_case(draw):
     attrs: dict = {}
     maybe(draw, attrs, "n", draw(st.integers(1, 3)))
     maybe(draw, attrs, "m", draw(st.sampled_from([0, 9, 27.5, 30])))
-    from archdsl.topology.augment import OPS
+    from archdsl.nn.augment import OPS
     maybe(draw, attrs, "ops", draw(st.lists(st.sampled_from(OPS), min_size=1, max_size=4)))
     return Case("randaugment", attrs, [x])
 

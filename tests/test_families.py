@@ -1,0 +1,127 @@
+"""Whole timm families by arguments (issue 14 §2).
+
+For each family of tools/make_family_fixtures.py, the fixture tests/fixtures/families/<family>.json.gz
+holds what timm 1.0.31 registers: per model its parameter count and the key → shape of every
+floating tensor of its state_dict (made by that tool on the meta device). Every name a variant
+reproduces (specs/timm/<family>.arch, else the stdlib) must have exactly those keys and shapes,
+from shapes alone (no module is built), and that parameter count; every other name must be
+listed as missing with a reason; and the README's table must be the one the tool prints.
+(The outputs of a sample of these models are compared with timm's in test_reference.py.)
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+import archdsl
+from archdsl.ops import REGISTRY
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import make_family_fixtures as families  # noqa: E402
+
+
+@lru_cache(maxsize=None)
+def _fixture(name: str) -> dict:
+    return families.load_fixture(name)
+
+
+@lru_cache(maxsize=None)
+def _mapped(name: str) -> dict[str, tuple[str | None, str]]:
+    return families.mapped(families.family(name), _fixture(name)["models"])
+
+
+def _cases() -> list[tuple[str, str]]:
+    return [(fam.name, model) for fam in families.FAMILIES for model in _mapped(fam.name)]
+
+
+def _state(graph) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The key → shape of every parameter, and of every floating buffer, from the IR's static
+    rules."""
+    params, buffers = {}, {}
+    for n in graph.nodes():
+        if n.kind == "param":
+            params[n.id] = list(n.shape)
+        elif n.kind == "buffer":
+            buffers[n.id] = list(n.shape)
+        elif n.kind == "op":
+            op, ins = REGISTRY[n.op], graph.input_shapes(n)
+            params.update({f"{n.id}.{k}": list(s) for k, s in op.params(n.attrs, ins).items()})
+            buffers.update({f"{n.id}.{k}": list(s) for k, s in op.buffers(n.attrs, ins).items()})
+    return params, buffers
+
+
+@pytest.mark.parametrize("family,model", _cases(), ids=[m for _, m in _cases()])
+def test_variant_has_the_timm_models_keys_shapes_and_params(family, model):
+    spec, variant = _mapped(family)[model]
+    graph = archdsl.load_graph(spec or variant, variant if spec else None)
+    want = _fixture(family)["models"][model]
+    params, buffers = _state(graph)
+    ours, theirs = {**params, **buffers}, dict(want["state"])
+    assert sorted(set(ours) - set(theirs)) == [] and sorted(set(theirs) - set(ours)) == []
+    assert {k: v for k, v in ours.items() if theirs[k] != v} == {}
+    assert sum(math.prod(s) for s in params.values()) == want["params"]
+
+
+def test_every_name_is_reproduced_or_missing_with_a_reason():
+    for fam in families.FAMILIES:
+        row = families.summary(fam)
+        assert row["reproduced"] + len(row["missing"]) == row["names"]
+        unexplained = sorted(n for n, why in row["missing"].items() if why == "no variant yet")
+        assert unexplained == [], f"{fam.name}: timm names with neither a variant nor a reason"
+        # a reason that no longer applies (its names are all reproduced) is stale
+        for pattern in fam.missing:
+            assert any(fnmatch.fnmatchcase(n, pattern) for n in row["missing"]), \
+                f"{fam.name}: nothing is missing for {pattern!r} any more"
+
+
+def test_the_table_files_name_only_timm_models():
+    for fam in families.FAMILIES:
+        path = families.table_file(fam)
+        if path.exists():
+            from archdsl.syntax import ast, parse
+            names = {i.name for i in parse(path.read_text()).items if isinstance(i, ast.Variant)}
+            assert names <= set(_fixture(fam.name)["models"]), \
+                f"{path.name} declares names timm does not register for {fam.name}"
+
+
+def test_the_readme_table_is_current():
+    text = families.README.read_text(encoding="utf-8")
+    start, end = families.readme_section(text)
+    assert text[start:end].strip() == families.readme_table().strip(), \
+        "README's family table is stale: python tools/make_family_fixtures.py --write-readme"
+
+
+# ---- outputs, for a sample: one name per new argument ---------------------------------------------
+# tests/fixtures/families/outputs: tools/make_timm_fixtures.py (timm 1.0.31) with the state_dict
+# list dropped (the family fixture has it). Under the deterministic fill the outputs agree to 1e-4
+# of their largest magnitude, as tests/test_reference.py's.
+
+OUTPUTS = Path(__file__).parent / "fixtures" / "families" / "outputs"
+SLOW = {"vit_base_patch32_clip_quickgelu_224", "vit_base_patch16_siglip_gap_224", "hrnet_w18_ssld",
+        "convnext_large_mlp", "swin_s3_tiny_224"}
+SAMPLE = sorted(p.name[len("timm__"):-len(".json")] for p in OUTPUTS.glob("timm__*.json"))
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
+                                   for m in SAMPLE])
+def test_sampled_outputs_equal_timms(model):
+    import torch
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from fill import reference_fill_, reference_input
+    fixture = json.loads((OUTPUTS / f"timm__{model}.json").read_text())
+    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
+    spec, variant = _mapped(family)[model]
+    net = archdsl.load_spec(spec or variant, variant if spec else None).eval()
+    reference_fill_(net)
+    with torch.no_grad():
+        y = net(reference_input(fixture["input_shape"]))
+    expected = torch.tensor(fixture["output"]).reshape(fixture["output_shape"])
+    assert list(y.shape) == fixture["output_shape"]
+    assert (y - expected).abs().max().item() <= 1e-4 * fixture["output_abs_max"]
+    del net
