@@ -27,7 +27,13 @@ def load_graph(spec: str | Path | None = None, variant: str | None = None, *,
                input_shape: Shape | list[Shape] | None = None, source: str | None = None,
                **overrides: Any) -> Graph:
     """Parse, resolve and elaborate a spec into a typed IR graph (no torch involved)."""
-    module, callee, var_name, refs, values = _resolve(spec, variant, source, overrides)
+    return _network(_resolve(spec, variant, source, overrides), spec, variant, input_shape, source,
+                    overrides)
+
+
+def _network(resolved, spec, variant, input_shape, source, overrides: dict) -> Graph:
+    """load_graph's graph from what `_resolve` gave."""
+    module, callee, var_name, refs, values = resolved
     if _is_topology(callee):
         raise ArchError(f"'{var_name or block_of(callee).name}' is a topology, not a network",
                         hint="build it with load_spec (a TopologyModule) or inspect load_topology")
@@ -255,7 +261,8 @@ def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
     from archdsl.lower.size_guard import check_fits
     device = _device(device)
     limit = 0 if device.type == "meta" else max_bytes   # 0: no limit
-    module, callee, _, _, _ = _resolve(spec, variant, source, {})
+    resolved = _resolve(spec, variant, source, overrides)
+    callee = resolved[1]
     if _is_topology(callee):
         import torch
 
@@ -264,7 +271,7 @@ def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
         check_fits((d.first_graph for d in ir.nets.values() if d.graphs), limit)
         with torch.device(device):
             return TopologyModule(ir, seed=seed, reload=reload_topology)
-    graph = load_graph(spec, variant, input_shape=input_shape, source=source, **overrides)
+    graph = _network(resolved, spec, variant, input_shape, source, overrides)
     check_fits([graph], limit)
     module = build(graph, seed=seed, device=device)
     module.arch_graph = graph

@@ -503,11 +503,15 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
 
 @main.command("train")
 @_spec_options
-@click.option("--synthetic", is_flag=True, required=True,
-              help="Train on a pool of random inputs shaped like the topology's (the only data "
-                   "source of this command: it is for trying a topology, not for real runs).")
+@click.option("--synthetic", is_flag=True,
+              help="Train on a pool of random inputs shaped like the topology's (for trying a topology).")
+@click.option("--data", "data_dir", metavar="FOLDER", type=click.Path(file_okay=False),
+              help="Train on an image folder, FOLDER/<class>/*.png|jpg (torchvision's ImageFolder): images "
+                   "decoded with Pillow, resized and centre-cropped to the image input's size, in [0, 1]; "
+                   "a topology with a `views` argument gets views=true (it makes its own views).")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Rounds of the topology's phases (each followed by after_step()).")
+              help="Rounds of the topology's phases (each followed by after_step()); with --resume, the "
+                   "total including the rounds already done.")
 @click.option("--lr", type=float, default=None,
               help="Learning rate of --optimizer (default 1e-3); giving it replaces the recipe.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None,
@@ -516,18 +520,37 @@ def viz_cmd(spec, variant, overrides, inputs, dtype, output, depth, expand, colo
                    "topologies that declare none is adam.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Integer inputs (labels, indices) are drawn from range(CLASSES): keep it within "
-                   "what the spec accepts (its num_classes, vocabulary, memory-bank size).")
+              help="With --synthetic, integer inputs (labels, indices) are drawn from range(CLASSES): keep "
+                   "it within what the spec accepts (its num_classes, vocabulary, memory-bank size).")
+@click.option("--checkpoint", "checkpoint", metavar="PATH", type=click.Path(dir_okay=False),
+              default="checkpoint.pt", show_default=True,
+              help="Where --checkpoint-every writes the training state (replaced each time).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Save the whole training state (networks, optimizers, schedules' step, EMA twins, "
+                   "queues, data position, RNG) every N rounds.")
+@click.option("--resume", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
+              help="Continue exactly from a checkpoint of this command (same spec, arguments and inputs).")
+@click.option("--metrics", "--log", "log_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Append one CSV row per round: losses, logged values, learning rates (under "
+                   "torchrun write --metrics: torchrun takes --log for its own --log-dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's losses as JSON lines.")
-def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, optimizer, seed, classes,
-              as_json):
-    """Train a topology for a few steps on synthetic data, showing its losses.
+def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, data_dir, steps, lr, optimizer, seed,
+              classes, checkpoint, checkpoint_every, resume, log_path, as_json):
+    """Train a topology on synthetic data or an image folder, showing its losses.
 
     Example: archdsl train moco_v2 --synthetic --steps 10 --set backbone=resnet18 --set img=64
     --input 8x3x64x64 --input 8x3x64x64
+
+    Example: archdsl train simclr_v1 --data images/ --set backbone=resnet18 --set img=64
+    --input 32x3x73x73 --checkpoint-every 100 --metrics metrics.csv
+
+    Under `torchrun --nproc-per-node N -m archdsl train …` every process trains its share of each
+    batch (DDP, gloo); rank 0 prints, logs and writes the checkpoints.
     """
-    from archdsl.topology.train import check_batch, synthetic_pool, train
-    with _errors():
+    from archdsl.topology.data import DataError
+    if synthetic == bool(data_dir):
+        raise click.UsageError("give one data source: --synthetic or --data FOLDER")
+    with _errors(), _distributed() as (rank, world):
         args = _spec(spec)
         if _kind(args, variant) != "topology":
             raise archdsl.ArchError(
@@ -535,18 +558,65 @@ def train_cmd(spec, variant, overrides, inputs, dtype, synthetic, steps, lr, opt
                 hint=f"train a classifier with the supervised topology: `archdsl train "
                      f"bag_of_tricks_resnet50 --synthetic --set backbone={spec} --set num_classes=10 "
                      f"--set img=64 --input 8x3x64x64 --input 8`; `archdsl list` shows every topology")
+        if data_dir and "views" not in overrides and _takes_views(args, variant):
+            overrides = {**overrides, "views": archdsl.SpecText("true")}
         with report.Spinner(f"building {spec}"):
             topo = archdsl.load_spec(**args, variant=variant, input_shape=inputs, seed=seed, **overrides)
-        check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
-        data = synthetic_pool(topo, classes=classes, seed=seed)
-        if as_json:
-            with _integer_inputs_hint(classes):
-                train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, data=data,
-                      on_step=lambda e: click.echo(json.dumps({"step": e.step, "losses": e.losses,
-                                                               "logs": e.logs})))
-            return
-        with report.training_bar(f"training {spec}", steps) as show, _integer_inputs_hint(classes):
-            history = train(topo, steps, lr=lr, optimizer=optimizer, seed=seed, data=data, on_step=show)
+        try:
+            _train(topo, spec, data_dir, rank, world, dict(
+                steps=steps, lr=lr, optimizer=optimizer, seed=seed, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, resume=resume, log=log_path), classes, as_json)
+        except DataError as e:
+            raise _Failed(f"error: {e}") from None
+        except ValueError as e:
+            if not str(e).startswith("--resume"):
+                raise
+            raise _Failed(f"error: {e}") from None
+
+
+def _takes_views(args: dict, variant) -> bool:
+    sig = archdsl.spec_args(args["spec"], variant, source=args.get("source"))
+    return any(a.name == "views" for a in sig.arguments)
+
+
+@contextmanager
+def _distributed():
+    """(rank, world): under torchrun (WORLD_SIZE > 1), a gloo process group for the command."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield 0, 1
+        return
+    import torch.distributed as torch_dist
+    torch_dist.init_process_group("gloo")
+    try:
+        yield torch_dist.get_rank(), world
+        torch_dist.barrier()
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def _train(topo, spec: str, data_dir, rank: int, world: int, options: dict, classes: int, as_json: bool):
+    from archdsl.topology.data import ImageFolderSource
+    from archdsl.topology.train import check_batch, input_specs, synthetic_pool, train
+    seed = options["seed"]
+    if data_dir:
+        options["source"] = ImageFolderSource(data_dir, input_specs(topo), seed=seed, rank=rank, world=world)
+    else:
+        options["data"] = synthetic_pool(topo, classes=classes, seed=seed)
+    check_batch(topo.ir)  # before the progress bar: a batch too small for the loss
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        options["model"] = DDP(topo, find_unused_parameters=len(topo.phases) > 1)
+    if as_json or rank != 0:
+        def show(e):
+            if rank == 0:
+                click.echo(json.dumps({"step": e.step, "losses": e.losses, "logs": e.logs}))
+        with _integer_inputs_hint(classes):
+            train(topo, on_step=show, **options)
+        return
+    with report.training_bar(f"training {spec}", options["steps"]) as show, _integer_inputs_hint(classes):
+        history = train(topo, on_step=show, **options)
+    if history:
         first, last = history[0].losses, history[-1].losses
         for phase in first:
             click.echo(f"{phase}: loss {first[phase]:.4f} → {last[phase]:.4f}")

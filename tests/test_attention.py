@@ -595,3 +595,32 @@ def test_shifted_swin_block_compiles_without_graph_breaks():
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
         assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
+def test_shifted_swin_block_trains_like_the_explicit_form():
+    """With gradients on the CPU the learned bias plus shift mask is applied explicitly
+    (archdsl/nn/attention.py); the output and every gradient equal the hand-written block's."""
+    ours = randomize_(build("SwinBlock", (2, 10, 13, 48), num_heads=3, window=4, shift=2))
+    ref = RefSwinBlock(48, 3, (10, 13), 4, 2)
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 10, 13, 48, generator=torch.Generator().manual_seed(1))
+    outs = [m(x) for m in (ours, ref)]
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for out in outs:
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    grads = [dict((k, p.grad) for k, p in m.named_parameters()) for m in (ours, ref)]
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-4), k
+
+
+def test_masked_sdpa_is_sdpa_without_gradients_and_the_explicit_form_with_them():
+    from archdsl.nn.attention import masked_sdpa
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=gen) for _ in range(3))
+    bias = torch.randn(3, 5, 5, generator=gen).requires_grad_()
+    with torch.no_grad():
+        assert torch.equal(masked_sdpa(q, k, v, bias, 0.7),
+                           F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.7))
+    got = masked_sdpa(q, k, v, bias, 0.7)
+    assert got.grad_fn is not None and torch.allclose(got, attend(q * 0.7 / 0.5, k, v, bias), atol=1e-5)

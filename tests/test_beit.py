@@ -5,6 +5,7 @@ loss is the cross-entropy of the visual tokens at the masked positions only."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,170 @@ def test_tiny_mim_network_compiles_without_graph_breaks():
     mask[:, :5] = True
     compiled(x, mask).sum().backward()
     assert x.grad is not None
+
+
+# ---- step for step against unilm's pre-training loop (tiny network, float64)
+
+class TorchRandom:
+    """Python's `random.uniform` / `random.randint` drawing from torch's global generator (the spec's
+    masking draws there, so that a seed reproduces a batch's masks)."""
+
+    @staticmethod
+    def uniform(a, b):
+        return a + (b - a) * torch.rand(()).item()
+
+    @staticmethod
+    def randint(a, b):
+        return int(torch.randint(a, b + 1, ()).item())
+
+
+class RefMaskingGenerator:
+    """unilm beit/masking_generator.py MaskingGenerator (exact=False) and Atten4Vis/CAE
+    furnace/masking_generator.py's (exact=True: `while mask_count != num_masking_patches`, no break
+    on a failed attempt), transcribed with `random` drawing from torch (TorchRandom)."""
+
+    def __init__(self, input_size, num_masking_patches, min_num_patches=4, max_num_patches=None, min_aspect=0.3,
+                 max_aspect=None, exact=False):
+        self.height, self.width = input_size
+        self.num_masking_patches, self.min_num_patches, self.exact = num_masking_patches, min_num_patches, exact
+        self.max_num_patches = num_masking_patches if max_num_patches is None else max_num_patches
+        max_aspect = max_aspect or 1 / min_aspect
+        self.log_aspect_ratio = (math.log(min_aspect), math.log(max_aspect))
+
+    def _mask(self, mask, max_mask_patches):
+        random, delta = TorchRandom, 0
+        for _ in range(10):
+            target_area = random.uniform(self.min_num_patches, max_mask_patches)
+            aspect_ratio = math.exp(random.uniform(*self.log_aspect_ratio))
+            h = int(round(math.sqrt(target_area * aspect_ratio)))
+            w = int(round(math.sqrt(target_area / aspect_ratio)))
+            if w < self.width and h < self.height:
+                top = random.randint(0, self.height - h)
+                left = random.randint(0, self.width - w)
+                num_masked = mask[top: top + h, left: left + w].sum()
+                if 0 < h * w - num_masked <= max_mask_patches:
+                    for i in range(top, top + h):
+                        for j in range(left, left + w):
+                            if mask[i, j] == 0:
+                                mask[i, j] = 1
+                                delta += 1
+                if delta > 0:
+                    break
+        return delta
+
+    def __call__(self):
+        import numpy as np
+        mask = np.zeros(shape=(self.height, self.width), dtype=np.int8)
+        mask_count = 0
+        while (mask_count != self.num_masking_patches) if self.exact else (mask_count < self.num_masking_patches):
+            max_mask_patches = min(self.num_masking_patches - mask_count, self.max_num_patches)
+            delta = self._mask(mask, max_mask_patches)
+            if delta == 0 and not self.exact:
+                break
+            mask_count += delta
+        return mask
+
+    def batch(self, b):
+        """The masks of a batch, drawn image by image as the dataset's __getitem__ does."""
+        return torch.stack([torch.from_numpy(self()).flatten().bool() for _ in range(b)])
+
+
+def test_spec_block_masking_draws_the_official_generators_masks():
+    """Under one seed the topology's block masking (BEiT's and CAE's exact form) draws what the
+    official generators draw, mask for mask, at the base settings (75 / 98 of 14 x 14)."""
+    for n, exact in ((75, "false"), (98, "true")):
+        net = archdsl.load_spec(source=f"from ssl.beit import BlockMasking\nvariant m = BlockMasking({n}, 16, [14, 14], "
+                                       f"exact={exact})\n", input_shape=[(6, 196)])
+        torch.manual_seed(3)
+        ours = net(torch.zeros(6, 196, dtype=torch.long))
+        torch.manual_seed(3)
+        ref = RefMaskingGenerator((14, 14), n, min_num_patches=16, exact=exact == "true").batch(6)
+        assert torch.equal(ours, ref)
+        assert (ref.sum(1) == n).all() if exact == "true" else (ref.sum(1) <= n).all()
+
+
+def unilm_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0,
+                           warmup_steps=-1):
+    """microsoft/unilm beit/utils.py cosine_scheduler."""
+    import numpy as np
+    warmup_schedule, warmup_iters = np.array([]), warmup_epochs * niter_per_ep
+    if warmup_steps > 0:
+        warmup_iters = warmup_steps
+    if warmup_epochs > 0:
+        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    schedule = np.array([final_value + 0.5 * (base_value - final_value) * (1 + math.cos(math.pi * i / len(iters)))
+                         for i in iters])
+    return np.concatenate((warmup_schedule, schedule))
+
+
+def unilm_parameter_groups(model, weight_decay, skip_list):
+    """beit/optim_factory.py get_parameter_groups (no layer decay: lr_scale 1)."""
+    names, groups = [], {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = len(param.shape) == 1 or name.endswith(".bias") or name in skip_list
+        key = "no_decay" if no_decay else "decay"
+        if key not in groups:
+            groups[key] = {"weight_decay": 0. if no_decay else weight_decay, "params": [], "lr_scale": 1.}
+            names.append(key)
+        groups[key]["params"].append(param)
+    return [groups[k] for k in names]
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_table", "table_per_block"])
+def test_pretraining_steps_equal_unilm_engine_for_pretraining(shared):
+    """run_beit_pretraining.py + engine_for_pretraining.py train_one_epoch: per-iteration lr (warm-up
+    from 0, cosine) and weight decay set on the groups of optim_factory.get_parameter_groups
+    (skip list: model.no_weight_decay() = pos_embed, cls_token), AdamW(betas 0.9, 0.98), the masked
+    patches' logits → cross-entropy against their tokens, clip_grad_norm_ over every parameter.
+    Five steps over three epochs of two; the masks drawn by masking_generator.py (the same draws). shared:
+    run_beit_pretraining.py's default --rel_pos_bias (one relative position table for all blocks),
+    else a table per block (the spec's default)."""
+    from recipe_checks import close, close_all, recipe_step, updated_by
+    from test_releases import RefBeitMIM
+    ipe, epochs, base_lr, wd, clip = 2, 3, 1e-3, 0.05, 0.1
+    mim = f"{MIM}, shared_rel_pos_bias={str(shared).lower()}"
+    src = (f"from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\nvariant t = BEiTPretrain(model=BeitMIM({mim}), "
+           f"patch=4, num_masking_patches=6, min_num_patches=2, img=16, epochs={epochs}, steps_per_epoch={ipe}, "
+           f"base_lr={base_lr}, min_lr=1e-5, warmup_epochs=1, weight_decay={wd}, clip_grad={clip})\n")
+    t = archdsl.load_spec(source=src, seed=0).double()
+    optimizers, schedule = t.configure_optimizers()
+    model = RefBeitMIM(shared=shared).double()
+    index = {k: v for k, v in model.state_dict().items() if k.endswith("relative_position_index")}
+    model.load_state_dict({**t.nets["beit"].state_dict(), **index})
+    optimizer = torch.optim.AdamW(unilm_parameter_groups(model, wd, {"pos_embed", "cls_token"}), lr=base_lr,
+                                  weight_decay=0., eps=1e-8, betas=(0.9, 0.98))
+    assert len(updated_by(optimizers["train"])) == len(list(model.parameters()))
+    lr_schedule = unilm_cosine_scheduler(base_lr, 1e-5, epochs, ipe, warmup_epochs=1)
+    wd_schedule = unilm_cosine_scheduler(wd, wd, epochs, ipe)
+    g = torch.Generator().manual_seed(0)
+    for it in range(5):
+        imgs = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64)
+        tokens = torch.randint(0, 6, (2, 16), generator=g)
+        ours_lrs = {n: grp for grp in optimizers["train"].param_groups for n in grp["names"]}
+        torch.manual_seed(100 + it)
+        loss, grads = recipe_step(t, optimizers, schedule, imgs, tokens)
+        assert ours_lrs["beit.mask_token"]["lr"] == pytest.approx(lr_schedule[it], rel=1e-12, abs=1e-15)
+        assert ours_lrs["beit.mask_token"]["weight_decay"] == pytest.approx(wd_schedule[it], rel=1e-12)
+        assert ours_lrs["beit.cls_token"]["weight_decay"] == 0 and ours_lrs["beit.norm.weight"]["weight_decay"] == 0
+
+        for group in optimizer.param_groups:
+            group["lr"] = lr_schedule[it] * group["lr_scale"]
+            if group["weight_decay"] > 0:
+                group["weight_decay"] = wd_schedule[it]
+        torch.manual_seed(100 + it)
+        bool_masked_pos = RefMaskingGenerator((4, 4), 6, min_num_patches=2).batch(2)
+        outputs = model(imgs, bool_masked_pos)
+        ref_loss = torch.nn.CrossEntropyLoss()(input=outputs, target=tokens[bool_masked_pos])
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        assert norm > clip  # the clip is active
+        optimizer.step()
+        close(loss, ref_loss, f"step {it} loss")
+        close_all({k.split(".", 1)[1]: v for k, v in grads.items()}, ref_grads, f"step {it} grad")
+        close_all(t.nets["beit"].state_dict(), {k: v for k, v in model.state_dict().items() if k not in index},
+                  f"step {it} weights")

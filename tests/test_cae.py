@@ -288,3 +288,63 @@ def test_short_training_run_lowers_the_loss():
         main.append(out.logs["loss_main"].item())
     assert sum(total[-3:]) / 3 < 0.6 * sum(total[:3]) / 3, total
     assert sum(main[-3:]) / 3 < 0.85 * sum(main[:3]) / 3, main   # the token prediction itself improves
+
+
+def test_pretraining_steps_equal_caes_engine_for_pretraining():
+    """Atten4Vis/CAE tools/run_pretraining.py + furnace/engine_for_pretraining.py train_one_epoch
+    (and furnace/optim_factory.py, furnace/utils.py cosine_scheduler: BEiT's, ported in
+    tests/test_beit.py): per-iteration lr / weight decay on the groups of get_parameter_groups
+    (ContextAutoencoderViT has no no_weight_decay list; the frozen sincos tables and the alignment
+    encoder are left out), AdamW, loss = CE(decoder logits, masked tokens) + 2 · MSE(latent_predict,
+    alignment encoder on the complement), clip_grad_norm_ over every parameter; the alignment encoder
+    takes the encoder's weights after each forward (alignment_parameter_update shares their data).
+    Five steps over three epochs of two; the masks drawn by furnace/masking_generator.py (ported in
+    tests/test_beit.py, the same draws)."""
+    from recipe_checks import close, close_all, recipe_step, updated_by
+    from test_beit import RefMaskingGenerator, unilm_cosine_scheduler, unilm_parameter_groups
+    ipe, epochs, base_lr, wd, clip = 2, 3, 1e-3, 0.05, 0.1
+    src = (f"from ssl.cae import CAEPretrain\nvariant t = CAEPretrain({TINY}, epochs={epochs}, steps_per_epoch={ipe}, "
+           f"base_lr={base_lr}, min_lr=1e-5, warmup_epochs=1, weight_decay={wd}, clip_grad={clip})\n")
+    t = archdsl.load_spec(source=src, seed=0).double()
+    optimizers, schedule = t.configure_optimizers()
+    model = nn.ModuleDict({"encoder": Encoder(16, 4, 32, 2, 2), "alignment": Encoder(16, 4, 32, 2, 2),
+                           "regressor_decoder": RegressorDecoder(16, 32, 2, 2, 1, 6)}).double()
+    for net in ("encoder", "regressor_decoder"):
+        model[net].load_state_dict(_ours_to_ref(t.nets[net].state_dict()))
+    for p_enc, p_align in zip(model["encoder"].parameters(), model["alignment"].parameters()):  # _init_alignment_encoder
+        p_align.data.copy_(p_enc.data)
+        p_align.requires_grad = False
+    optimizer = torch.optim.AdamW(unilm_parameter_groups(model, wd, {}), lr=base_lr, weight_decay=0., eps=1e-8)
+    assert len(updated_by(optimizers["train"])) == sum(p.requires_grad for p in model.parameters())
+    lr_schedule = unilm_cosine_scheduler(base_lr, 1e-5, epochs, ipe, warmup_epochs=1)
+    g = torch.Generator().manual_seed(0)
+    for it in range(5):
+        imgs = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64)
+        tokens = torch.randint(0, 6, (2, 16), generator=g)
+        torch.manual_seed(100 + it)
+        loss, grads = recipe_step(t, optimizers, schedule, imgs, tokens)
+        values = {n: grp for grp in optimizers["train"].param_groups for n in grp["names"]}
+        assert values["regressor_decoder.mask_token"]["lr"] == pytest.approx(lr_schedule[it], rel=1e-12, abs=1e-15)
+        assert values["encoder.cls_token"]["weight_decay"] == wd and values["encoder.norm.bias"]["weight_decay"] == 0
+
+        for group in optimizer.param_groups:
+            group["lr"] = lr_schedule[it] * group["lr_scale"]
+        torch.manual_seed(100 + it)
+        bool_masked_pos = RefMaskingGenerator((4, 4), 8, min_num_patches=2, exact=True).batch(2)
+        x_unmasked = model["encoder"](imgs, bool_masked_pos)
+        with torch.no_grad():
+            latent_target = model["alignment"](imgs, ~bool_masked_pos)[:, 1:, :]
+            for p_enc, p_align in zip(model["encoder"].parameters(), model["alignment"].parameters()):
+                p_align.data = p_enc.data   # alignment_parameter_update: a complete copy
+        latent_predict, logits = model["regressor_decoder"](x_unmasked, bool_masked_pos)
+        loss_main = nn.CrossEntropyLoss()(input=logits.reshape(-1, 6), target=tokens[bool_masked_pos])
+        ref_loss = loss_main + 2 * F.mse_loss(latent_predict, latent_target.detach(), reduction="mean")
+        optimizer.zero_grad()
+        ref_loss.backward()
+        ref_grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        assert torch.nn.utils.clip_grad_norm_(model.parameters(), clip) > clip   # the clip is active
+        optimizer.step()
+        close(loss, ref_loss, f"step {it} loss")
+        close_all(_ours_to_ref(grads), ref_grads, f"step {it} grad")
+        for net in ("encoder", "regressor_decoder", "alignment"):
+            close_all(_ours_to_ref(t.nets[net].state_dict()), model[net].state_dict(), f"step {it} {net}")

@@ -103,3 +103,88 @@ def test_cli_train_runs_three_synthetic_steps():
                                        "--set", "window=1600", "--set", "steps=3", "--input", "4x1x1600"])
     assert result.exit_code == 0, result.output
     assert len([line for line in result.output.splitlines() if line.startswith("{")]) == 3
+
+
+class RefCDCK2(HandCPC):
+    """CDCK2.forward (jefflai108/Contrastive-Predictive-Coding-PyTorch src/model/model.py): one
+    t_samples drawn per batch, the GRU run over z[:, :t + 1] from a zero hidden state, W_k c_t for
+    each k, and for each k the log-softmax over dim 1 (the predictions) of z_{t+k} · predᵀ, its
+    diagonal summed; nce = −Σ / (B · timestep)."""
+
+    def __init__(self, hidden, context, steps, window):
+        super().__init__(hidden, context, steps)
+        self.timestep, self.seq_len, self.hidden = steps, window, hidden
+
+    def nce(self, x):
+        batch = x.size(0)
+        t_samples = torch.randint(self.seq_len // 160 - self.timestep, size=(1,)).long()
+        z = self.encoder(x).transpose(1, 2)
+        encode_samples = torch.empty((self.timestep, batch, self.hidden), dtype=x.dtype)
+        for i in range(1, self.timestep + 1):
+            encode_samples[i - 1] = z[:, t_samples + i, :].view(batch, self.hidden)
+        hidden0 = torch.zeros(1, batch, self.gru.hidden_size, dtype=x.dtype)
+        output, _ = self.gru(z[:, :t_samples + 1, :], hidden0)
+        c_t = output[:, t_samples, :].view(batch, -1)
+        pred = torch.empty((self.timestep, batch, self.hidden), dtype=x.dtype)
+        for i in range(self.timestep):
+            pred[i] = self.Wk[i](c_t)
+        nce = 0
+        for i in range(self.timestep):
+            total = torch.mm(encode_samples[i], torch.transpose(pred[i], 0, 1))
+            nce += torch.sum(torch.diag(torch.log_softmax(total, dim=1)))
+        return nce / (-1. * batch * self.timestep)
+
+
+class RefScheduledOptim:
+    """CDCK2 main.py ScheduledOptim (delta 1: no stalled validation): the rate set after each step."""
+
+    def __init__(self, optimizer, n_warmup_steps, d_model=128):
+        self.optimizer, self.d_model, self.n_warmup_steps, self.n_current_steps = optimizer, d_model, n_warmup_steps, 0
+
+    def update_learning_rate(self):
+        import numpy as np
+        self.n_current_steps += 1
+        new_lr = np.power(self.d_model, -0.5) * np.min([np.power(self.n_current_steps, -0.5),
+                                                        np.power(self.n_warmup_steps, -1.5) * self.n_current_steps])
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = new_lr
+        return new_lr
+
+
+def test_cdck2_form_steps_equal_the_public_code():
+    """cdck2=true with the recipe: loss, the gradient of every parameter, the learning rate and the
+    weights after each of five steps equal CDCK2's training_v1.py train() (zero_grad, forward,
+    backward, Adam(betas 0.9, 0.98, eps 1e-9, weight decay 1e-4, amsgrad) step, then
+    ScheduledOptim.update_learning_rate; warm-up 3 steps here) on the same weights, audio and draw of
+    t (float64); the default (paper) form gives another loss."""
+    from recipe_checks import close, close_all, recipe_step, updated_by
+    spec = ("from ssl.cpc import CPC\nfrom nets.cpc import CPCNet\nvariant t = CPC(network=CPCNet(hidden=16, "
+            "context=8), steps=3, window=1600, cdck2=true, warmup=3)\n")
+    topo = archdsl.load_spec(source=spec, seed=0, input_shape=[(4, 1, 1600)]).double()
+    optimizers, schedule = topo.configure_optimizers()
+    ref = RefCDCK2(16, 8, 3, 1600).double()
+    ref.load_state_dict({k: (v.squeeze(2) if v.dim() == 4 else v) for k, v in topo.nets["model"].state_dict().items()})
+    optimizer = RefScheduledOptim(torch.optim.Adam(filter(lambda p: p.requires_grad, ref.parameters()),
+                                                   betas=(0.9, 0.98), eps=1e-09, weight_decay=1e-4, amsgrad=True), 3)
+    assert len(updated_by(optimizers["train"])) == len(list(ref.parameters()))
+    pool = _signals(20, 0).double()
+    for it in range(5):
+        x = pool[4 * it:4 * it + 4]
+        assert schedule.values(it)["train.lr"] == pytest.approx(optimizer.optimizer.param_groups[0]["lr"], rel=1e-12)
+        torch.manual_seed(it)
+        loss, grads = recipe_step(topo, optimizers, schedule, x)
+        torch.manual_seed(it)
+        optimizer.optimizer.zero_grad()
+        ref_loss = ref.nce(x)
+        ref_loss.backward()
+        optimizer.optimizer.step()
+        optimizer.update_learning_rate()
+        close(loss, ref_loss, f"step {it} loss")
+        close_all({k.split(".", 1)[1]: v.squeeze(2) if v.dim() == 4 else v for k, v in grads.items()},
+                  {k: p.grad for k, p in ref.named_parameters()}, f"step {it} grad")
+        close_all({k: v.squeeze(2) if v.dim() == 4 else v for k, v in topo.nets["model"].state_dict().items()
+                   if "num_batches" not in k}, {k: v for k, v in ref.state_dict().items() if "num_batches" not in k},
+                  f"step {it} weights")
+    torch.manual_seed(0)
+    paper = archdsl.load_spec(source=spec.replace("cdck2=true", "cdck2=false"), seed=0, input_shape=[(4, 1, 1600)])
+    assert abs(paper.double()(pool[:4]).loss.item() - ref.nce(pool[:4]).item()) > 1e-3

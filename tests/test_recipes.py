@@ -452,19 +452,26 @@ def simsiam_keys(name: str) -> str:
     return f"encoder.{rest}"
 
 
-def test_simsiam_steps_equal_the_official_builder_and_main_simsiam():
-    """Five SGD steps over three epochs of two; the predictor's lr fixed at the initial value."""
+@pytest.mark.parametrize("proj_bias", [False, True], ids=["no_bias", "official_bias"])
+def test_simsiam_steps_equal_the_official_builder_and_main_simsiam(proj_bias):
+    """Five SGD steps over three epochs of two; the predictor's lr fixed at the initial value.
+    proj_bias=true keeps the projector's last bias, never trained, as builder.py does."""
     t = archdsl.load_spec(source=BN_POOLED + "from ssl.simsiam import SimSiam\nvariant t = SimSiam(backbone=BNPooled, "
-                          "dim=6, pred_hidden=3, img=16, batch_size=512, base_lr=0.05, epochs=3, steps_per_epoch=2)\n",
-                          seed=0).double()
+                          "dim=6, pred_hidden=3, img=16, batch_size=512, base_lr=0.05, epochs=3, steps_per_epoch=2, "
+                          f"proj_bias={str(proj_bias).lower()})\n", seed=0).double()
     optimizers, schedule = t.configure_optimizers()
     assert t.nets["encoder"].head.layer0.weight.shape == (8, 8)    # hidden = the backbone's width
     model = RefSimSiam(RefBNPooled, dim=6, pred_dim=3).double()
     ours = {simsiam_keys(f"{n}.{k}"): v for n in ("encoder", "predictor") for k, v in t.nets[n].state_dict().items()}
     missing = model.load_state_dict(ours, strict=False)
-    assert missing.missing_keys == ["encoder.fc.6.bias"] and not missing.unexpected_keys
-    with torch.no_grad():  # the frozen bias the spec leaves out: the BN after it cancels it in the
-        model.encoder.fc[6].bias.zero_()   # outputs; set to 0, the running mean agrees as well
+    assert missing.missing_keys == ([] if proj_bias else ["encoder.fc.6.bias"]) and not missing.unexpected_keys
+    if proj_bias:
+        with torch.no_grad():  # a bias far from 0, which the BN after it must cancel on both sides
+            model.encoder.fc[6].bias.fill_(0.5)
+            t.nets["encoder"].head.layer2.bias.fill_(0.5)
+    else:
+        with torch.no_grad():  # the frozen bias the spec leaves out: the BN after it cancels it in the
+            model.encoder.fc[6].bias.zero_()   # outputs; set to 0, the running mean agrees as well
     init_lr = 0.05 * 512 / 256
     optimizer = torch.optim.SGD([{"params": model.encoder.parameters(), "fix_lr": False},
                                  {"params": model.predictor.parameters(), "fix_lr": True}],
@@ -487,7 +494,10 @@ def test_simsiam_steps_equal_the_official_builder_and_main_simsiam():
         close(loss, ref_loss, f"step {it} loss")
         close_all({simsiam_keys(k): v for k, v in grads.items()}, ref_grads, f"step {it} grad")
         ours = {simsiam_keys(f"{n}.{k}"): v for n in ("encoder", "predictor") for k, v in t.nets[n].state_dict().items()}
-        close_all(ours, {k: v for k, v in model.state_dict().items() if k != "encoder.fc.6.bias"}, f"step {it} weights")
+        close_all(ours, {k: v for k, v in model.state_dict().items() if proj_bias or k != "encoder.fc.6.bias"},
+                  f"step {it} weights")
+    if proj_bias:
+        assert torch.all(t.nets["encoder"].head.layer2.bias == 0.5)
 
 
 # ---------------------------------------------------------------- BYOL
@@ -783,7 +793,8 @@ def test_a_topology_without_a_recipe_says_so():
 
 def test_every_stdlib_ssl_and_gan_topology_declares_its_recipe():
     for name in ["moco_v1", "moco_v2", "simclr_v1", "simclr_v2", "byol", "simsiam", "dino", "swav", "mae_pretrain",
-                 "clip_train", "gan_mnist", "dcgan", "pix2pix", "cyclegan", "pggan", "stylegan", "biggan128"]:
+                 "clip_train", "gan_mnist", "dcgan", "pix2pix", "cyclegan", "pggan", "stylegan", "biggan128",
+                 "instdisc", "cmc", "cpc", "beit_pretrain", "cae_base"]:
         ir = archdsl.load_topology(name)
         assert all(p.optimizer is not None for p in ir.phases.values()), name
     gans = {name: archdsl.load_topology(name) for name in ("dcgan", "stylegan", "biggan128")}

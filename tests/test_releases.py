@@ -167,6 +167,309 @@ def test_pix2pix_release_files_load_into_the_topology():
     assert torch.equal(topo.state_dict()["nets.D.model.2.weight"], sd["D.model.2.weight"])
 
 
+# ---- DINO (facebookresearch/dino)
+
+class RefDinoViT(torch.nn.Module):
+    """dino vision_transformer.py VisionTransformer (vit_small's form: qkv_bias, LayerNorm eps 1e-6,
+    num_classes=0), at its own input size: the class token after the final norm."""
+
+    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=2):
+        super().__init__()
+        from test_attention import RefAttention, RefMlp
+        self.patch_embed = torch.nn.Module()
+        self.patch_embed.proj = torch.nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, (img // patch) ** 2 + 1, dim))
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(depth):
+            blk = torch.nn.Module()
+            blk.norm1, blk.norm2 = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.LayerNorm(dim, eps=1e-6)
+            blk.attn, blk.mlp = RefAttention(dim, heads), RefMlp(dim, 4 * dim)
+            self.blocks.append(blk)
+        self.norm = torch.nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x):
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
+        for blk in self.blocks:
+            x = x + blk.attn(blk.norm1(x))
+            x = x + blk.mlp(blk.norm2(x))
+        return self.norm(x)[:, 0]
+
+
+DINO_TINY = dict(out_dim=16, hidden=32, bottleneck=8, n_local=2)
+
+
+def _dino_release(backbone: torch.nn.Module, embed: int, teacher_ddp: bool) -> tuple[dict, dict]:
+    """main_dino.py's save_dict, flattened: student (DDP: "module.") and teacher (DDP only when the
+    backbone has batch norms) MultiCropWrapper(backbone, DINOHead(embed, out_dim)), and
+    dino_loss.center [1, out_dim]; returns the filled reference networks and the dict."""
+    import copy
+
+    from test_recipes import RefDINOHead, RefMultiCropWrapper
+    a = DINO_TINY
+    refs, sd = {}, {}
+    for net, prefix in (("student", "module."), ("teacher", "module." if teacher_ddp else "")):
+        ref = RefMultiCropWrapper(copy.deepcopy(backbone), RefDINOHead(embed, a["out_dim"], True, a["hidden"],
+                                                                       a["bottleneck"]))
+        own = _fill({f"{net}.{prefix}{k}": (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+        ref.load_state_dict({k.split(".", 1 + bool(prefix))[-1]: v for k, v in own.items()})
+        refs[net] = ref.eval()
+        sd.update(own)
+    sd["dino_loss.center"] = _values("dino_loss.center", torch.Size([1, a["out_dim"]]))
+    return refs, sd
+
+
+def _dino_topology(backbone: str, size: int) -> torch.nn.Module:
+    args = ", ".join(f"{k}={v}" for k, v in DINO_TINY.items())
+    src = (f"from nets.vit import ViT\nfrom ssl.dino import DINO\n"
+           f"variant tiny_vit = ViT(4, 32, 2, 2, img_size=16)\n"
+           f"variant t = DINO(backbone={backbone}, {args}, global_size={size}, local_size={size})\n")
+    return archdsl.load_spec(source=src, variant="t",
+                             input_shape=[[2, 2, 3, size, size], [2, 2, 3, size, size]])
+
+
+def test_dino_vit_release_loads_student_teacher_and_center_with_their_outputs():
+    """dino_deitsmall16_pretrain_full_checkpoint.pth's layout (a ViT backbone: no batch norm, so
+    the teacher is saved without DDP's "module.")."""
+    refs, sd = _dino_release(RefDinoViT(), 32, teacher_ddp=False)
+    assert "teacher.head.last_layer.weight_g" in sd and "student.module.head.mlp.4.bias" in sd
+    topo = _dino_topology("tiny_vit", 16)
+    archdsl.load_weights(topo, sd, source="dino")
+    assert torch.equal(topo.state_dict()["state.center"], sd["dino_loss.center"])
+    x = reference_input([3, 3, 16, 16])
+    with torch.no_grad():
+        for net, ref in refs.items():
+            torch.testing.assert_close(topo.nets[net].eval()(x), ref([x]), atol=1e-5, rtol=1e-4)
+
+
+def test_dino_resnet_release_loads_with_both_networks_in_ddp():
+    """dino_resnet50_pretrain_full_checkpoint.pth's layout: a torchvision ResNet without fc (the
+    stdlib ResNet's names), batch norms, so the teacher is saved in DDP too."""
+    backbone = archdsl.load_spec("resnet18", input_shape=SMALL, num_classes=0)
+    refs, sd = _dino_release(backbone, 512, teacher_ddp=True)
+    assert "teacher.module.backbone.layer4.1.bn2.running_var" in sd
+    topo = _dino_topology("resnet18", 32)
+    archdsl.load_weights(topo, sd, source="dino")
+    x = reference_input(SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(topo.nets["teacher"].eval()(x), refs["teacher"]([x]), atol=1e-5, rtol=1e-4)
+
+
+def test_dino_backbone_release_loads_into_the_vit_as_it_is():
+    """dino_deitsmall16_pretrain.pth: the teacher's backbone in DINO's ViT naming (timm's)."""
+    ref = RefDinoViT().eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    ref.load_state_dict(sd)
+    net = archdsl.load_spec(source="from nets.vit import ViT\nvariant t = ViT(4, 32, 2, 2, img_size=16, "
+                                   "num_classes=0)\n").eval()
+    archdsl.load_weights(net, sd, source="dino_deitsmall16_pretrain")
+    x = reference_input([3, 3, 16, 16])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-4)
+
+
+# ---- SimSiam (facebookresearch/simsiam)
+
+def test_simsiam_release_loads_into_the_official_projector_form():
+    """simsiam/builder.py SimSiam(resnet, dim, pred_dim) in DDP ("module."): the encoder is the
+    ResNet with fc = Sequential(Linear(w, w, bias=False), BN, ReLU, Linear(w, w, bias=False), BN, ReLU,
+    Linear(w, dim), BN(dim, affine=False)), the predictor Sequential(Linear(dim, p, bias=False), BN,
+    ReLU, Linear(p, dim)). The projector's last bias (never trained) needs proj_bias=true."""
+    from torch import nn
+    dim, pred, width = 64, 16, 512
+    fc = nn.Sequential(nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                       nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                       nn.Linear(width, dim), nn.BatchNorm1d(dim, affine=False)).eval()
+    predictor = nn.Sequential(nn.Linear(dim, pred, bias=False), nn.BatchNorm1d(pred), nn.ReLU(),
+                              nn.Linear(pred, dim)).eval()
+    shapes = {f"module.encoder.{k}": v for k, v in _resnet_keys("resnet18").items()}
+    for name, m in (("encoder.fc", fc), ("predictor", predictor)):
+        shapes.update({f"module.{name}.{k}": (list(v.shape), v.dtype) for k, v in m.state_dict().items()})
+    sd = _fill(shapes)
+    for name, m in (("encoder.fc", fc), ("predictor", predictor)):
+        m.load_state_dict({k[len(f"module.{name}."):]: v for k, v in sd.items() if k.startswith(f"module.{name}.")})
+    args = dict(input_shape=[SMALL, SMALL], backbone=SpecText("resnet18"), dim=dim, pred_hidden=pred)
+    with pytest.raises(ArchError, match=r"unexpected nets.encoder.head.layer2.bias \(from 'module.encoder.fc.6.bias'\)"):
+        archdsl.load_weights(archdsl.load_spec("simsiam", **args), sd, source="simsiam")
+    topo = archdsl.load_spec("simsiam", proj_bias=True, **args)
+    archdsl.load_weights(topo, sd, source="simsiam")
+    backbone = archdsl.load_spec("resnet18", input_shape=SMALL, num_classes=0).eval()
+    backbone.load_state_dict({k[len("module.encoder."):]: v for k, v in sd.items()
+                              if k.startswith("module.encoder.") and ".fc." not in k})
+    x = reference_input(SMALL)
+    with torch.no_grad():
+        z = topo.nets["encoder"].eval()(x)
+        torch.testing.assert_close(z, fc(backbone(x)), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(topo.nets["predictor"].eval()(z), predictor(z), atol=1e-5, rtol=1e-4)
+
+
+# ---- BEiT (microsoft/unilm beit)
+
+class RefUnilmAttention(torch.nn.Module):
+    """unilm beit/modeling_finetune.py Attention (qkv_bias): q/v biases, with `window` its own
+    relative position table and index buffer, and forward(x, rel_pos_bias) adding a shared bias."""
+
+    def __init__(self, dim, heads, window=None):
+        super().__init__()
+        from test_attention import RefBeitAttention
+        self.num_heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = torch.nn.Linear(dim, dim * 3, bias=False)
+        self.q_bias, self.v_bias = torch.nn.Parameter(torch.zeros(dim)), torch.nn.Parameter(torch.zeros(dim))
+        self.relative_position_bias_table = None
+        if window:
+            ref = RefBeitAttention(dim, heads, window)  # its index: cls→token, token→cls, cls→cls last
+            self.relative_position_bias_table = torch.nn.Parameter(torch.zeros_like(ref.relative_position_bias_table))
+            self.register_buffer("relative_position_index", ref.index)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x, rel_pos_bias=None):
+        b, n, c = x.shape
+        qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = torch.nn.functional.linear(x, self.qkv.weight, qkv_bias).reshape(b, n, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        if self.relative_position_bias_table is not None:
+            table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+            attn = attn + table.view(n, n, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        if rel_pos_bias is not None:
+            attn = attn + rel_pos_bias
+        return self.proj((attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class RefRelativePositionBias(torch.nn.Module):
+    """unilm beit/modeling_finetune.py RelativePositionBias: one table and its index buffer;
+    forward() → the bias [heads, N, N] every block adds."""
+
+    def __init__(self, dim, heads, window):
+        super().__init__()
+        ref = RefUnilmAttention(dim, heads, window)
+        self.relative_position_bias_table = ref.relative_position_bias_table
+        self.register_buffer("relative_position_index", ref.relative_position_index)
+
+    def forward(self):
+        n = self.relative_position_index.shape[0]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)
+        return bias.permute(2, 0, 1).contiguous()
+
+
+class RefBeitMIM(torch.nn.Module):
+    """unilm beit/modeling_pretrain.py VisionTransformerForMaskedImageModeling, use_abs_pos_emb
+    False, with the shared table of run_beit_pretraining.py's default --rel_pos_bias
+    (use_shared_rel_pos_bias: `rel_pos_bias`, modeling_finetune.py RelativePositionBias) or a table
+    per block (use_rel_pos_bias); Block and Attention as modeling_finetune.py (layer scale, its
+    Mlp: fc1, GELU, fc2). forward(x, bool_masked_pos) returns the masked patches' logits."""
+
+    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=2, vocab=6, shared=False):
+        super().__init__()
+        from test_attention import RefMlp
+        window = (img // patch, img // patch)
+        self.patch_embed = torch.nn.Module()
+        self.patch_embed.proj = torch.nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.rel_pos_bias = RefRelativePositionBias(dim, heads, window) if shared else None
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(depth):
+            blk = torch.nn.Module()
+            blk.gamma_1, blk.gamma_2 = torch.nn.Parameter(torch.ones(dim)), torch.nn.Parameter(torch.ones(dim))
+            blk.norm1, blk.norm2 = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.LayerNorm(dim, eps=1e-6)
+            blk.attn, blk.mlp = RefUnilmAttention(dim, heads, None if shared else window), RefMlp(dim, 4 * dim)
+            self.blocks.append(blk)
+        self.norm = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.lm_head = torch.nn.Linear(dim, vocab)
+
+    def forward(self, x, bool_masked_pos):
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        w = bool_masked_pos.unsqueeze(-1).type_as(x)
+        x = x * (1 - w) + self.mask_token.expand_as(x) * w
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        rel_pos_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        for blk in self.blocks:
+            x = x + blk.gamma_1 * blk.attn(blk.norm1(x), rel_pos_bias=rel_pos_bias)
+            x = x + blk.gamma_2 * blk.mlp(blk.norm2(x))
+        return self.lm_head(self.norm(x)[:, 1:][bool_masked_pos])
+
+
+def _beit_release(shared: bool) -> tuple[torch.nn.Module, dict]:
+    """The filled reference and its state_dict; the index buffers keep their true values."""
+    ref = RefBeitMIM(shared=shared).eval()
+    sd = _fill({k: (list(v.shape), v.dtype) for k, v in ref.state_dict().items()})
+    sd.update({k: v for k, v in ref.state_dict().items() if k.endswith("relative_position_index")})
+    ref.load_state_dict(sd)
+    return ref, sd
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_table", "table_per_block"])
+def test_beit_release_loads_into_the_network_and_the_topology(shared):
+    """shared: the pre-training releases (rel_pos_bias.relative_position_bias_table and its index)
+    into shared_rel_pos_bias=true; a table per block into the default."""
+    from test_beit import MIM
+    ref, sd = _beit_release(shared)
+    assert ("rel_pos_bias.relative_position_index" in sd) == shared
+    assert ("blocks.1.attn.relative_position_index" in sd) != shared
+    args = f"{MIM}, shared_rel_pos_bias={str(shared).lower()}"
+    net = archdsl.load_spec(source=f"from nets.beit import BeitMIM\nvariant t = BeitMIM({args})\n").eval()
+    archdsl.load_weights(net, sd, source="beit")
+    x = reference_input([3, 3, 16, 16])
+    mask = torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) < 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, mask)[mask], ref(x, mask), atol=1e-5, rtol=1e-4)
+    topo = archdsl.load_spec(source=f"from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\n"
+                                    f"variant t = BEiTPretrain(model=BeitMIM({args}), patch=4, num_masking_patches=6, "
+                                    f"min_num_patches=2, img=16)\n")
+    archdsl.load_weights(topo, sd, source="beit")
+    key = "rel_pos_bias.relative_position_bias_table" if shared else "blocks.1.attn.relative_position_bias_table"
+    assert torch.equal(topo.state_dict()[f"nets.beit.{key}"], sd[key])
+
+
+def test_beit_shared_table_release_into_the_per_block_default_names_the_key():
+    _, sd = _beit_release(shared=True)
+    net = archdsl.load_spec(source="from nets.beit import BeitMIM\nvariant t = BeitMIM(patch=4, dim=32, depth=2, "
+                                   "num_heads=2, vocab_size=6, img_size=16)\n")
+    with pytest.raises(ArchError, match="unexpected rel_pos_bias.relative_position_bias_table"):
+        archdsl.load_weights(net, sd, source="beit")
+
+
+# ---- the releases at full size: key lists and shapes (meta tensors, nothing allocated)
+
+def _meta_keys(module: torch.nn.Module, prefix: str = "") -> dict:
+    return {f"{prefix}{k}": torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in module.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_full_size_releases_fit_the_default_topologies():
+    """dino_resnet50_pretrain_full_checkpoint.pth (out_dim 65536, both networks in DDP),
+    SimSiam's checkpoint_0099.pth.tar (ResNet-50, dim 2048, pred_dim 512) and BEiT-base's
+    pre-training release (shared table) against the stdlib's defaults."""
+    from torch import nn
+
+    from test_recipes import RefDINOHead
+    with torch.device("meta"):
+        backbone = archdsl.load_spec("resnet50", num_classes=0, device="meta")
+        sd = {}
+        for net in ("student", "teacher"):
+            sd.update(_meta_keys(backbone, f"{net}.module.backbone."))
+            sd.update(_meta_keys(RefDINOHead(2048, 65536), f"{net}.module.head."))
+        sd["dino_loss.center"] = torch.empty(1, 65536, device="meta")
+        archdsl.load_weights(archdsl.load_spec("dino", device="meta"), sd, source="dino")
+
+        fc = nn.Sequential(nn.Linear(2048, 2048, bias=False), nn.BatchNorm1d(2048), nn.ReLU(),
+                           nn.Linear(2048, 2048, bias=False), nn.BatchNorm1d(2048), nn.ReLU(),
+                           nn.Linear(2048, 2048), nn.BatchNorm1d(2048, affine=False))
+        predictor = nn.Sequential(nn.Linear(2048, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 2048))
+        sd = {**_meta_keys(backbone, "module.encoder."), **_meta_keys(fc, "module.encoder.fc."),
+              **_meta_keys(predictor, "module.predictor.")}
+        archdsl.load_weights(archdsl.load_spec("simsiam", proj_bias=True, device="meta"), sd, source="simsiam")
+
+        beit = RefBeitMIM(224, 16, 768, 12, 12, 8192, shared=True)
+        topo = archdsl.load_spec(source="from nets.beit import BeitMIM\nfrom ssl.beit import BEiTPretrain\n"
+                                        "variant t = BEiTPretrain(model=BeitMIM(shared_rel_pos_bias=true))\n",
+                                 device="meta")
+        archdsl.load_weights(topo, _meta_keys(beit), source="beit")
+        assert sum(p.numel() for p in beit.parameters()) == 91_965_776
+
+
 @pytest.mark.parametrize("ddp", [False, True], ids=["plain", "module"])
 def test_vqvae2_release_loads_into_the_network_and_the_topology(ddp):
     """rosinality/vq-vae-2-pytorch vqvae.py VQVAE() at the release's sizes (channel 128, two residual

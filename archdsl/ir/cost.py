@@ -8,9 +8,10 @@ matmul, linear, bmm, attention); `macs = flops / 2`; `other_flops` holds everyth
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from archdsl.ir.graph import Graph, Node
+from archdsl.ir.graph import Body, Graph, Node
 from archdsl.ops.base import REGISTRY, Field, numel_out
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -49,6 +50,14 @@ class Totals:
     buffer_bytes: int = 0
 
 
+_SUMMED = ("params", "frozen_params", "buffers", "flops", "other_flops", "activation_bytes")
+
+
+def _add(totals: Totals, c) -> None:
+    for k in _SUMMED:
+        setattr(totals, k, getattr(totals, k) + getattr(c, k))
+
+
 @dataclass
 class CostReport:
     name: str
@@ -60,13 +69,37 @@ class CostReport:
     references: list[str] = field(default_factory=list)
     batch: int = 1
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, nodes: bool = True) -> dict:
+        data = {
             "name": self.name, "variant": self.variant, "references": self.references,
             "batch": self.batch, "inputs": self.input_shapes, "outputs": self.output_shapes,
             "totals": asdict(self.totals),
-            "nodes": [dict(asdict(n), macs=n.macs) for n in self.nodes],
         }
+        if nodes:
+            data["nodes"] = [dict(asdict(n), macs=n.macs) for n in self.nodes]
+        return data
+
+
+class _Rows(Sequence):
+    """A graph's per-node rows, made when first read (`check` and `check stdlib` read only the
+    totals): counted without expanding the graph's repeats, listed by expanding them."""
+
+    def __init__(self, graph: Graph, dtype: str):
+        self.graph, self.dtype, self.rows = graph, dtype, None
+
+    def _list(self) -> list[NodeCost]:
+        if self.rows is None:
+            self.rows = node_rows(self.graph, self.dtype)
+        return self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.graph)
+
+    def __getitem__(self, k):
+        return self._list()[k]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
 
 
 def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = None) -> NodeCost:
@@ -98,23 +131,17 @@ def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = No
 
 
 def cost(graph: Graph, dtype: str = "float32") -> CostReport:
+    """Totals, and per-node rows made when first read. A graph with repeats (ir/graph.py) is
+    totalled without expanding it: a repeat costs what its body costs (same ops, attributes and
+    input shapes); reading its rows expands it."""
     nb = DTYPE_BYTES[dtype]
-    rows: list[NodeCost] = []
-    fields: dict[str, Field] = {}
-    extent = max((d for i in graph.inputs for d in graph.node(i).shape[2:]), default=1)
     totals = Totals()
     seen: dict = {}
-    for node in graph.nodes():
-        c = node_cost(graph, node, nb, seen)
-        f = fields[node.id] = _receptive(graph, node, fields, extent)
-        c.receptive_field, c.stride = f.size, f.jump
-        rows.append(c)
-        totals.params += c.params
-        totals.frozen_params += c.frozen_params
-        totals.buffers += c.buffers
-        totals.flops += c.flops
-        totals.other_flops += c.other_flops
-        totals.activation_bytes += c.activation_bytes
+    bodies: dict[int, Totals] = {}
+    for node in graph.own_nodes():
+        _add(totals, node_cost(graph, node, nb, seen))
+    for r in graph.repeats.values():
+        _add(totals, _body_totals(graph, r.body, nb, seen, bodies))
     totals.macs = totals.flops // 2
     totals.param_bytes, totals.buffer_bytes = totals.params * nb, totals.buffers * nb
     first = graph.node(graph.inputs[0]).shape if graph.inputs else ()
@@ -122,8 +149,36 @@ def cost(graph: Graph, dtype: str = "float32") -> CostReport:
         name=graph.name, variant=graph.variant,
         input_shapes={i: list(graph.node(i).shape) for i in graph.inputs},
         output_shapes={k: _shape_list(graph.node(v).shape) for k, v in graph.outputs.items()},
-        nodes=rows, totals=totals, references=list(graph.references),
+        nodes=_Rows(graph, dtype), totals=totals, references=list(graph.references),
         batch=first[0] if first else 1)
+
+
+def node_rows(graph: Graph, dtype: str = "float32") -> list[NodeCost]:
+    """Every node's costs with its receptive field (which depends on every node before it)."""
+    nb = DTYPE_BYTES[dtype]
+    rows: list[NodeCost] = []
+    fields: dict[str, Field] = {}
+    seen: dict = {}
+    extent = max((d for i in graph.inputs for d in graph.node(i).shape[2:]), default=1)
+    for node in graph.nodes():
+        c = node_cost(graph, node, nb, seen)
+        f = fields[node.id] = _receptive(graph, node, fields, extent)
+        c.receptive_field, c.stride = f.size, f.jump
+        rows.append(c)
+    return rows
+
+
+def _body_totals(graph: Graph, body: Body, nb: int, seen: dict, bodies: dict) -> Totals:
+    """What one repeat of `body` adds. Its nodes are those of the instance first elaborated,
+    which `graph` can look up (their input shapes are the repeat's, by the memo's key)."""
+    known = bodies.get(id(body))
+    if known is None:
+        known = bodies[id(body)] = Totals()
+        for node in body.nodes:
+            _add(known, node_cost(graph, node, nb, seen))
+        for r in body.repeats.values():
+            _add(known, _body_totals(graph, r.body, nb, seen, bodies))
+    return known
 
 
 def _receptive(graph: Graph, node: Node, fields: dict[str, Field], extent: int) -> Field:

@@ -1,7 +1,15 @@
-"""The IR: a DAG over networkx. Node ids are module paths ("layer1.0.conv1")."""
+"""The IR: a DAG over networkx. Node ids are module paths ("layer1.0.conv1").
+
+Repetition stays explicit until something needs every node: a repeated block instance
+(semantics/memo.py) is a `Repeat` — its path, its inputs and the `Body` of the instance that was
+elaborated — not a copy of that instance's nodes. Looking a node up, counting nodes and costing
+(ir/cost.py) work on that form; anything that walks the nodes (`nodes()`, `edges()`, `g`: lowering,
+pictures, per-node tables) first expands every repeat in place, in creation order.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import islice
 from typing import Any, Iterator
 
@@ -52,6 +60,98 @@ class BlockInstance:
     span: Span | None = None
 
 
+@dataclass(eq=False)
+class Body:
+    """The nodes of a block instance elaborated once, at `prefix`, that repeats stand for."""
+    prefix: str
+    inputs: tuple[str, ...]          # its input node ids
+    nodes: list[Node]                # its own nodes, in creation order
+    repeats: dict[str, "Repeat"]     # repeats inside it (`at` counts its own nodes before each)
+
+    def __post_init__(self):
+        self.index = {n.id: n for n in self.nodes}
+        self.size = len(self.nodes) + sum(r.body.size for r in self.repeats.values())
+        self._names: tuple | None = None
+
+    def find(self, node_id: str) -> Node | None:
+        return self.index.get(node_id) or _find(self.repeats, node_id)
+
+    def names(self) -> tuple[list[str], set[str]]:
+        """(every node path, every proper path prefix below `prefix`) once expanded, relative to
+        `prefix` (each starting with "."): what an elaborator marks as taken for each repeat."""
+        if self._names is None:
+            cut = len(self.prefix)
+            ids = [n.id[cut:] for n in self.nodes]
+            for r in self.repeats.values():
+                ids += [r.prefix[cut:] + i for i in r.body.names()[0]]
+            groups = {i[:k] for i in ids for k in range(1, len(i)) if i[k] == "."}
+            self._names = ids, groups
+        return self._names
+
+
+@dataclass(eq=False)
+class Repeat:
+    """A block instance at `prefix` whose nodes are `body`'s, renamed, on `inputs`."""
+    prefix: str
+    body: Body
+    inputs: tuple[str, ...]
+    at: int                          # nodes of the enclosing graph or body created before it
+
+    def renamer(self, outer: "Renamer | None" = None) -> "Renamer":
+        new = outer(self.prefix) if outer else self.prefix
+        inputs = (outer(i) for i in self.inputs) if outer else self.inputs
+        return Renamer(self.body.prefix, new, dict(zip(self.body.inputs, inputs)))
+
+    @cached_property
+    def own_renamer(self) -> "Renamer":
+        return self.renamer()
+
+
+class Renamer:
+    """Paths of one block instance to another's: under `old` → under `new`, inputs mapped."""
+
+    def __init__(self, old: str, new: str, inputs: dict[str, str]):
+        self.old, self.new, self.inputs, self.cut = old, new, inputs, len(old)
+
+    def __call__(self, path: str) -> str:
+        if path in self.inputs:
+            return self.inputs[path]
+        if path == self.old or path.startswith(self.old + "."):
+            return self.new + path[self.cut:]
+        return path
+
+    def node(self, n: Node) -> Node:
+        return replace(n, id=self(n.id), inputs=[self(i) for i in n.inputs], block=self(n.block))
+
+
+def _find(repeats: dict[str, Repeat], node_id: str) -> Node | None:
+    """The node `node_id` inside one of `repeats`, renamed, or None."""
+    cut = len(node_id)
+    while repeats and (cut := node_id.rfind(".", 0, cut)) > 0:
+        r = repeats.get(node_id[:cut])
+        if r is not None:
+            inner = r.body.find(r.body.prefix + node_id[cut:])
+            return None if inner is None else r.own_renamer.node(inner)
+    return None
+
+
+def _unfold(nodes: list[Node], repeats, rename: Renamer | None):
+    """`nodes` with every repeat's nodes where it was created, renamed by `rename`."""
+    repeats = list(repeats)
+    k = 0
+    for i, n in enumerate(nodes):
+        while k < len(repeats) and repeats[k].at == i:
+            yield from _unfold_repeat(repeats[k], rename)
+            k += 1
+        yield rename.node(n) if rename else n
+    for r in repeats[k:]:
+        yield from _unfold_repeat(r, rename)
+
+
+def _unfold_repeat(r: Repeat, outer: Renamer | None):
+    yield from _unfold(r.body.nodes, r.body.repeats.values(), r.renamer(outer))
+
+
 @dataclass
 class Graph:
     name: str
@@ -63,31 +163,66 @@ class Graph:
     variant: str | None = None
     references: list[str] = field(default_factory=list)
     single_output: bool = True
+    repeats: dict[str, Repeat] = field(default_factory=dict, repr=False)   # not yet expanded
+    held: int = field(default=0, repr=False)    # nodes the repeats stand for
+
+    # `g` (below, a property) holds the nodes created one by one; reading it expands the repeats
 
     def add(self, node: Node) -> Node:
-        self.g.add_node(node.id, node=node)
-        for k, src in enumerate(node.inputs):
-            self.g.add_edge(src, node.id, index=k)
+        g = vars(self)["g"]
+        g.add_node(node.id, node=node)
+        if not self.repeats:   # with repeats, an input may be inside one: expanding adds the edges
+            for k, src in enumerate(node.inputs):
+                g.add_edge(src, node.id, index=k)
         return node
 
+    def add_repeat(self, prefix: str, body: Body, inputs) -> None:
+        self.repeats[prefix] = Repeat(prefix, body, tuple(inputs), len(vars(self)["g"]))
+        self.held += body.size
+
     def node(self, node_id: str) -> Node:
-        return self.g.nodes[node_id]["node"]
+        d = vars(self)["g"]._node.get(node_id)
+        if d is not None:
+            return d["node"]
+        n = _find(self.repeats, node_id)
+        if n is None:
+            raise KeyError(node_id)
+        return n
 
     def __contains__(self, node_id: str) -> bool:
-        return node_id in self.g
+        return node_id in vars(self)["g"] or _find(self.repeats, node_id) is not None
 
     def nodes(self) -> Iterator[Node]:
         """Nodes in creation order, which is a topological order."""
-        for n in self.g.nodes:
-            yield self.g.nodes[n]["node"]
+        g = self.g
+        for n in g.nodes:
+            yield g.nodes[n]["node"]
 
-    def last_nodes(self, k: int) -> list[Node]:
-        """The k nodes added last, in creation order (without walking the others)."""
-        nodes = self.g.nodes
-        return [nodes[n]["node"] for n in islice(reversed(self.g._node), k)][::-1]
+    def own_nodes(self) -> list[Node]:
+        """The nodes created one by one (without the repeats'), in creation order."""
+        return [d["node"] for d in vars(self)["g"]._node.values()]
+
+    def mark(self) -> tuple[int, int]:
+        return len(vars(self)["g"]), len(self.repeats)
+
+    def since(self, mark: tuple[int, int]) -> tuple[list[Node], list[Repeat]]:
+        """The nodes and repeats created after `mark` (without walking the others)."""
+        g, (n, r) = vars(self)["g"], mark
+        nodes = [g._node[i]["node"] for i in islice(reversed(g._node), len(g) - n)][::-1]
+        return nodes, list(islice(reversed(self.repeats.values()), len(self.repeats) - r))[::-1]
+
+    def expand(self) -> None:
+        """Replace every repeat by its nodes, in creation order (what `g` and `nodes()` do first)."""
+        if not self.repeats:
+            return
+        own, repeats = self.own_nodes(), self.repeats.values()
+        vars(self)["g"] = nx.MultiDiGraph()
+        self.repeats, self.held = {}, 0
+        for n in list(_unfold(own, repeats, None)):
+            self.add(n)
 
     def __len__(self) -> int:
-        return self.g.number_of_nodes()
+        return len(vars(self)["g"]) + self.held
 
     def edges(self) -> list[tuple[str, str, int]]:
         return [(u, v, d["index"]) for u, v, d in self.g.edges(data=True)]
@@ -115,3 +250,14 @@ class Weight:
     shape: Shape
     is_param: bool               # a parameter (else a buffer)
     node: Node
+
+def _expanded_g(graph: Graph) -> nx.MultiDiGraph:
+    graph.expand()
+    return vars(graph)["g"]
+
+
+def _set_g(graph: Graph, g: nx.MultiDiGraph) -> None:
+    vars(graph)["g"] = g
+
+
+Graph.g = property(_expanded_g, _set_g, doc="The networkx graph of every node (repeats expanded).")

@@ -38,6 +38,7 @@ class OptimizerSpec:
     no_decay: bool = False
     groups: tuple[Group, ...] = ()
     clip_grad: float = 0.0              # per-parameter gradient-norm clip (DINO's utils.clip_gradients)
+    clip_norm: float = 0.0              # one norm over every parameter (torch's clip_grad_norm_: BEiT)
 
 
 def describe(spec: OptimizerSpec) -> str:
@@ -50,6 +51,8 @@ def describe(spec: OptimizerSpec) -> str:
         parts.append("no decay on biases and norm parameters")
     if spec.clip_grad:
         parts.append(f"per-parameter gradient clip {spec.clip_grad:g}")
+    if spec.clip_norm:
+        parts.append(f"gradient norm clip {spec.clip_norm:g}")
     parts += [f"group {g.pattern}: lr × {g.lr_mult:g}" + (" (fixed)" if g.fixed_lr else "")
               + ("" if g.weight_decay is None else f", weight decay {g.weight_decay:g}") for g in spec.groups]
     return f"{spec.kind}: " + "; ".join(parts)
@@ -63,12 +66,13 @@ def _number(name: str, v, schedule_ok: bool = True):
     return float(v)
 
 
-def _spec(kind: str, lr, weight_decay, no_decay, groups, clip_grad, **options) -> OptimizerSpec:
+def _spec(kind: str, lr, weight_decay, no_decay, groups, clip_grad, clip_norm=0.0, **options) -> OptimizerSpec:
     groups = tuple(groups or ())
     if not all(isinstance(g, Group) for g in groups):
         raise ValueError("groups lists group(\"net.path\", lr_mult=…) values")
     return OptimizerSpec(kind, _number("lr", lr), _number("weight_decay", weight_decay), options,
-                         bool(no_decay), groups, _number("clip_grad", clip_grad, False))
+                         bool(no_decay), groups, _number("clip_grad", clip_grad, False),
+                         _number("clip_norm", clip_norm, False))
 
 
 def _betas(betas) -> tuple[float, float]:
@@ -85,20 +89,22 @@ def sgd(lr, momentum: float = 0.0, weight_decay=0.0, nesterov: bool = False, no_
 
 
 def adam(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.0, no_decay: bool = False,
-         groups=(), clip_grad: float = 0.0, tf_eps: bool = False) -> OptimizerSpec:
-    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99)). tf_eps: ε added to
-    sqrt(v) before the step's bias correction, as tf.train.AdamOptimizer (the TensorFlow
+         groups=(), clip_grad: float = 0.0, clip_norm: float = 0.0, amsgrad: bool = False,
+         tf_eps: bool = False) -> OptimizerSpec:
+    """torch.optim.Adam (GANs: betas (0.5, 0.999); StyleGAN (0, 0.99); CDCK2: amsgrad). tf_eps: ε
+    added to sqrt(v) before the step's bias correction, as tf.train.AdamOptimizer (the TensorFlow
     releases: StyleGAN, PGGAN) — torch's ε / sqrt(1 − β2^t) at step t."""
     if not isinstance(tf_eps, bool):
         raise ValueError("tf_eps is true or false")
-    return _spec("adam", lr, weight_decay, no_decay, groups, clip_grad, betas=_betas(betas),
-                 eps=_number("eps", eps, False), tf_eps=tf_eps)
+    return _spec("adam", lr, weight_decay, no_decay, groups, clip_grad, clip_norm, betas=_betas(betas),
+                 eps=_number("eps", eps, False), tf_eps=tf_eps, **({"amsgrad": True} if amsgrad else {}))
 
 
 def adamw(lr, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay=0.01, no_decay: bool = False,
-          groups=(), clip_grad: float = 0.0) -> OptimizerSpec:
-    """torch.optim.AdamW (DINO, MAE, BEiT, CLIP): decoupled weight decay."""
-    return _spec("adamw", lr, weight_decay, no_decay, groups, clip_grad, betas=_betas(betas),
+          groups=(), clip_grad: float = 0.0, clip_norm: float = 0.0) -> OptimizerSpec:
+    """torch.optim.AdamW (DINO, MAE, BEiT, CLIP): decoupled weight decay. `clip_grad` clips each
+    parameter's gradient on its own (DINO), `clip_norm` all of them by their joint norm (BEiT)."""
+    return _spec("adamw", lr, weight_decay, no_decay, groups, clip_grad, clip_norm, betas=_betas(betas),
                  eps=_number("eps", eps, False))
 
 

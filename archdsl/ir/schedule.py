@@ -12,7 +12,9 @@ cosine (Bag of Tricks, He et al. 2019, §3.1 and §5.1; SGDR, Loshchilov & Hutte
 so lr(warmup) = base and lr(total) = lr(after total) = final (0 by default).
 constant: lr = base at every step (with the same optional linear warm-up).
 noam (Vaswani et al. 2017, §5.3, eq. 3): lr = d_model^−0.5 · min(n^−0.5, n · warmup^−1.5) with
-    n = step + 1; the peak `base` = (d_model · warmup)^−0.5 is reached at n = warmup.
+    n = step + 1; the peak `base` = (d_model · warmup)^−0.5 is reached at n = warmup. With
+    warmup_style "linear", n = step and step 0 runs at `start` (CDCK2's ScheduledOptim sets the
+    rate after each step, so its first step runs at the optimizer's own initial rate).
 
 The recipes' schedules (`cosine_schedule`, `warmup_schedule`) follow the official codes' own
 conventions, named by `warmup_style` (u = the step counted in units of `every` steps):
@@ -49,8 +51,8 @@ class LRSchedule:
     def at(self, step: int) -> float:
         step = max(int(step), 0) // self.every
         if self.kind == "noam":
-            n = step + 1
-            return self.base * min((n / self.warmup) ** -0.5, n / self.warmup)
+            n = step + (self.warmup_style == "next")
+            return self.base * min((n / self.warmup) ** -0.5, n / self.warmup) if n else self.start
         if step < self.warmup:
             done = {"next": (step + 1) / self.warmup, "linear": step / self.warmup,
                     "linspace": step / max(self.warmup - 1, 1)}[self.warmup_style]
@@ -76,7 +78,9 @@ class LRSchedule:
         if self.kind == "step":
             return f"{self.base:g} × {self.gamma:g} at {list(self.milestones)} ({unit})"
         if self.kind == "noam":
-            return f"noam, peak {self.base:g} at step {self.warmup}"
+            late = self.warmup_style == "linear"
+            return f"noam, peak {self.base:g} at step {self.warmup + late}" + (
+                f" (step 0 at {self.start:g})" if late else "")
         if self.kind == "linear_decay":
             return f"{self.base:g} for {self.total}, then linear to 0 over {self.decay} ({unit})"
         return f"constant {self.base:g}{warm}"
@@ -109,14 +113,18 @@ def constant_lr(base: float, warmup: int = 0) -> LRSchedule:
     return LRSchedule(float(base), "constant", warmup, max(warmup, 1), 0.0)
 
 
-def noam_lr(d_model: int, warmup: int = 4000) -> LRSchedule:
+def noam_lr(d_model: int, warmup: int = 4000, warmup_style: str = "next", start: float = 0.0) -> LRSchedule:
     """`lr = noam_lr(512, warmup=4000)`: the Transformer's schedule (linear rise for `warmup`
-    steps, then decay with the inverse square root of the step)."""
+    steps, then decay with the inverse square root of the step). `warmup_style="linear",
+    start=1e-3`: one step later, the first at `start` (CDCK2)."""
     if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
         raise ValueError(f"d_model must be a positive int, got {d_model!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
         raise ValueError(f"warmup must be a positive int, got {warmup!r}")
-    return LRSchedule((d_model * warmup) ** -0.5, "noam", warmup, warmup, 0.0)
+    if warmup_style not in ("next", "linear"):
+        raise ValueError(f"noam_lr's warmup_style is next or linear, got {warmup_style!r}")
+    _recipe_check(warmup_style, 1, start)
+    return LRSchedule((d_model * warmup) ** -0.5, "noam", warmup, warmup, 0.0, float(start), warmup_style)
 
 
 WARMUP_STYLES = ("linspace", "linear", "next")

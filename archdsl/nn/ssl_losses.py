@@ -62,8 +62,17 @@ def swav_loss(scores: torch.Tensor, n_views: int, n_assign: int = 2, temperature
     return total / n_assign
 
 
+def nce_draw(idx: torch.Tensor, n: int, negatives: int) -> torch.Tensor:
+    """The slots memory-bank NCE scores each sample against: [B, K + 1] int64 drawn uniformly from
+    the n slots, slot 0 the sample's own (idx). lemniscate's and CMC's AliasMethod over uniform
+    unigrams draws the same numbers from the same generator state (`random_(0, n)`)."""
+    sample = torch.randint(0, n, (idx.shape[0], negatives + 1), device=idx.device)
+    sample[:, 0] = idx
+    return sample
+
+
 def nce_bank(f: torch.Tensor, idx: torch.Tensor, bank: torch.Tensor, z: torch.Tensor,
-             negatives: int = 4096, temperature: float = 0.07) -> torch.Tensor:
+             negatives: int = 4096, temperature: float = 0.07, sample: torch.Tensor | None = None) -> torch.Tensor:
     """Non-parametric instance discrimination with NCE (Wu et al. 2018; lemniscate.pytorch's
     NCEAverage + NCECriterion). f [B, D] (L2-normalised features), idx [B] int64 (each sample's
     slot), bank [N, D] (memory bank, no gradient), z [] (the normalising constant Z, a state:
@@ -71,10 +80,11 @@ def nce_bank(f: torch.Tensor, idx: torch.Tensor, bank: torch.Tensor, z: torch.Te
     across ranks, then kept). For each sample, K = `negatives` slots are drawn uniformly from the
     bank (slot 0 is its own, the positive); P(i|v) = exp(bank[i]·f / T) / Z and, with the noise
     distribution Pn = 1/N: loss = −(Σ_b log P₀/(P₀ + K·Pn + ε) + Σ_b Σ_j log K·Pn/(P_j + K·Pn + ε)) / B,
-    ε = 1e-7. CMC (Tian et al. 2019) uses it once per view against the other view's bank."""
+    ε = 1e-7. CMC (Tian et al. 2019) uses it once per view against the other view's bank, both
+    views on one draw of slots: `sample` (nce_draw's [B, K + 1]) replaces this call's own draw."""
     b, n = f.shape[0], bank.shape[0]
-    sample = torch.randint(0, n, (b, negatives + 1), device=f.device)
-    sample[:, 0] = idx
+    if sample is None:
+        sample = nce_draw(idx, n, negatives)
     weight = bank.detach()[sample]                                   # [B, K + 1, D]
     out = torch.exp(torch.bmm(weight, f.unsqueeze(2)).squeeze(2) / temperature)
     with torch.no_grad():
@@ -106,13 +116,22 @@ def inva_spread(x: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     return -(torch.log(p_pos).sum() + ln_on.sum()) / n2
 
 
-def cpc_nce(z: torch.Tensor, pred: torch.Tensor, steps: int) -> torch.Tensor:
+def cpc_nce(z: torch.Tensor, pred: torch.Tensor, steps: int, cdck2: bool = False) -> torch.Tensor:
     """CPC's InfoNCE over future latents (van den Oord et al. 2018). z [B, T, D]: the encoder's
     latents; pred [B, T, steps·D]: W_k c_t for k = 1..steps stacked on the last dim (slice k − 1).
     For every k and every t < T − k the prediction from c_t must pick z_{t+k} of its own sequence
     among the z_{t+k} of the B sequences of the batch (the negatives):
-    loss = mean over (k, t, b) of −log softmax_b'(W_k c_t^b · z_{t+k}^b')[b]."""
+    loss = mean over (k, t, b) of −log softmax_b'(W_k c_t^b · z_{t+k}^b')[b].
+    cdck2: the public CDCK2 code's form (jefflai108/Contrastive-Predictive-Coding-PyTorch
+    src/model/model.py): one t drawn per batch, uniform in [0, T − steps), and the latent z_{t+k}^b
+    must pick its own sequence's prediction among the B predictions:
+    loss = mean over (k, b) of −log softmax_b'(z_{t+k}^b · W_k c_t^b')[b]."""
     b, t, d = z.shape
+    if cdck2:
+        at = int(torch.randint(t - steps, size=(1,)))
+        logits = torch.einsum("kbd,kcd->kbc", z[:, at + 1:at + 1 + steps].transpose(0, 1),
+                              pred[:, at].reshape(b, steps, d).transpose(0, 1))   # [steps, B, B]
+        return F.cross_entropy(logits.reshape(-1, b), torch.arange(b, device=z.device).repeat(steps))
     total, count = 0.0, 0
     labels = torch.arange(b, device=z.device)
     for k in range(1, steps + 1):

@@ -93,12 +93,13 @@ class SDPA(Op):
             return fx.module(*args)
         import torch.nn.functional as F
         kwargs = {}
-        if len(args) == 4:
-            kwargs["attn_mask"] = args[3]
-        if a.causal:
-            kwargs["is_causal"] = True
         if a.scale is not None:
             kwargs["scale"] = a.scale
+        if len(args) == 4:
+            from archdsl.nn.attention import masked_sdpa
+            return fx.call(masked_sdpa, *args, **kwargs)
+        if a.causal:
+            kwargs["is_causal"] = True
         return fx.call(F.scaled_dot_product_attention, *args[:3], **kwargs)
 
 

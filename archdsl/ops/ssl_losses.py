@@ -69,19 +69,27 @@ class NceAttrs(Attrs):
 @register
 class NceBank(Op):
     """Memory-bank NCE (InstDisc, CMC). inputs: f [B, D], idx [B] (int64 slots), bank [N, D],
-    z [] (the normaliser state) → scalar. flops: 2·B·(K + 1)·D (the bmm of B rows against K + 1
+    z [] (the normaliser state), and optionally the slots to score [B, K + 1] (nce_draw's: CMC's
+    two views share one draw) → scalar. flops: 2·B·(K + 1)·D (the bmm of B rows against K + 1
     bank slots each). other_flops: 8·B·(K + 1) (exp, scale, the NCE logs)."""
     name = "nce_bank"
     Attrs = NceAttrs
     positional = ("negatives", "temperature")
-    n_inputs = 4
+    n_inputs = None
 
     def infer(self, a, ins):
-        f, idx, bank, z = ins
+        if len(ins) not in (4, 5):
+            raise ShapeError(f"nce_bank takes features, indices, bank, Z and optionally the drawn slots; "
+                             f"got {len(ins)} tensors")
+        f, idx, bank, z = ins[:4]
         if len(f) != 2 or tuple(idx) != (f[0],) or len(bank) != 2 or bank[1] != f[1] or tuple(z) != ():
             raise ShapeError(f"nce_bank expects features [B, D], indices [B], bank [N, D] and a scalar Z; "
                              f"got {list(f)}, {list(idx)}, {list(bank)}, {list(z)}")
         _positive(self.name, negatives=a.negatives, temperature=a.temperature)
+        if len(ins) == 5 and tuple(ins[4]) != (f[0], a.negatives + 1):
+            raise ShapeError(f"nce_bank: the drawn slots must be [B, negatives + 1] = "
+                             f"{[f[0], a.negatives + 1]}, got {list(ins[4])}",
+                             hint="draw them with nce_draw(index, n_images, negatives)")
         return ()
 
     def flops(self, a, ins, out):
@@ -92,7 +100,31 @@ class NceBank(Op):
         return 8 * ins[0][0] * (a.negatives + 1)
 
     def emit(self, a, ins, fx, args):
-        return fx.call(_losses().nce_bank, *args, a.negatives, a.temperature)
+        return fx.call(_losses().nce_bank, *args[:4], a.negatives, a.temperature, *args[4:])
+
+
+class NceDrawAttrs(Attrs):
+    n: int
+    negatives: int = 4096
+
+
+@register
+class NceDraw(Op):
+    """The slots memory-bank NCE scores against, drawn uniformly: inputs: idx [B] (int64, each
+    sample's own slot, put first) → [B, negatives + 1] int64 slots among `n`. flops: 0;
+    other_flops: 0 (a draw)."""
+    name = "nce_draw"
+    Attrs = NceDrawAttrs
+    positional = ("n", "negatives")
+
+    def infer(self, a, ins):
+        if len(ins[0]) != 1:
+            raise ShapeError(f"nce_draw expects indices [B], got {list(ins[0])}")
+        _positive(self.name, n=a.n, negatives=a.negatives)
+        return (ins[0][0], a.negatives + 1)
+
+    def emit(self, a, ins, fx, args):
+        return fx.call(_losses().nce_draw, args[0], a.n, a.negatives)
 
 
 class SpreadAttrs(Attrs):
@@ -131,13 +163,16 @@ class InvaSpread(Op):
 
 class CpcAttrs(Attrs):
     steps: int = 12
+    cdck2: bool = False
 
 
 @register
 class CpcNce(Op):
     """CPC InfoNCE over future latents. inputs: z [B, T, D] latents, pred [B, T, steps·D] (W_k c_t
     for k = 1..steps) → scalar; needs T > steps. flops: Σ_k 2·(T − k)·B²·D (one bmm per step).
-    other_flops: Σ_k 4·(T − k)·B² (softmax cross-entropy)."""
+    other_flops: Σ_k 4·(T − k)·B² (softmax cross-entropy). `cdck2=true`: the public CDCK2 code's
+    form (one t per batch, normalised over the predictions): flops 2·steps·B²·D, other_flops
+    4·steps·B²."""
     name = "cpc_nce"
     min_batch = 2
     Attrs = CpcAttrs
@@ -153,13 +188,18 @@ class CpcNce(Op):
             raise ShapeError(f"cpc_nce: 1 ≤ steps < T needed, got steps={a.steps} and T={z[1]}")
         return ()
 
+    @staticmethod
+    def _positions(a, t: int) -> int:
+        """The (t, k) pairs scored: every t < T − k, or one t per batch (cdck2)."""
+        return a.steps if a.cdck2 else sum(t - k for k in range(1, a.steps + 1))
+
     def flops(self, a, ins, out):
         b, t, d = ins[0]
-        return sum(2 * (t - k) * b * b * d for k in range(1, a.steps + 1))
+        return 2 * self._positions(a, t) * b * b * d
 
     def other_flops(self, a, ins, out):
         b, t, _ = ins[0]
-        return sum(4 * (t - k) * b * b for k in range(1, a.steps + 1))
+        return 4 * self._positions(a, t) * b * b
 
     def emit(self, a, ins, fx, args):
-        return fx.call(_losses().cpc_nce, args[0], args[1], a.steps)
+        return fx.call(_losses().cpc_nce, args[0], args[1], a.steps, a.cdck2)

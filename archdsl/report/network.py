@@ -24,9 +24,7 @@ def _count(n: int) -> str:
 def network_data(graph, dtype: str, depth: int | None, nodes: bool = True) -> tuple[CostReport, dict]:
     """(cost report, its JSON form, with `groups` summed at `depth` when given)."""
     report = cost(graph, dtype)
-    data = report.to_dict()
-    if not nodes:
-        del data["nodes"]
+    data = report.to_dict(nodes)
     if depth:
         data["groups"] = groups(report, graph.blocks, depth)
     return report, data
@@ -84,7 +82,7 @@ def network_text(report: CostReport, data: dict, dtype: str, fmt: str = "table",
                  width: int | None = None) -> str:
     """The rows (per node, or per group) and the totals, as a text table or Markdown; CSV is
     the rows alone, with exact numbers."""
-    rows = _rows(report, data)
+    rows = _rows(report, data) if table or fmt == "csv" else []
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

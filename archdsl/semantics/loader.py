@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,7 +210,7 @@ _DATA_TYPES = {"int", "float", "bool", "str", "list", "tuple"}
 def _check_shadowing(block: A.BlockDef, visible: dict) -> None:
     """A data parameter (`drop_path: float`) named like an op or block that the body calls makes
     the call reach the number instead: refuse it where the parameter is declared."""
-    called = _called_names(block.body)
+    called = _block_calls(block)
     for prm in block.params:
         if prm.type is None or prm.type.name not in _DATA_TYPES:
             continue
@@ -218,6 +219,20 @@ def _check_shadowing(block: A.BlockDef, visible: dict) -> None:
             raise ArchError(f"parameter '{prm.name}' of {block.name} hides {what}, "
                             f"which the body calls", prm.span, found=f"{prm.name}: {prm.type.name}",
                             hint=f"rename the parameter (e.g. '{prm.name}_rate' or 'dpr')")
+
+
+_CALLS: dict[int, tuple[weakref.ref, set[str]]] = {}
+
+
+def _block_calls(block: A.BlockDef) -> set[str]:
+    """`_called_names` of a block's body, remembered per parsed block (the parse cache hands the
+    same AST to every load of a file, and every load checks every block of it)."""
+    known = _CALLS.get(id(block))
+    if known is None or known[0]() is not block:
+        if len(_CALLS) > 4096:   # blocks of specs given as text are parsed anew each time
+            _CALLS.clear()
+        known = _CALLS[id(block)] = (weakref.ref(block), _called_names(block.body))
+    return known[1]
 
 
 def _called_names(node) -> set[str]:

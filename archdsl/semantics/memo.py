@@ -2,12 +2,13 @@
 
 A block instance is decided by its block, its arguments, the shapes (and dtypes and aliasing) of
 its inputs, its nesting depth and, if it reads them, the global repeat counters when it starts:
-nothing else of the caller is visible to a block body. An instance whose key was seen before is not run again: the
-nodes, nested block instances and init rules of the first instance are copied under the new
-path, its inputs replaced by the new ones, and the counters and the step count advanced as the
-first instance advanced them. The graph is the same as elaborating every instance (a test checks
-it for every stdlib family), built without re-evaluating the body: deep stacks of identical
-blocks (a ResNet's stages) elaborate in time proportional to their distinct blocks plus a copy.
+nothing else of the caller is visible to a block body. An instance whose key was seen before is not run again: its
+nodes are a `Repeat` of the first instance's (ir/graph.py: a path, the new inputs and the first
+instance's nodes, not copied), its nested block instances and init rules are copied under the new
+path, and the counters and the step count advance as the first instance advanced them. Expanded,
+the graph is the one that elaborating every instance gives (a test checks it for every stdlib
+family): deep stacks of identical blocks (a ResNet's stages) elaborate and cost in time
+proportional to their distinct blocks, plus a few path names per repeated node.
 """
 from __future__ import annotations
 
@@ -15,16 +16,14 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
-from archdsl.ir.graph import BlockInstance, Node
+from archdsl.ir.graph import BlockInstance, Body, Renamer
 from archdsl.ir.inits import InitRule, InitSpec
 from archdsl.semantics.values import BlockRef, Labeled, OpRef, Outputs, Partial, Tensor
 
 
 @dataclass
 class _Instance:
-    prefix: str                     # path of the first instance
-    inputs: tuple[str, ...]         # its input node ids
-    nodes: list[Node]
+    body: Body                      # its path, inputs, nodes and repeats
     blocks: list[BlockInstance]     # its own entry first, then the nested instances
     inits: list[InitRule]
     result: Any                     # its Tensor or Outputs
@@ -56,21 +55,24 @@ class InstanceMemo:
 
     @staticmethod
     def mark(elab) -> tuple:
-        return len(elab.graph), len(elab.graph.blocks), len(elab.graph.inits), elab.budget.steps, \
+        return elab.graph.mark(), len(elab.graph.blocks), len(elab.graph.inits), elab.budget.steps, \
             tuple(sorted(elab.counters.items()))
 
     def record(self, key, mark, elab, prefix: str, inputs, result) -> None:
         n0, b0, i0, s0, counters = mark
         graph = elab.graph
-        nodes = graph.last_nodes(len(graph) - n0)
+        nodes, repeats = graph.since(n0)
         inside = prefix + "."
         ids = {t.node for t in inputs}
-        if any(not (i.startswith(inside) or i in ids) for n in nodes for i in n.inputs):
+        read = [i for n in nodes for i in n.inputs] + [i for r in repeats for i in r.inputs]
+        if any(not (i.startswith(inside) or i in ids) for i in read):
             return  # reads a tensor that is not an input: not a function of the key
+        body = Body(prefix, tuple(t.node for t in inputs), nodes,
+                    {r.prefix: replace(r, at=r.at - n0[0]) for r in repeats})
         blocks = list(islice(reversed(graph.blocks.values()), len(graph.blocks) - b0))[::-1]
         # reading a counter increments it: an instance that left them unchanged did not use them
         used = counters != tuple(sorted(elab.counters.items()))
-        self.done[key] = _Instance(prefix, tuple(t.node for t in inputs), nodes, blocks, graph.inits[i0:],
+        self.done[key] = _Instance(body, blocks, graph.inits[i0:],
                                    result, counters if used else None, dict(elab.counters), elab.budget.steps - s0)
 
     def replay(self, key, elab, prefix: str, inputs, span):
@@ -79,16 +81,22 @@ class InstanceMemo:
         if first is None or (first.counters is not None and first.counters != tuple(sorted(elab.counters.items()))):
             return None
         self.hits += 1
-        rename = _Renamer(first.prefix, prefix, dict(zip(first.inputs, (t.node for t in inputs))))
+        body = first.body
+        rename = Renamer(body.prefix, prefix, dict(zip(body.inputs, (t.node for t in inputs))))
         elab.tick(span, first.steps)
         graph = elab.graph
         for k, b in enumerate(first.blocks):
             copy = BlockInstance(rename(b.path), b.type, span if k == 0 else b.span)
             graph.blocks[copy.path] = copy
             elab.used.add(copy.path)
-        for n in first.nodes:
-            elab.add_node(Node(rename(n.id), n.op, n.attrs, [rename(i) for i in n.inputs], n.shape, n.span,
-                               rename(n.block), n.block_type, n.dtype, n.label, n.kind), span)
+        if body.size:
+            elab.budget.check_nodes(len(graph) + body.size - 1, span)
+            ids, groups = body.names()
+            elab.used.update(prefix + i for i in ids)
+            parts = prefix.split(".")
+            elab.containers.update(prefix + g for g in groups)
+            elab.containers.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+            graph.add_repeat(prefix, body, (t.node for t in inputs))
         graph.inits.extend(replace(r, prefix=rename(r.prefix)) for r in first.inits)
         if first.counters is not None:
             elab.counters.clear()
@@ -96,18 +104,6 @@ class InstanceMemo:
         if isinstance(first.result, Outputs):
             return Outputs(first.result.names, tuple(Tensor(rename(t.node), t.shape) for t in first.result.values))
         return Tensor(rename(first.result.node), first.result.shape)
-
-
-class _Renamer:
-    def __init__(self, old: str, new: str, inputs: dict[str, str]):
-        self.old, self.new, self.inputs, self.cut = old, new, inputs, len(old)
-
-    def __call__(self, path: str) -> str:
-        if path in self.inputs:
-            return self.inputs[path]
-        if path == self.old or path.startswith(self.old + "."):
-            return self.new + path[self.cut:]
-        return path
 
 
 def _freeze(v):

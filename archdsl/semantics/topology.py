@@ -328,8 +328,11 @@ class TopologyElaborator(Elaborator):
             self.logs = None
 
     def exec(self, s: A.Stmt, env: Env):
-        if isinstance(s, (A.LogStmt, A.AfterStmt)) and getattr(self, "logs", None) is not None:
+        in_phase = getattr(self, "logs", None) is not None
+        if isinstance(s, (A.LogStmt, A.AfterStmt)) and in_phase:
             return self.exec_phase_stmt(s, env)   # `log` / `after` inside a phase's `if` or `for`
+        if isinstance(s, A.InStmt) and not in_phase:
+            self.in_stmts.append(s)   # an input under a topology-level `if` (raw images or views)
         return super().exec(s, env)
 
     def _check_trains_something(self, p: A.PhaseStmt, update: list, params: tuple):
@@ -405,9 +408,11 @@ class TopologyElaborator(Elaborator):
         entries = [entries] if isinstance(entries, str) else entries
         steps = options.get("freeze_steps")
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or \
-                not isinstance(entries, (list, tuple)) or not entries:
+                not isinstance(entries, (list, tuple)):
             raise ArchError("`freeze` lists \"net.param\" paths and `freeze_steps` is a count ≥ 0", span,
                             hint='freeze=["head.prototypes"], freeze_steps=313')
+        if not entries:  # an option that freezes nothing (`freeze=official ? [...] : []`)
+            return (), 0
         out = []
         for e in entries:
             net, _, prefix = str(e).partition(".")

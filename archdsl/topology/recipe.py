@@ -52,7 +52,8 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
     if spec.kind == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=o["momentum"], weight_decay=wd, nesterov=o["nesterov"])
     elif spec.kind == "adam":
-        opt = torch.optim.Adam(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd)
+        opt = torch.optim.Adam(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd,
+                               amsgrad=o.get("amsgrad", False))
     elif spec.kind == "adamw":
         opt = torch.optim.AdamW(groups, lr=lr, betas=o["betas"], eps=o["eps"], weight_decay=wd)
     elif spec.kind == "larc":
@@ -64,9 +65,17 @@ def build_optimizer(spec: OptimizerSpec, named: list[tuple[str, torch.nn.Paramet
                    lr_inside_momentum=o["lr_inside_momentum"])
     if spec.clip_grad > 0:
         opt.register_step_pre_hook(lambda optimizer, args, kwargs: _clip_each(optimizer, spec.clip_grad))
+    if spec.clip_norm > 0:
+        opt.register_step_pre_hook(lambda optimizer, args, kwargs: _clip_norm(optimizer, spec.clip_norm))
     if o.get("tf_eps"):
         opt.register_step_pre_hook(lambda optimizer, args, kwargs: _tf_eps(optimizer, o["eps"]))
     return opt
+
+
+def _clip_norm(optimizer: torch.optim.Optimizer, clip: float) -> None:
+    """BEiT's NativeScalerWithGradNormCount: torch's clip_grad_norm_ over every parameter at once."""
+    import torch
+    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip)
 
 
 def _tf_eps(optimizer: torch.optim.Optimizer, eps: float) -> None:

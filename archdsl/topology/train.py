@@ -9,10 +9,15 @@ and neither `optimizer` nor `lr` is given; else one Adam (betas (0.5, 0.999)) or
 0.9) per phase over `parameters(phase=…)`, at `lr` (1e-3 by default) — times
 `topo.lr_scale(step)` when the topology declares `lr = cosine_lr(...)`. Each round runs the
 phases in `schedule()` order (k D-steps per G-step), then `after_step()` once.
+
+Real data: an image folder (archdsl/topology/data.py) as the batch source; periodic checkpoints
+that resume exactly, a CSV of metrics and DDP (archdsl/topology/checkpoint.py, the CLI's
+`archdsl train --data`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -86,29 +91,59 @@ def optimizers(topo: TopologyModule, lr: float | None = None, optimizer: str | N
     return optims, set_lr
 
 
+class Pool:
+    """Batches drawn at random from tensors held in memory (the synthetic pool, or `data=`)."""
+
+    def __init__(self, data: list[torch.Tensor], batch: int, seed: int = 0):
+        self.data, self.batch = data, batch
+        self.g = torch.Generator().manual_seed(seed + 1)
+
+    def next(self) -> list[torch.Tensor]:
+        idx = torch.randperm(len(self.data[0]), generator=self.g)[:self.batch]
+        return [d[idx] for d in self.data]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.g.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.set_state(state["generator"])
+
+
 def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimizer: str | None = None,
           data: list[torch.Tensor] | None = None, seed: int = 0,
-          on_step: Callable[[StepLog], None] | None = None) -> list[StepLog]:
-    """Run `steps` rounds of the topology's phases on `data` (default: a synthetic pool)."""
+          on_step: Callable[[StepLog], None] | None = None, source=None, model: torch.nn.Module | None = None,
+          checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: str | Path | None = None,
+          log: str | Path | None = None) -> list[StepLog]:
+    """Run the topology's phases until `steps` rounds are done, on batches of `source` (an object
+    with next(), state_dict() and load_state_dict(): archdsl/topology/data.py's image folder) or
+    of `data` (default: a synthetic pool). `model` is what runs the forward (a DDP wrapper of
+    `topo`). Every `checkpoint_every` rounds the whole training state is saved to `checkpoint`
+    (archdsl/topology/checkpoint.py); `resume` continues from such a file exactly. `log` appends
+    one CSV row per round: losses, logged values and the recipe's learning rates."""
+    from archdsl.topology import checkpoint as ckpt
+    from archdsl.topology import dist
     check_batch(topo.ir)
-    torch.manual_seed(seed)
-    data = data if data is not None else synthetic_pool(topo, seed=seed)
-    batch = input_specs(topo)[0][1][0]
+    torch.manual_seed(seed + dist.rank())   # under DDP each process draws its own views and noise
+    if source is None:
+        source = Pool(data if data is not None else synthetic_pool(topo, seed=seed), input_specs(topo)[0][1][0], seed)
     optims, set_lr = optimizers(topo, lr, optimizer)
+    start = ckpt.load(resume, topo, optims, source) if resume else 0
     topo.train()
+    runner = model if model is not None else topo
+    writer = ckpt.MetricsLog(log) if log else None
     history = []
-    g = torch.Generator().manual_seed(seed + 1)
     schedule = topo.schedule()
-    for step in range(steps):
+    for step in range(start, steps):
         losses, logs = {}, {}
         set_lr(int(topo.steps))
+        rates = {f"lr.{p}": o.param_groups[0]["lr"] for p, o in optims.items()}
         for phase in schedule:
             # a new batch for each run of the round's first phase (each of k D-steps); the later
             # phases take the last one, as the official GAN loops do (a value carried from the
             # D-step to the G-step belongs to that batch)
             if phase == schedule[0]:
-                idx = torch.randperm(len(data[0]), generator=g)[:batch]
-            out = topo(*[d[idx] for d in data], phase=phase)
+                batch = source.next()
+            out = runner(*batch, phase=phase)
             out.loss.backward()
             optims[phase].step()
             optims[phase].zero_grad(set_to_none=True)
@@ -117,6 +152,10 @@ def train(topo: TopologyModule, steps: int, *, lr: float | None = None, optimize
         topo.after_step()
         entry = StepLog(step, losses, logs)
         history.append(entry)
+        if writer is not None:
+            writer.write(entry, rates)
+        if checkpoint and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            ckpt.save(checkpoint, step + 1, topo, optims, source)
         if on_step is not None:
             on_step(entry)
     return history
