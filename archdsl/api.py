@@ -10,10 +10,10 @@ from typing import Any, Mapping
 from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport, cost
 from archdsl.ir.graph import Graph
+from archdsl.ir.topology import SpecRef, TopologyIR
 from archdsl.semantics.elaborate import Elaborator
 from archdsl.semantics.signature import Signature, signature
 from archdsl.semantics.topology import TopologyElaborator
-from archdsl.topology.ir import TopologyIR
 from archdsl.semantics.catalog import (CatalogEntry, VariantInfo, block_of, catalog, entry,  # noqa: F401
                                       is_path, open_module, open_variant, resolve, variant_index)
 from archdsl.semantics.loader import Loader, stdlib_dir
@@ -183,7 +183,14 @@ def load_topology(spec: str | Path | None = None, variant: str | None = None, *,
         callee, values, None, var_name)
     ir.references = refs
     ir.spec_modules = _checkpoint_modules(module, callee)
+    ir.spec = SpecRef(None if spec is None else str(spec), variant, source, dict(overrides))
     return ir
+
+
+def reload_topology(ref: SpecRef, input_shape: list[Shape] | None = None, **overrides: Any) -> TopologyIR:
+    """The topology `ref` names, elaborated again with some arguments changed (progressive growth)."""
+    return load_topology(ref.spec, ref.variant, input_shape=input_shape, source=ref.source,
+                         **{**ref.overrides, **overrides})
 
 
 def spec_kind(spec: str | Path | None = None, variant: str | None = None, *,
@@ -263,7 +270,7 @@ def load_spec(spec: str | Path | None = None, variant: str | None = None, *,
         ir = load_topology(spec, variant, input_shape=input_shape, source=source, **overrides)
         check_fits((d.first_graph for d in ir.nets.values() if d.graphs), limit)
         with torch.device(device):
-            return TopologyModule(ir, seed=seed)
+            return TopologyModule(ir, seed=seed, reload=reload_topology)
     graph = _network(resolved, spec, variant, input_shape, source, overrides)
     check_fits([graph], limit)
     module = build(graph, seed=seed, device=device)

@@ -98,10 +98,10 @@ def test_noisy_student_loss_and_a_clean_teacher():
     ir = archdsl.load_topology(source=TINY + f"variant t = {NOISY.format('')}\n",
                                input_shape=[IMG, (8,), (12, 3, 16, 16)])
     g = ir.phases["train"].graph
-    nets = {n.attrs["name"]: [] for n in g.nodes() if n.op == "net"}
+    nets = {n.attrs["name"]: [] for n in g.nodes() if n.kind == "net"}
     for n in g.nodes():
-        if n.op == "net":
-            nets[n.attrs["name"]].append(g.node(n.inputs[0]).op)
+        if n.kind == "net":
+            nets[n.attrs["name"]].append(g.node(n.inputs[0]).title)
     assert nets == {"teacher_net": ["input"], "student_net": ["randaugment", "randaugment"]}
 
 

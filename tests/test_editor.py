@@ -63,7 +63,7 @@ def test_builtin_lists_match_the_registries():
     from archdsl.ops import REGISTRY
     from archdsl.semantics.builtins import BUILTINS as REAL_BUILTINS
     from archdsl.semantics.topology import TOPOLOGY_BUILTINS as REAL_TOPOLOGY
-    from archdsl.topology.updates import ACTIONS
+    from archdsl.ir.updates import ACTIONS
     assert set(OPS) == set(REGISTRY), "regenerate OPS in archdsl/editor/pygments_lexer.py"
     assert set(BUILTINS) == set(REAL_BUILTINS)
     assert set(TOPOLOGY_BUILTINS) == set(REAL_TOPOLOGY) | set(ACTIONS)

@@ -270,10 +270,10 @@ def test_holders_with_parameters_and_names_that_are_not_attributes():
     from archdsl.lower.build import build
     from archdsl.ops import REGISTRY
     g = Graph("Hand")
-    g.add(Node("x", "input", {}, [], (1, 4, 8, 8)))
+    g.add(Node("x", None, {}, [], (1, 4, 8, 8), kind="input"))
     g.add(Node("seq.0", "conv", REGISTRY["conv"].Attrs(out=4, kernel=3), ["x"], (1, 4, 8, 8),
                block="seq"))
-    g.add(Node("seq.gamma", "param", {"init": 0.5}, [], (1, 4, 1, 1), block="seq"))
+    g.add(Node("seq.gamma", None, {"init": 0.5}, [], (1, 4, 1, 1), block="seq", kind="param"))
     g.add(Node("seq.keys", "conv", REGISTRY["conv"].Attrs(out=4, kernel=1), ["seq.0"],
                (1, 4, 8, 8), block="seq"))
     g.add(Node("mul", "mul", REGISTRY["mul"].Attrs(), ["seq.keys", "seq.gamma"], (1, 4, 8, 8)))

@@ -45,11 +45,11 @@ def _state(graph) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     rules."""
     params, buffers = {}, {}
     for n in graph.nodes():
-        if n.op == "param":
+        if n.kind == "param":
             params[n.id] = list(n.shape)
-        elif n.op == "buffer":
+        elif n.kind == "buffer":
             buffers[n.id] = list(n.shape)
-        elif n.op in REGISTRY and n.op != "input":
+        elif n.kind == "op":
             op, ins = REGISTRY[n.op], graph.input_shapes(n)
             params.update({f"{n.id}.{k}": list(s) for k, s in op.params(n.attrs, ins).items()})
             buffers.update({f"{n.id}.{k}": list(s) for k, s in op.buffers(n.attrs, ins).items()})

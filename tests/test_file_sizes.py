@@ -8,8 +8,8 @@ from pathlib import Path
 ARCHDSL = Path(__file__).resolve().parent.parent / "archdsl"
 LIMIT = 600
 
-# being split this session by other helpers (issue 11); the lead removes them after merging
-WAITING = {"semantics/elaborate.py"}
+# files allowed over the limit while they are being split (none now; the list may only shrink)
+WAITING: set[str] = set()
 
 
 def _long_files(root: Path = ARCHDSL) -> dict[str, int]:

@@ -54,7 +54,7 @@ topology T() {
 def test_a_phase_value_nothing_uses_is_not_built():
     ir = archdsl.load_topology(source=DEAD)
     graph = ir.phases["train"].graph
-    assert [n.op for n in graph.nodes() if n.op in ("net", "relu")] == ["net"]
+    assert [n.title for n in graph.nodes() if n.title in ("net", "relu")] == ["net"]
     topo = archdsl.load_spec(source=DEAD, seed=0)
     topo(torch.randn(4, 4), phase="train")
     assert topo.nets.f.bn.num_batches_tracked.item() == 1   # one call of f, not two

@@ -297,7 +297,7 @@ def test_gan_traps(name):
         if set(update) <= set(discs):  # a D-step
             graph = ir.phases[phase].graph
             assert not any(reaches_without_stop(graph, g, d) for g in gens for d in discs)
-            calls_g = any(n.op == "net" and n.attrs["name"] in gens for n in graph.nodes())
+            calls_g = any(n.kind == "net" and n.attrs["name"] in gens for n in graph.nodes())
             # G in a D-step only behind stop_grad; CycleGAN's reads the G-step's stored fakes instead
             assert any(n.op == "stop_grad" for n in graph.nodes()) or (name == "cyclegan" and not calls_g)
 

@@ -43,7 +43,7 @@ CASES = [
          "unknown escape '\\U' in a string"),
     Case("escape-in-reference", net("  out x") + 'variant v = N() reference "timm\\xception"\n', 5, 32,
          "\\x", "unknown escape '\\x' in a string"),
-    # ---- numbers that do not fit: OverflowError in elaborate.py, or torch failing at build -------
+    # ---- numbers that do not fit: OverflowError in the elaborator, or torch failing at build -------
     Case("tensor-times-huge-int", net("  out x * 10 ** 400"), 3, 7, "x * 10",
          "'*' with an integer of 1329 bits: a tensor's scalar must fit a float"),
     Case("buffer-filled-with-2-4096", net("  buffer b: [8] = 2 ** 4096\n  out x + b"), 3, 19, "2 ** 4096",

@@ -107,7 +107,7 @@ CMC = ("from ssl.cmc import CMC, AlexNetHalf\n"
 def test_cmc_has_one_encoder_per_view_each_against_the_other_views_bank():
     ir = archdsl.load_topology(source=CMC, input_shape=[(4, 3, 8, 8), (4,)])
     g = ir.phases["train"].graph
-    nets = {n.attrs["name"]: g.node(n.inputs[0]).shape for n in g.nodes() if n.op == "net"}
+    nets = {n.attrs["name"]: g.node(n.inputs[0]).shape for n in g.nodes() if n.kind == "net"}
     assert nets == {"l_to_ab": (4, 1, 8, 8), "ab_to_l": (4, 2, 8, 8)}  # L and ab channels
     pairs = set()
     for n in g.nodes():
@@ -180,7 +180,7 @@ def test_invaspread_short_training_run_lowers_the_loss():
     spec = NET + "from ssl.invaspread import InvaSpread\nvariant t = InvaSpread(backbone=Flat, dim=8, img=8)\n"
     t = archdsl.load_spec(source=spec, seed=0, input_shape=[(8, 3, 8, 8)] * 2)
     g = t.ir.phases["train"].graph
-    enc = [n for n in g.nodes() if n.op == "net"]
+    enc = [n for n in g.nodes() if n.kind == "net"]
     assert len(enc) == 1 and g.node(enc[0].inputs[0]).shape == (16, 3, 8, 8)  # both views in one pass
     opt = torch.optim.SGD(t.parameters(phase="train"), lr=0.1, momentum=0.9)
     pool = torch.randn(256, 3, 8, 8, generator=torch.Generator().manual_seed(0))

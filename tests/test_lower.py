@@ -87,3 +87,22 @@ def test_drop_path_is_active_only_in_training():
     assert rates == pytest.approx([0.5 * k / 17 for k in range(1, 18)])
     model.train()
     assert not torch.equal(model(x), model(x))
+
+
+def test_graph_weights_are_the_built_modules_parameters_and_buffers():
+    """Graph.weights() lists, from shapes alone, what building allocates: `param`/`buffer` nodes
+    and each op's own tensors, by state_dict key, parameters apart from buffers (BatchNorm's integer
+    step counter, num_batches_tracked, is not a weight: costs do not count it)."""
+    text = """network N() {
+  in x: [B, 3, H = 8, W = 8]
+  param gamma: [1, 4, 1, 1] = 1.0
+  buffer shift: [1, 4, 1, 1] = 0.5
+  out (x -> stem: [conv(4, 3, pad=1), bn] -> relu) * gamma + shift -> mean(dims=[2, 3]) -> fc: linear(2)
+}"""
+    graph = archdsl.load_graph(source=text)
+    model = archdsl.load_spec(source=text, device="meta")
+    weights = {w.name: (w.shape, w.is_param) for w in graph.weights()}
+    params = {k for k, _ in model.named_parameters()}
+    assert weights == {k: (tuple(v.shape), k in params) for k, v in model.state_dict().items()
+                       if v.is_floating_point()}
+    assert weights["stem.1.running_mean"] == ((4,), False) and weights["gamma"] == ((1, 4, 1, 1), True)

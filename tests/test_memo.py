@@ -32,7 +32,7 @@ def _graphs(variant: str) -> list:
 
 def _facts(graph) -> dict:
     return {
-        "nodes": [(n.id, n.op, n.attrs, n.inputs, n.shape, n.block, n.block_type, n.dtype, n.span)
+        "nodes": [(n.id, n.kind, n.op, n.attrs, n.inputs, n.shape, n.block, n.block_type, n.dtype, n.span)
                   for n in graph.nodes()],
         "edges": sorted(graph.edges()),
         "blocks": [(b.path, b.type, b.span) for b in graph.blocks.values()],
@@ -79,7 +79,7 @@ def test_a_deep_net_is_costed_without_expanding_its_repeats():
 
 
 def _hits(monkeypatch) -> list:
-    import archdsl.semantics.elaborate as elaborate
+    import archdsl.semantics.statements as statements
     from archdsl.semantics.memo import InstanceMemo
     made = []
 
@@ -88,7 +88,7 @@ def _hits(monkeypatch) -> list:
             super().__init__()
             made.append(self)
 
-    monkeypatch.setattr(elaborate, "InstanceMemo", Counting)
+    monkeypatch.setattr(statements, "InstanceMemo", Counting)
     return made
 
 

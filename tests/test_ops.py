@@ -783,7 +783,7 @@ def one_op_graph(case: Case) -> Graph:
     g.int_high = case.int_high
     for k, s in enumerate(case.ins):
         nid = f"x{k}"
-        g.add(Node(nid, "input", {}, [], tuple(s), dtype=dtypes[k]))
+        g.add(Node(nid, None, {}, [], tuple(s), dtype=dtypes[k], kind="input"))
         g.inputs.append(nid)
         ids.append(nid)
     if case.pre is not None:

@@ -328,7 +328,7 @@ def release_lod(cur_nimg, resolution_log2, lod_initial_resolution=4, lod_trainin
 def test_progressive_schedule_is_the_release_training_schedule():
     """Resolution and fade-in alpha = 1 − frac(lod) at every 10k images up to 1024x1024 and beyond,
     for the release's defaults (600k + 600k) and the paper's preset (800k + 800k)."""
-    from archdsl.topology.schedule import progressive_schedule
+    from archdsl.ir.schedule import progressive_schedule
     for kimg in (600, 800):
         for nimg in list(range(0, 11_000_000, 10_000)) + [600_001, 1_799_999, 1_800_000]:
             lod, resolution = release_lod(nimg, 10, lod_training_kimg=kimg, lod_transition_kimg=kimg)

@@ -359,7 +359,7 @@ def test_moco_steps_equal_the_official_builder_and_main_moco(cos):
     t = archdsl.load_spec(source=BN_POOLED + "from ssl.moco import MoCo\nvariant t = MoCo(version=2, backbone=BNPooled, "
                           f"dim=4, hidden=0, K=12, m=0.9, T=0.2, img=16, {recipe})\n", seed=0).double()
     if not cos:   # milestones as the topology's (epochs 120 and 160) scaled to three epochs
-        from archdsl.topology.schedule import step_schedule
+        from archdsl.ir.schedule import step_schedule
         spec = t.ir.phases["train"].optimizer
         object.__setattr__(spec, "lr", step_schedule(0.5, milestones=[1, 2], every=2))
     optimizers, schedule = t.configure_optimizers()

@@ -112,9 +112,9 @@ def test_lowering_refuses_unsafe_names_that_reach_it():
     """The last line of defence: a graph built without the elaborator, with a node id that is not
     an identifier, never reaches torch.fx's code generation."""
     g = Graph("n")
-    g.add(Node("x", "input", {}, [], (1, 4), None, "", "n"))
+    g.add(Node("x", None, {}, [], (1, 4), None, "", "n", kind="input"))
     g.inputs.append("x")
-    g.add(Node('w"); import os #', "param", {"init": 0.0}, [], (4,), None, "", "n"))
+    g.add(Node('w"); import os #', None, {"init": 0.0}, [], (4,), None, "", "n", kind="param"))
     g.outputs["out"] = 'w"); import os #'
     with pytest.raises(ArchError, match="cannot build"):
         build(g)

@@ -171,9 +171,9 @@ def test_generated_specs_agree_with_torch(case: GeneratedSpec):
     # parameters and buffers: each node's at its path, with the static shapes
     want_params, want_buffers = {}, {}
     for n in graph.nodes():
-        if n.op == "param":
+        if n.kind == "param":
             want_params[n.id] = n.shape
-        elif n.op == "buffer":
+        elif n.kind == "buffer":
             want_buffers[n.id] = n.shape
         elif n.op in REGISTRY:
             ins = graph.input_shapes(n)

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 import archdsl
 from archdsl import ArchError
+from archdsl.ir.schedule import cosine_lr, noam_lr
 from archdsl.nn import loss as losses
 from archdsl.nn.augment import cutmix_box, mix, mix_batch
-from archdsl.topology.schedule import cosine_lr, noam_lr
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -98,7 +98,7 @@ def test_swav_loss_matches_the_reference_loop_and_its_gradient():
 def test_multicrop_goes_through_one_trunk_and_one_head_call():
     ir = archdsl.load_topology(source=SPEC)
     g = ir.phases["train"].graph
-    calls = {(n.attrs["name"], tuple(g.node(i).shape for i in n.inputs)) for n in g.nodes() if n.op == "net"}
+    calls = {(n.attrs["name"], tuple(g.node(i).shape for i in n.inputs)) for n in g.nodes() if n.kind == "net"}
     # trunk: the 2 x B global crops, then the 2 x B local crops; head: all 4 x B embeddings together
     assert calls == {("encoder", ((4, 3, 8, 8),)), ("head", ((8, 8),))}
     loss = next(n for n in g.nodes() if n.op == "swav_loss")

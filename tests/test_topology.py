@@ -151,7 +151,7 @@ def test_a_network_applied_at_two_sizes_must_not_depend_on_the_size():
 def test_dino_teacher_sees_only_global_crops_and_center_follows_raw_teacher_outputs():
     ir = archdsl.load_topology(source=TINY + DINO)
     g = ir.phases["train"].graph
-    teacher = [n for n in g.nodes() if n.op == "net" and n.attrs["name"] == "teacher"]
+    teacher = [n for n in g.nodes() if n.kind == "net" and n.attrs["name"] == "teacher"]
     assert len(teacher) == 1 and teacher[0].shape == (2 * 2, 32)  # 2 global crops × batch 2
     t = topo(DINO)
     gl, lo = torch.randn(2, 2, 3, 16, 16), torch.randn(2, 2, 3, 8, 8)
@@ -259,3 +259,14 @@ def test_train_loop_runs_the_schedule_and_steps_the_twins():
     train(moco, 2, lr=0.01, optimizer="sgd", data=pool)
     assert int(moco.state.queue_ptr) == 16
     assert any(not torch.equal(a, b) for a, b in zip(before, moco.nets["key"].parameters()))
+
+
+def test_a_topology_ir_is_data_naming_its_spec_and_each_nets_network():
+    """No callee or closure back into the elaborator: the IR names where it came from (grow()
+    elaborates that again through the loader load_spec passes) and each net's network."""
+    from archdsl.ir.topology import SpecRef
+    ir = archdsl.load_topology("moco_v2", dim=64)
+    assert ir.spec == SpecRef("moco_v2", None, None, {"dim": 64})
+    assert {n: (d.network, d.twin is not None) for n, d in ir.nets.items()} == {
+        "query": ("Encoder", False), "key": ("Encoder", True)}
+    assert ir.nets["key"].first_graph.node("head.layer1").shape == (1, 64)

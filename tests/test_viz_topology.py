@@ -89,7 +89,7 @@ def drawn_as(ph, node_id: str) -> tuple[str, bool]:
     while node_id in fold:
         node_id, sg = g.node(node_id).inputs[0], True
     n = g.node(node_id)
-    return (f"state:{n.attrs['name']}" if n.op == "state" else f"{ph.name}/{node_id}"), sg
+    return (f"state:{n.attrs['name']}" if n.kind == "state" else f"{ph.name}/{node_id}"), sg
 
 
 # ------------------------------------------------------------------ clusters
@@ -130,7 +130,7 @@ def test_every_phase_graph_node_and_edge_is_represented(name):
     for ph in ir.phases.values():
         g, fold = ph.graph, folded(ph)
         for n in g.nodes():
-            if n.op == "state":
+            if n.kind == "state":
                 assert f"state:{n.attrs['name']}" in d.nodes
             elif n.id in fold:
                 src, _ = drawn_as(ph, n.id)
@@ -182,11 +182,11 @@ def test_net_calls_are_joined_to_their_network_by_a_dotted_line(name):
     ir, d = topo(name), dot_of(name)
     dotted = Counter((u, v) for u, v, a in d.styled if a.get("style") == "dotted")
     want = Counter((f"net:{n.attrs['name']}", f"{ph.name}/{n.id}")
-                   for ph in ir.phases.values() for n in ph.graph.nodes() if n.op == "net")
+                   for ph in ir.phases.values() for n in ph.graph.nodes() if n.kind == "net")
     assert dotted == want and want
     for ph in ir.phases.values():
         for n in ph.graph.nodes():
-            if n.op == "net":
+            if n.kind == "net":
                 twin = ir.nets[n.attrs["name"]].twin is not None
                 assert ("no grad" in d.nodes[f"{ph.name}/{n.id}"]) == twin
     assert "shuffle BN" in dot_of("moco_v2").nodes["train/key"]

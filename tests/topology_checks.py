@@ -7,7 +7,7 @@ import torch
 def reaches_without_stop(graph, src: str, dst: str) -> bool:
     """Does a value flow from a `net` node of network src into one of network dst without a
     stop_grad on the way?"""
-    starts = [n.id for n in graph.nodes() if n.op == "net" and n.attrs["name"] == src]
+    starts = [n.id for n in graph.nodes() if n.kind == "net" and n.attrs["name"] == src]
     consumers: dict[str, list] = {}
     for n in graph.nodes():
         for i in n.inputs:
@@ -18,7 +18,7 @@ def reaches_without_stop(graph, src: str, dst: str) -> bool:
             if n.id in seen or n.op == "stop_grad":
                 continue
             seen.add(n.id)
-            if n.op == "net" and n.attrs["name"] == dst:
+            if n.kind == "net" and n.attrs["name"] == dst:
                 return True
             todo.append(n.id)
     return False

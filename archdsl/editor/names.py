@@ -33,7 +33,7 @@ def names() -> tuple[list[str], list[str], list[str]]:
     from archdsl.ops import REGISTRY
     from archdsl.semantics.builtins import BUILTINS
     from archdsl.semantics.topology import TOPOLOGY_BUILTINS
-    from archdsl.topology.updates import ACTIONS
+    from archdsl.ir.updates import ACTIONS
     return sorted(REGISTRY), sorted(BUILTINS), sorted(set(TOPOLOGY_BUILTINS) | set(ACTIONS))
 
 

@@ -68,7 +68,7 @@ BUILTINS = (
     'xavier_normal', 'xavier_uniform', 'zeros', 'zip',
 )
 
-# archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.topology.updates.ACTIONS
+# archdsl.semantics.topology.TOPOLOGY_BUILTINS and archdsl.ir.updates.ACTIONS
 TOPOLOGY_BUILTINS = (
     'adam', 'adamw', 'bank_update', 'carry', 'center_update', 'clamp', 'constant_lr',
     'cosine_lr', 'cosine_schedule', 'ema', 'enqueue', 'frozen', 'grad_penalty', 'group',

@@ -73,14 +73,14 @@ class _Classes:
 
     def _param_expr(self, path: str, name: str) -> Expr:
         node = self.by_id.get(path)
-        if node is None or node.op != "param":
+        if node is None or node.kind != "param":
             raise ArchError(f"internal: no param node for the parameter '{path}'")
         value = _full(node.shape, node.attrs["init"], _clean(name, "p"))
         return Call(Raw("nn.Parameter"), [value], [])
 
     def _buffer_expr(self, path: str, name: str) -> Expr:
         node = self.by_id.get(path)
-        if node is None or node.op != "buffer":
+        if node is None or node.kind != "buffer":
             raise ArchError(f"internal: no buffer node for the buffer '{path}'")
         return _full(node.shape, node.attrs["init"], _clean(name, "b"))
 

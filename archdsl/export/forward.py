@@ -107,9 +107,9 @@ class _Forwards:
         vals.update(zip(ins, s.args))
         item_of: dict[str, Any] = {}
         for n in s.own:
-            if n.op in ("param", "buffer"):
+            if n.kind in ("param", "buffer"):
                 vals[n.id] = _Val("attr", self.access(n.id, s), n.id)
-            elif n.op != "input":
+            elif n.kind != "input":
                 item_of[n.id] = n
         for c in s.children:
             for i in c.members:
@@ -137,7 +137,7 @@ class _Forwards:
             if isinstance(x, Node):
                 op = REGISTRY.get(x.op)
                 if op is None:
-                    raise ArchError(f"cannot write node '{x.id}' ({x.op}) as standalone source",
+                    raise ArchError(f"cannot write node '{x.id}' ({x.title}) as standalone source",
                                     hint="only networks are written as source, not topologies")
                 em = _CodeEmitter(self, s, x)
                 out = op.emit(x.attrs, self.graph.input_shapes(x), em, [vals[i] for i in x.inputs])

@@ -136,7 +136,7 @@ class _Scopes:
         bad = set()
         for n in self.nodes:
             s = self._innermost(n.block, cands)
-            owns = n.id in self.mods or n.op in ("param", "buffer")
+            owns = n.id in self.mods or n.kind in ("param", "buffer")
             if s and owns and not n.id.startswith(s + "."):
                 bad.add(s)
         g = self.graph.g

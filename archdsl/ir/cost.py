@@ -105,15 +105,15 @@ class _Rows(Sequence):
 def node_cost(graph: Graph, node: Node, dtype_bytes: int, seen: dict | None = None) -> NodeCost:
     """One node's costs. `seen` remembers an op's costs by its attributes and input shapes:
     the copies of a repeated block instance (semantics/memo.py) share their attribute objects."""
-    c = NodeCost(node.id, node.op, _shape_list(node.shape), block=node.block)
-    c.activation_bytes = numel_out(node.shape) * dtype_bytes if node.op != "input" else 0
-    if node.op == "param":
+    c = NodeCost(node.id, node.title, _shape_list(node.shape), block=node.block)
+    c.activation_bytes = numel_out(node.shape) * dtype_bytes if node.kind != "input" else 0
+    if node.kind == "param":
         c.params = math.prod(node.shape)
         c.activation_bytes = 0
-    elif node.op == "buffer":
+    elif node.kind == "buffer":
         c.buffers = math.prod(node.shape)
         c.activation_bytes = 0
-    elif node.op != "input":
+    elif node.kind != "input":
         ins = graph.input_shapes(node)
         key = (node.op, id(node.attrs), tuple(ins))
         known = seen.get(key) if seen is not None else None

@@ -16,15 +16,20 @@ from typing import Any, Iterator
 import networkx as nx
 
 from archdsl.errors import Span
+from archdsl.ops import REGISTRY
 
 Shape = tuple[int, ...]
+
+# what a node is: a graph input, a parameter or buffer of its own, a topology's state, a call of
+# a topology's network, or an op of archdsl/ops
+KINDS = ("input", "param", "buffer", "state", "net", "op")
 
 
 @dataclass
 class Node:
     id: str                      # unique path; parametric nodes become modules at this path
-    op: str                      # op name; "input", "param", "buffer" are graph-level kinds
-    attrs: Any                   # the op's validated attribute model (or a dict for graph kinds)
+    op: str | None               # the op's name on an op node; None on the other kinds
+    attrs: Any                   # the op's validated attribute model (or a dict for the other kinds)
     inputs: list[str]            # ordered producer ids
     shape: Any                   # Shape, or a tuple of Shapes for multi-output ops
     span: Span | None = None
@@ -32,10 +37,20 @@ class Node:
     block_type: str = ""         # name of that block ("Bottleneck")
     dtype: str = "float32"
     label: str | None = None     # display name for nodes without a module
+    kind: str = "op"             # one of KINDS
+
+    def __post_init__(self):
+        if self.kind not in KINDS or (self.kind == "op") != (self.op is not None):
+            raise ValueError(f"node '{self.id}': kind {self.kind!r} with op {self.op!r}")
 
     @property
     def is_multi(self) -> bool:
         return bool(self.shape) and isinstance(self.shape[0], tuple)
+
+    @property
+    def title(self) -> str:
+        """What the node is, as shown: its op, else its kind."""
+        return self.op if self.op is not None else self.kind
 
 
 @dataclass
@@ -215,6 +230,26 @@ class Graph:
     def input_shapes(self, node: Node) -> list:
         return [self.node(i).shape for i in node.inputs]
 
+    def weights(self) -> Iterator[Weight]:
+        """Every parameter and float buffer, as the built module's state_dict names them, in node
+        order: `param`/`buffer` nodes at their path, an op's own tensors under its node's path."""
+        for n in self.nodes():
+            if n.kind in ("param", "buffer"):
+                yield Weight(n.id, tuple(n.shape), n.kind == "param", n)
+            elif n.kind == "op":
+                op, ins = REGISTRY[n.op], self.input_shapes(n)
+                for k, s in op.params(n.attrs, ins).items():
+                    yield Weight(f"{n.id}.{k}", tuple(s), True, n)
+                for k, s in op.buffers(n.attrs, ins).items():
+                    yield Weight(f"{n.id}.{k}", tuple(s), False, n)
+
+
+@dataclass(frozen=True)
+class Weight:
+    name: str                    # the state_dict key
+    shape: Shape
+    is_param: bool               # a parameter (else a buffer)
+    node: Node
 
 def _expanded_g(graph: Graph) -> nx.MultiDiGraph:
     graph.expand()

@@ -66,15 +66,15 @@ def _lower(graph: Graph, root: nn.Module, install: bool, device: torch.device | 
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
     for node in graph.nodes():
-        if node.op == "input":
+        if node.kind == "input":
             values[node.id] = g.placeholder(node.id)
-        elif node.op in ("param", "buffer"):
+        elif node.kind in ("param", "buffer"):
             data = initial(node, rules, device)
-            _install(root, node.id, nn.Parameter(data) if node.op == "param" else data)
+            _install(root, node.id, nn.Parameter(data) if node.kind == "param" else data)
             values[node.id] = g.get_attr(node.id)
-        elif node.op == "state":
+        elif node.kind == "state":
             values[node.id] = g.get_attr(f"state.{node.attrs['name']}")
-        elif node.op == "net":
+        elif node.kind == "net":
             args = [values[i] for i in node.inputs]
             target = f"nets.{node.attrs['name']}"
             if node.attrs["shuffle"]:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from archdsl.semantics.inits import InitRule, InitSpec
+from archdsl.ir.inits import InitRule, InitSpec
 
 
 @torch.no_grad()

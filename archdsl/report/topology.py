@@ -14,8 +14,8 @@ from archdsl.viz.dot import human
 
 def topology_data(ir, dtype: str) -> dict:
     """A topology's networks (with the cost of each call shape), state and phases."""
-    from archdsl.topology.recipe import describe as describe_optimizer
-    from archdsl.topology.schedule import LRSchedule
+    from archdsl.ir.recipe import describe as describe_optimizer
+    from archdsl.ir.schedule import LRSchedule
     nets = {}
     for name, decl in ir.nets.items():
         calls = []
@@ -23,9 +23,7 @@ def topology_data(ir, dtype: str) -> dict:
             report = cost(graph, dtype)
             calls.append({"inputs": report.input_shapes, "outputs": report.output_shapes,
                           "totals": dataclasses.asdict(report.totals)})
-        block = getattr(decl.callee, "callee", decl.callee)   # a Partial's block, or the block
-        network = getattr(block, "name", None) or (decl.first_graph.name if decl.graphs else "")
-        nets[name] = {"network": network,
+        nets[name] = {"network": decl.network,
                       "twin": dataclasses.asdict(decl.twin) if decl.twin else None,
                       "calls": calls}
     phases = {}

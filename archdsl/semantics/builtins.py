@@ -117,7 +117,7 @@ BUILTINS = {
 
 
 def _initialisers() -> dict:
-    from archdsl.semantics.inits import INITIALISERS
+    from archdsl.ir.inits import INITIALISERS
     return INITIALISERS
 
 

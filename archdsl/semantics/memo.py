@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from archdsl.ir.graph import BlockInstance, Body, Renamer
-from archdsl.semantics.inits import InitRule, InitSpec
+from archdsl.ir.inits import InitRule, InitSpec
 from archdsl.semantics.values import BlockRef, Labeled, OpRef, Outputs, Partial, Tensor
 
 

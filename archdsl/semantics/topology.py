@@ -13,12 +13,16 @@ from typing import Any
 from archdsl.errors import ArchError, Span, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Graph, Node
-from archdsl.semantics.elaborate import Elaborator, Frame, Scope, fill_value, top_call
 from archdsl.ir.names import check_name
+from archdsl.ir.recipe import OPTIMIZERS, OptimizerSpec
+from archdsl.ir.schedule import SCHEDULES, LRSchedule
+from archdsl.ir.topology import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
+from archdsl.ir.updates import ACTIONS, STATE_INITS
+from archdsl.semantics.calls import Scope
+from archdsl.semantics.elaborate import Elaborator
+from archdsl.semantics.statements import Frame, fill_value, top_call
 from archdsl.semantics.values import BlockRef, Env, Outputs, Partial, Tensor, describe
 from archdsl.syntax import ast as A
-from archdsl.topology.ir import PENALTIES, Action, EmaSpec, NetDecl, Phase, StateDecl, TopologyIR
-from archdsl.topology.updates import ACTIONS, STATE_INITS
 
 STATE_DTYPES = ("float32", "float64", "int64", "bool")
 
@@ -106,9 +110,6 @@ def frozen(network):
     return FrozenVal(network)
 
 
-from archdsl.topology.recipe import OPTIMIZERS, OptimizerSpec  # noqa: E402  (optimizer=adamw(...))
-from archdsl.topology.schedule import SCHEDULES, LRSchedule  # noqa: E402  (lr = cosine_lr(...) and friends)
-
 TOPOLOGY_BUILTINS = {"ema": ema, "shuffle_bn": shuffle_bn, "grad_penalty": grad_penalty,
                      "frozen": frozen, **SCHEDULES, **OPTIMIZERS}
 
@@ -123,10 +124,7 @@ class TopologyElaborator(Elaborator):
         given = self.bind_params(decl, args, kwargs, env, span, arg_spans, kw_spans)
         self.ir = TopologyIR(decl.name, variant, {}, {}, {})
         self.ir.args = {p.name: env.vars[p.name] for p in decl.params if p.name in env.vars}
-        shapes, name = self.input_shapes, self.graph.name
-        # progressive growth (TopologyModule.grow) re-elaborates with some arguments changed
-        self.ir.rebuild = lambda input_shapes=shapes, **more: TopologyElaborator(name, input_shapes).topology(
-            callee, {**overrides, **more}, span, variant)
+        self.callees: dict[str, Any] = {}   # each net's network or block (the source's, for twins)
         self.in_stmts: list[A.InStmt] = []
         frame = Frame(decl, Scope("", decl.name), None, given=given)
         self.stack.append(frame)
@@ -192,17 +190,18 @@ class TopologyElaborator(Elaborator):
         if isinstance(value, str):
             value = self.stdlib_variant(value, s.value.span)
         if is_frozen and _kind(value) in ("network", "block"):
-            decl = NetDecl(s.name, value, s.span, frozen=True)
+            decl = NetDecl(s.name, _block(value).name, s.span, frozen=True)
         elif isinstance(value, EmaVal):
-            source = self.ir.nets[value.source.name]
-            decl = NetDecl(s.name, source.callee, s.span, twin=value.spec)
+            decl = NetDecl(s.name, self.ir.nets[value.source.name].network, s.span, twin=value.spec)
+            value = self.callees[value.source.name]
         elif isinstance(value, (BlockRef, Partial)) and _kind(value) in ("network", "block"):
-            decl = NetDecl(s.name, value, s.span)
+            decl = NetDecl(s.name, _block(value).name, s.span)
         else:
             raise ArchError(f"`net {s.name}` needs a network", s.value.span, found=describe(value),
                             hint="a network or block (`encoder(num_classes=128)`), a stdlib variant "
                                  "name, or `ema(other_net, m)`")
         self.ir.nets[s.name] = decl
+        self.callees[s.name] = value
         env.vars[s.name] = NetRef(s.name)
 
     def stdlib_variant(self, name: str, span: Span):
@@ -298,8 +297,8 @@ class TopologyElaborator(Elaborator):
             for s in self.in_stmts:
                 self.exec_in(s, penv)
             for st in self.ir.states.values():
-                node = Node(f"state.{st.name}", "state", {"name": st.name}, [], st.shape, st.span,
-                            "", self.ir.name, dtype=st.dtype)
+                node = Node(f"state.{st.name}", None, {"name": st.name}, [], st.shape, st.span,
+                            "", self.ir.name, dtype=st.dtype, kind="state")
                 self.add_node(node, st.span)
                 penv.vars[st.name] = Tensor(node.id, st.shape)
             for s in p.body:
@@ -380,7 +379,7 @@ class TopologyElaborator(Elaborator):
                 options[a.name] = v
             elif isinstance(v, NetRef) and spec.n_nets:
                 nets.append(v.name)
-            elif isinstance(v, Tensor) and self.graph.node(v.node).op == "state":
+            elif isinstance(v, Tensor) and self.graph.node(v.node).kind == "state":
                 states.append(self.graph.node(v.node).attrs["name"])
             elif isinstance(v, Tensor):
                 tensors.append(v.node)
@@ -420,11 +419,7 @@ class TopologyElaborator(Elaborator):
             if net not in update:
                 raise ArchError(f"freeze: '{net}' is not a network this phase updates", span,
                                 hint=did_you_mean(net, update) or f"one of {', '.join(update)}")
-            graph = self.ir.nets[net].first_graph
-            from archdsl.ops import REGISTRY
-            names = [n.id for n in graph.nodes() if n.op == "param"] + [
-                f"{n.id}.{k}" for n in graph.nodes() if n.op in REGISTRY
-                for k in REGISTRY[n.op].params(n.attrs, graph.input_shapes(n))]
+            names = [w.name for w in self.ir.nets[net].first_graph.weights() if w.is_param]
             if not prefix or not any(n == prefix or n.startswith(prefix + ".") for n in names):
                 raise ArchError(f"freeze: network '{net}' has no parameter under '{prefix}'", span,
                                 hint=did_you_mean(prefix, names) or None)
@@ -439,11 +434,7 @@ class TopologyElaborator(Elaborator):
         if decl.twin is not None or not decl.graphs:
             raise ArchError(f"'{kind}' needs a trained network applied in the phase, not '{nets[0]}'", span,
                             hint=spec.usage)
-        from archdsl.ops import REGISTRY
-        graph = decl.first_graph
-        names = [n.id for n in graph.nodes() if n.op == "param"] + [
-            f"{n.id}.{k}" for n in graph.nodes() if n.op in REGISTRY
-            for k in REGISTRY[n.op].params(n.attrs, graph.input_shapes(n))]
+        names = [w.name for w in decl.first_graph.weights() if w.is_param]
         param = options.get("weight")
         if param not in names:
             raise ArchError(f"network '{nets[0]}' has no parameter {param!r}", span,
@@ -471,10 +462,10 @@ class TopologyElaborator(Elaborator):
         shapes = tuple(tuple(t.shape) for t in net_inputs)
         graph = decl.graphs.get(shapes)
         if graph is None:
-            graph = Elaborator(ref.name, list(shapes)).network(decl.callee, {}, span)
+            graph = Elaborator(ref.name, list(shapes)).network(self.callees[ref.name], {}, span)
             if decl.graphs:  # one module serves every input size: its weights must not depend on it
                 first_shapes, first = next(iter(decl.graphs.items()))
-                if _weights(first) != _weights(graph):
+                if _weight_shapes(first) != _weight_shapes(graph):
                     raise ArchError(f"network '{ref.name}' has different weights for inputs "
                                     f"{[list(s) for s in shapes]} than for {[list(s) for s in first_shapes]}",
                                     span, hint="a network applied at several input sizes must not depend "
@@ -489,7 +480,7 @@ class TopologyElaborator(Elaborator):
             if not graph.single_output:
                 raise ArchError(f"grad_penalty needs '{ref.name}' to have one output", span)
             attrs["penalty"], shape = ref.penalty, ()
-        node = Node(path, "net", attrs, [t.node for t in inputs], shape, span, "", self.ir.name)
+        node = Node(path, None, attrs, [t.node for t in inputs], shape, span, "", self.ir.name, kind="net")
         self.add_node(node, span)
         tensor = Tensor(path, shape)
         if graph.single_output:
@@ -517,9 +508,14 @@ def _penalty_inputs(ref: NetRef, inputs: list[Tensor], span: Span) -> list[Tenso
     return inputs
 
 
-def _kind(value) -> str | None:
+def _block(value) -> BlockRef | None:
     block = value.callee if isinstance(value, Partial) else value
-    return block.decl.kind if isinstance(block, BlockRef) else None
+    return block if isinstance(block, BlockRef) else None
+
+
+def _kind(value) -> str | None:
+    block = _block(value)
+    return block.decl.kind if block is not None else None
 
 
 def _keyword(s: A.Stmt) -> str:
@@ -527,18 +523,8 @@ def _keyword(s: A.Stmt) -> str:
             A.PhaseStmt: "phase", A.OutStmt: "out", A.TensorDecl: "param", A.InStmt: "in"}.get(type(s), "?")
 
 
-def _weights(graph: Graph) -> list[tuple[str, tuple]]:
-    """Every parameter and buffer of a network graph with its shape."""
-    from archdsl.ops import REGISTRY
-    out = []
-    for n in graph.nodes():
-        if n.op in ("param", "buffer"):
-            out.append((n.id, tuple(n.shape)))
-        elif n.op in REGISTRY:
-            ins = graph.input_shapes(n)
-            op = REGISTRY[n.op]
-            out += [(f"{n.id}.{k}", tuple(v)) for k, v in {**op.params(n.attrs, ins), **op.buffers(n.attrs, ins)}.items()]
-    return out
+def _weight_shapes(graph: Graph) -> list[tuple[str, tuple]]:
+    return [(w.name, w.shape) for w in graph.weights()]
 
 
 def _drop_dead(graph: Graph) -> None:
@@ -549,4 +535,4 @@ def _drop_dead(graph: Graph) -> None:
     for node in list(live):
         live |= nx.ancestors(graph.g, node)
     graph.g.remove_nodes_from([n.id for n in graph.nodes()
-                               if n.id not in live and n.op not in ("input", "state")])
+                               if n.id not in live and n.kind not in ("input", "state")])

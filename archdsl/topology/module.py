@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
+from archdsl.ir.topology import EmaSpec, TopologyIR
+from archdsl.ir.updates import ACTIONS
 from archdsl.lower.build import build, build_phase
 from archdsl.topology import updates
-from archdsl.topology.ir import EmaSpec, TopologyIR
 
 
 class TopologyOutput(dict):
@@ -32,11 +33,13 @@ class TopologyOutput(dict):
 
 
 class TopologyModule(nn.Module):
-    def __init__(self, ir: TopologyIR, seed: int | None = None):
+    def __init__(self, ir: TopologyIR, seed: int | None = None, reload: Callable | None = None):
+        """`reload(ir.spec, input_shapes, **overrides)` elaborates the topology again (for grow())."""
         super().__init__()
         if seed is not None:
             torch.manual_seed(seed)
         object.__setattr__(self, "ir", ir)
+        object.__setattr__(self, "_reload", reload)
         self.nets = nn.ModuleDict()
         for name, decl in ir.nets.items():
             if decl.twin is None:
@@ -61,7 +64,7 @@ class TopologyModule(nn.Module):
         with torch.no_grad():  # updates of a network's own parameters that also hold from the start
             for p in ir.phases.values():
                 for a in p.actions:
-                    if updates.ACTIONS[a.kind].at_build:
+                    if ACTIONS[a.kind].at_build:
                         updates.run_net(a.kind, self.nets[a.options["net"]], a.options)
 
     # ---- structure
@@ -96,7 +99,7 @@ class TopologyModule(nn.Module):
                 self.nets[name].eval()
         return self
 
-    # ---- learning-rate schedule (`lr = cosine_lr(...)` in the spec; archdsl/topology/schedule.py)
+    # ---- learning-rate schedule (`lr = cosine_lr(...)` in the spec; archdsl/ir/schedule.py)
     def lr_at(self, step: int | None = None) -> float | None:
         """The declared learning rate at `step` (default: the current step); None if undeclared."""
         if self.ir.lr is None:
@@ -157,7 +160,7 @@ class TopologyModule(nn.Module):
                     kept = self._kept.get(phase, {})
                     if action.tensors[0] in kept:
                         live[action.states[0]] = kept[action.tensors[0]]
-        reads = {n.attrs["name"] for n in self.ir.phases[starting].graph.nodes() if n.op == "state"}
+        reads = {n.attrs["name"] for n in self.ir.phases[starting].graph.nodes() if n.kind == "state"}
         for state in sorted(reads & set(sources) - set(live)):
             raise RuntimeError(f"phase '{starting}' reads '{state}', which phase '{sources[state]}' carries "
                                f"to it: run '{sources[state]}' first in each round (schedule(): {self.schedule()})")
@@ -196,7 +199,7 @@ class TopologyModule(nn.Module):
     def _set_scheduled_states(self) -> None:
         """States declared with a schedule (`state teacher_temp: [] = warmup_schedule(…)`) take its
         value at the current step."""
-        from archdsl.topology.schedule import LRSchedule
+        from archdsl.ir.schedule import LRSchedule
         for name, st in self.ir.states.items():
             if isinstance(st.init, LRSchedule):
                 getattr(self.state, name).fill_(st.init.at(self._step()))
@@ -225,7 +228,7 @@ class TopologyModule(nn.Module):
             for action in self.ir.phases[phase].actions:
                 states = [getattr(self.state, s) for s in action.states]
                 tensors = [kept[t] for t in action.tensors]
-                if updates.ACTIONS[action.kind].n_nets:
+                if ACTIONS[action.kind].n_nets:
                     updates.run_net(action.kind, self.nets[action.options["net"]], action.options)
                     continue
                 updates.run(action.kind, states, tensors, action.options)
@@ -251,7 +254,7 @@ class TopologyModule(nn.Module):
         layers keep their weights; the next resolution's layers are new. The fade-in starts:
         the state `alpha` (when declared) is set to 0. Returns the names of the new entries.
         Optimizers hold the old parameters: build them again after growing."""
-        if self.ir.rebuild is None:
+        if self._reload is None or self.ir.spec is None:
             raise RuntimeError("this topology was not elaborated from a spec; it cannot grow")
         if not overrides:
             if "res" not in self.ir.args:
@@ -259,11 +262,11 @@ class TopologyModule(nn.Module):
                                  f"'{self.ir.name}' has no such parameter")
             overrides = {"res": self.ir.args["res"] + 1}
         shapes = [tuple(self._input_shape(n)) for n in self._input_names()]
-        ir = self.ir.rebuild(None, **overrides)
+        ir = self._reload(self.ir.spec, None, **overrides)
         if shapes:   # keep the batch sizes this module was built with
             new = [tuple(s) for s in _input_shapes(ir)]
             if [s[0] for s in new] != [s[0] for s in shapes]:
-                ir = self.ir.rebuild([(s[0], *n[1:]) for s, n in zip(shapes, new)], **overrides)
+                ir = self._reload(self.ir.spec, [(s[0], *n[1:]) for s, n in zip(shapes, new)], **overrides)
         ref = next(iter(self.state_dict().values()), torch.zeros(()))
         grown = TopologyModule(ir).to(ref.device)
         old = self.state_dict()
@@ -290,7 +293,7 @@ class TopologyModule(nn.Module):
         `training_kimg`, `transition_kimg`) after `images` training images: grow() as far as its
         resolution and set alpha. True when the networks grew: build the optimizers again (the
         release resets Adam's state at each new resolution too)."""
-        from archdsl.topology.schedule import progressive_schedule
+        from archdsl.ir.schedule import progressive_schedule
         args = self.ir.args
         missing = [a for a in ("res", "max_res", "training_kimg", "transition_kimg") if a not in args]
         if missing or not hasattr(self.state, "alpha"):
@@ -343,7 +346,7 @@ def _carrying_nets(phase) -> set[str]:
     for action in phase.actions:
         if action.kind == "carry":
             for node in nx.ancestors(phase.graph.g, action.tensors[0]) | {action.tensors[0]}:
-                if phase.graph.node(node).op == "net":
+                if phase.graph.node(node).kind == "net":
                     out.add(phase.graph.node(node).attrs["name"])
     return out
 

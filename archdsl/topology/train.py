@@ -24,7 +24,7 @@ import torch
 
 from archdsl.errors import ArchError
 from archdsl.ops import REGISTRY
-from archdsl.topology.ir import TopologyIR
+from archdsl.ir.topology import TopologyIR
 from archdsl.topology.module import TopologyModule
 
 

@@ -275,20 +275,20 @@ class _Writer:
         local = _local(n.id, it.container)
         outs = self.outputs.get(n.id)
         extra = ""
-        if n.op == "input":
+        if n.kind == "input":
             label = _table([f"<b>{_esc(local)}</b>", _esc(shape_text(n.shape))])
             return f'{self.nid(iid)} [shape=ellipse, fillcolor="{INPUT_FILL}", label=<{label}>];'
 
-        if n.op in ("param", "buffer"):
-            label = _table([f"<b>{_esc(local)}</b> <i>{n.op}</i>",
+        if n.kind in ("param", "buffer"):
+            label = _table([f"<b>{_esc(local)}</b> <i>{n.kind}</i>",
                             f'<font point-size="8">{_esc(shape_text(n.shape))}</font>'])
-            fill, fc = self._fill(iid, PARAM_FILL) if n.op == "param" else (PARAM_FILL, "#000000")
+            fill, fc = self._fill(iid, PARAM_FILL) if n.kind == "param" else (PARAM_FILL, "#000000")
             return (f'{self.nid(iid)} [shape=note, fillcolor="{fill}", fontcolor="{fc}", '
                     f'label=<{label}>];')
         fill, fc = self._fill(iid, NODE_FILL)
         dim, blue = self._inks(fc)
-        title = f"<b>{_esc(local)}</b>: {_esc(n.op)}" if not _is_default_name(local, n.op) \
-            else f"<b>{_esc(n.op)}</b>"
+        title = f"<b>{_esc(local)}</b>: {_esc(n.title)}" if not _is_default_name(local, n.title) \
+            else f"<b>{_esc(n.title)}</b>"
         rows = [title]
         for line in _wrap(key_attrs(n.attrs)):
             rows.append(f'<font point-size="8" color="{dim}">{_esc(line)}</font>')

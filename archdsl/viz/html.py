@@ -92,7 +92,7 @@ def page_data(graph: Graph, depth: int | None = None, report: CostReport | None 
     rows = {n.path: n for n in report.nodes}
     index = {n.id: k for k, n in enumerate(graph.nodes())}
     outputs = set(graph.outputs.values())
-    nodes = [{"id": n.id, "op": n.op, "shape": shape_text(n.shape),
+    nodes = [{"id": n.id, "op": n.title, "shape": shape_text(n.shape),
               "attrs": " ".join(key_attrs(n.attrs)),
               "params": human(rows[n.id].params) if rows[n.id].params else "",
               "flops": human(rows[n.id].flops) if rows[n.id].flops else "",

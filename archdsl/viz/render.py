@@ -15,7 +15,7 @@ from typing import Iterable
 from archdsl.errors import ArchError
 from archdsl.ir.cost import CostReport
 from archdsl.ir.graph import Graph
-from archdsl.topology.ir import TopologyIR
+from archdsl.ir.topology import TopologyIR
 from archdsl.viz.dot import to_dot
 from archdsl.viz.topology import topology_to_dot
 

@@ -43,7 +43,7 @@ from typing import Iterable
 from archdsl.errors import ArchError, did_you_mean
 from archdsl.ir.cost import cost
 from archdsl.ir.graph import Node
-from archdsl.topology.ir import EmaSpec, NetDecl, Phase, TopologyIR
+from archdsl.ir.topology import EmaSpec, NetDecl, Phase, TopologyIR
 from archdsl.viz.dot import (BLOCK_FILL, CLUSTER_PEN, COST, DETAIL, FONT, _Writer, _esc,
                              _is_default_name, _q, _table, cluster_name, human,
                              network_writer, shape_text)
@@ -221,9 +221,9 @@ class _TopologyWriter:
                 f'color="{CLUSTER_PEN}", fontsize=10, labeljust=l, margin=10];']
         edges: list[str] = []
         for n in g.nodes():
-            if n.op == "state" or n.id in folded:
+            if n.kind == "state" or n.id in folded:
                 continue
-            if n.op == "net":
+            if n.kind == "net":
                 body.append(indent + "  " + self.call_stmt(ph, n, w))
                 tail, extra = self.anchor(n.attrs["name"], "tail", "input")
                 edges.append(f"  {tail} -> {w.nid(n.id)} [style=dotted, arrowhead=none, "
@@ -238,7 +238,7 @@ class _TopologyWriter:
             while u in folded:
                 u, sg = g.node(u).inputs[0], True
             node = g.node(u)
-            if node.op == "state":
+            if node.kind == "state":
                 return _q("state:" + node.attrs["name"]), sg
             return w.nid(u), sg
 
@@ -250,7 +250,7 @@ class _TopologyWriter:
             if sg:
                 edges.append(f"  {src} -> {w.nid(v)} [label={_q('stop-grad · ' + shape)}, "
                              f'style=dashed, color="{SG_INK}", fontcolor="{SG_INK}", penwidth=1.4];')
-            elif g.node(u).op == "state":
+            elif g.node(u).kind == "state":
                 edges.append(f"  {src} -> {w.nid(v)} [label={_q(shape)}, color=\"{STATE_INK}\"];")
             else:
                 edges.append(f"  {src} -> {w.nid(v)} [label={_q(shape)}];")
@@ -363,7 +363,7 @@ class _TopologyWriter:
             out += body
             edges += pe
             # phases one above the other, beside the networks
-            first = next(n.id for n in ph.graph.nodes() if n.op != "state")
+            first = next(n.id for n in ph.graph.nodes() if n.kind != "state")
             if prev is not None:
                 edges.append(f"  {prev} -> {_q(ph.name + '/' + first)} [style=invis];")
             prev = _q(ph.name + "/" + ph.loss)

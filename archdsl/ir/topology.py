@@ -32,7 +32,7 @@ class EmaSpec:
 @dataclass
 class NetDecl:
     name: str
-    callee: Any                       # Partial/BlockRef of the network (the source's, for twins)
+    network: str                      # the network (or block) it builds (the source's, for twins)
     span: Span | None = None
     twin: EmaSpec | None = None
     frozen: bool = False              # `frozen(net)`: never trained, always in eval mode
@@ -78,7 +78,17 @@ class Phase:
     freeze: tuple = ()          # ((net, parameter path or prefix), …) kept out of the first steps
     freeze_steps: int = 0       # (SwAV freezes its prototypes for 313 iterations)
     params: tuple = ()          # topology-level parameters this phase trains (`update=[net, logit_scale]`)
-    optimizer: Any = None       # `optimizer=adamw(...)`: an archdsl.topology.recipe.OptimizerSpec
+    optimizer: Any = None       # `optimizer=adamw(...)`: an archdsl.ir.recipe.OptimizerSpec
+
+
+@dataclass
+class SpecRef:
+    """What a topology was loaded from: a spec path or stdlib variant name (or `source` text),
+    the variant, and the arguments given."""
+    spec: str | None
+    variant: str | None = None
+    source: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,5 +100,5 @@ class TopologyIR:
     phases: dict[str, Phase]
     references: list[str] = field(default_factory=list)
     args: dict[str, Any] = field(default_factory=dict)   # the topology's bound arguments
-    rebuild: Any = None          # (input_shapes=…, **overrides) → TopologyIR; for grow()
-    lr: Any = None               # `lr = cosine_lr(...)`: an archdsl.topology.schedule.LRSchedule
+    spec: SpecRef | None = None  # where it was loaded from: grow() elaborates it again
+    lr: Any = None               # `lr = cosine_lr(...)`: an archdsl.ir.schedule.LRSchedule
