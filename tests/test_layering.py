@@ -75,3 +75,19 @@ def test_the_stage_check_sees_lazy_imports(tmp_path):
     lazy = tmp_path / "lazy.py"
     lazy.write_text("def build():\n    from archdsl.lower.build import lower\n    import archdsl.topology.module\n")
     assert list(_imports(lazy)) == [("lower", 2), ("topology", 3)]
+
+
+def _package_graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for path in sorted(ARCHDSL.rglob("*.py")):
+        src = _package(path)
+        edges.setdefault(src, set()).update(dst for dst, _ in _imports(path) if dst != src)
+    return edges
+
+
+def test_no_two_packages_import_each_other_in_a_circle():
+    """Stages order the packages; within one stage (viz, export, report, testing) a circle could
+    still hide, as api <-> semantics once did."""
+    import networkx as nx
+    cycles = list(nx.simple_cycles(nx.DiGraph([(a, b) for a, bs in _package_graph().items() for b in bs])))
+    assert not cycles, f"import circles between packages: {cycles}"
