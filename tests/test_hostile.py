@@ -126,6 +126,12 @@ CASES = [
          "2 names for 100000 parts"),
     Case("prod-of-a-string-would-repeat-it", net("  n = prod([\"a\", 2147483648])\n  out x"), 3, 7,
          "prod(", "prod: prod takes a list of numbers"),
+    # ---- long fuzz run (seed 101): torch refused these at build / run time ----------------------
+    Case("upsample-of-zero-channels",
+         "network N() {\n  in x: [B = 2, C = 0, H = 8, W = 8]\n  out x -> interpolate(scale=8)\n}\n", 3, 12,
+         "interpolate", "upsample needs channels and pixels, got 0 channels of 8x8"),
+    Case("trunc-normal-to-infinity", net('  init "*.weight" = trunc_normal(1.5, 4, 1e309)\n  out x -> fc: linear(4)'),
+         3, 21, "trunc_normal", "bad arguments to 'trunc_normal': b must be finite, got inf"),
     # ---- the evaluation budget ---------------------------------------------------------------------
     Case("parentheses-20000-deep", net("  n = " + "(" * 20000 + "1" + ")" * 20000 + "\n  out x"), 3, 205,
          "(", "expression nested more than 200 deep"),

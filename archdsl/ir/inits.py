@@ -47,6 +47,14 @@ def _check_nonlinearity(nonlinearity: str) -> None:
         raise ValueError(f"nonlinearity {nonlinearity!r} has no gain; one of {', '.join(NONLINEARITIES)}")
 
 
+
+def _finite(name: str, value) -> float:
+    """A bound torch's samplers take: finite (they refuse infinity at build time)."""
+    v = f32(name, value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
 def zeros() -> InitSpec:
     return _spec("constant", value=0.0)
 
@@ -69,13 +77,13 @@ def trunc_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0) -> InitSpec
     """N(0, std²) truncated to [a, b] (absolute bounds, as timm's trunc_normal_)."""
     if f32("std", std) <= 0:
         raise ValueError(f"std must be positive, got {std}")
-    if f32("a", a) >= f32("b", b):
+    if _finite("a", a) >= _finite("b", b):
         raise ValueError(f"the bounds need a < b, got a = {a}, b = {b}")
     return _spec("trunc_normal", std=float(std), a=float(a), b=float(b))
 
 
 def uniform(a: float = 0.0, b: float = 1.0) -> InitSpec:
-    if f32("a", a) > f32("b", b):
+    if _finite("a", a) > _finite("b", b):
         raise ValueError(f"the bounds need a <= b, got a = {a}, b = {b}")
     return _spec("uniform", a=float(a), b=float(b))
 

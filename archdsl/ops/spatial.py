@@ -186,6 +186,8 @@ class Upsample(Op):
 
     def infer(self, a, ins):
         b, c, h, w = expect_rank(ins, {4}, "upsample")
+        if 0 in (c, h, w):   # torch refuses these (an empty batch is fine)
+            raise ShapeError(f"upsample needs channels and pixels, got {c} channels of {h}x{w}")
         if (a.scale is None) == (a.size is None):
             raise ShapeError("upsample takes exactly one of scale and size")
         if a.align_corners is not None and a.mode not in ("bilinear", "bicubic"):
