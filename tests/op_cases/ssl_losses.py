@@ -1,4 +1,4 @@
-"""Cases for archdsl/ops/ssl_losses.py: SwAV, memory-bank NCE, InvaSpread and CPC losses."""
+"""Cases for archdsl/ops/ssl_losses.py: SwAV, memory-bank NCE and its negative draw, InvaSpread and CPC losses."""
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -46,6 +46,20 @@ def nce_invalid(draw):
 
 
 @st.composite
+def nce_draw_case(draw):
+    n = draw(st.integers(1, 6))
+    return Case("nce_draw", {"n": n, "negatives": draw(st.integers(1, 8))}, [(draw(batch),)],
+                dtypes=["int64"], int_high=n)
+
+
+@st.composite
+def nce_draw_invalid(draw):
+    if draw(st.booleans()):   # indices are a vector
+        return Case("nce_draw", {"n": 4}, [(draw(batch), 2)], dtypes=["int64"], int_high=4)
+    return Case("nce_draw", {"n": 4, "negatives": 0}, [(draw(batch),)], dtypes=["int64"], int_high=4)
+
+
+@st.composite
 def spread_case(draw):
     attrs: dict = {}
     maybe(draw, attrs, "temperature", draw(temperature))
@@ -75,12 +89,14 @@ def cpc_invalid(draw):
 VALID = {
     "swav_loss": swav_case(),
     "nce_bank": nce_case(),
+    "nce_draw": nce_draw_case(),
     "inva_spread": spread_case(),
     "cpc_nce": cpc_case(),
 }
 INVALID = {
     "swav_loss": swav_invalid(),
     "nce_bank": nce_invalid(),
+    "nce_draw": nce_draw_invalid(),
     "inva_spread": spread_invalid(),
     "cpc_nce": cpc_invalid(),
 }
