@@ -287,3 +287,15 @@ def test_nothing_here_warns_but_repeat_zero():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ArchWarning)
         archdsl.check_spec(source=net("  out x -> repeat(2) { linear(8) }"))
+
+
+def test_a_gate_on_an_empty_axis_keeps_the_axis_empty():
+    # fuzzer seed 102, case 144: broadcasting 0 with 1 gives 0 (as torch), the static rule said 1
+    import torch
+    source = ("network N() {\n  in x: [B = 2, C = 4, H = 0, W = 8]\n"
+              "  out x -> b: SE(rd_ratio=0.5) -> flatten -> head: linear(3)\n}\n")
+    report = archdsl.check_spec(source=source)
+    assert [list(n.shape) for n in report.nodes if n.path == "flatten"] == [[2, 0]]   # was [2, 64]
+    model = archdsl.load_spec(source=source).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 4, 0, 8)).shape == (2, 3)

@@ -17,7 +17,7 @@ def broadcast(a: tuple, b: tuple) -> tuple:
     for x, y in zip(a, b):
         if x != y and 1 not in (x, y):
             raise ShapeError(f"shapes {list(a)} and {list(b)} do not broadcast")
-        out.append(max(x, y) if 1 in (x, y) else x)
+        out.append(y if x == 1 else x)  # a size-1 axis takes the other's size, 0 included
     return tuple(out)
 
 
