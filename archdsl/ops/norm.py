@@ -1,7 +1,8 @@
-"""Normalisation: batch norm, layer norm (last dim and over channels), group norm.
+"""Normalisation: batch norm, layer norm (last dim and over channels), group norm, RMS norm.
 
 other_flops: batch norm in eval is a per-element scale and shift (2 · numel); layer and group
-norm compute mean, variance, normalise and scale-shift (5 · numel when affine, 3 without).
+norm compute mean, variance, normalise and scale-shift (5 · numel when affine, 3 without); RMS
+norm squares, averages, normalises and scales (4 · numel when affine, 3 without).
 """
 from __future__ import annotations
 
@@ -161,6 +162,41 @@ class GroupNorm(Op):
     def build(self, a, ins):
         from torch import nn
         return recipe(nn.GroupNorm, a.groups, ins[0][1], eps=a.eps, affine=a.affine)
+
+    def emit(self, a, ins, fx, args):
+        return fx.module(args[0])
+
+
+class RMSAttrs(Attrs):
+    eps: float = 1e-6
+    affine: bool = True
+
+
+@register
+class RMSNorm(Op):
+    """Root-mean-square norm over the last dim (Zhang & Sennrich 2019; timm's RmsNorm, whose eps
+    1e-6 is the default): y = x / sqrt(mean(x²) + eps) · weight, no centring and no shift.
+    `affine=false`: no `weight`. other_flops: 4 · numel (3 without the weight)."""
+    name = "rms_norm"
+    Attrs = RMSAttrs
+    positional = ("eps",)
+
+    def infer(self, a, ins):
+        if len(ins[0]) < 1:
+            raise ShapeError("rms_norm needs at least one dim")
+        if a.eps < 0:
+            raise ShapeError(f"rms_norm eps must be non-negative, got {a.eps}")
+        return ins[0]
+
+    def params(self, a, ins):
+        return {"weight": (ins[0][-1],)} if a.affine else {}
+
+    def other_flops(self, a, ins, out):
+        return (4 if a.affine else 3) * numel(out)
+
+    def build(self, a, ins):
+        from torch import nn
+        return recipe(nn.RMSNorm, ins[0][-1], eps=a.eps, elementwise_affine=a.affine)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
