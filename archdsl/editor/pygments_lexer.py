@@ -50,7 +50,7 @@ OPS = (
     'patch_merge', 'patchify', 'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle',
     'pow', 'prepend_token', 'pseudo_label', 'rand_class', 'randaugment', 'randn',
     'random_masking', 'random_resized_crop', 'reduce_sum', 'rel_pos_bias', 'relu', 'relu6',
-    'reparam', 'reparameterize', 'reshape', 'restore_tokens', 'retina_loss', 'roll',
+    'reparam', 'reparameterize', 'reshape', 'restore_tokens', 'retina_loss', 'roll', 'same_pad',
     'scaled_act', 'scaled_std_conv', 'sdpa', 'shift_window_mask', 'sigmoid',
     'sigmoid_focal_loss', 'silu', 'sincos_pos_embed', 'sinusoid_pos', 'sn_conv', 'sn_embedding',
     'sn_linear', 'softmax', 'solarize', 'split', 'split_heads', 'stack', 'stop_grad',
