@@ -93,10 +93,7 @@ FAMILIES = [
     Family("resnest", "ResNeSt", "nets/resnest.arch", "resnest"),
     Family("sknet", "SKNet", "nets/sknet.arch", "sknet"),
     Family("swin", "Swin", "nets/swin.arch", "swin_transformer"),
-    Family("cspnet", "CSPNet", "nets/cspnet.arch", "cspnet",
-           missing={"cs3*": "the cs3 stages (one transition, optional SE/edge blocks): no stage"
-                            " argument",
-                    "*darknet*": "DarkNet stages (no cross-stage split): no stage argument"}),
+    Family("cspnet", "CSPNet", "nets/cspnet.arch", "cspnet"),
     Family("nfnet", "NFNet, NF-ResNet", "nets/nfnet.arch", "nfnet",
            other={"test_nfnet": TEST_MODEL},
            missing={"dm_nfnet_*": "TensorFlow 'SAME' padding in the weight-standardised convs and"
