@@ -1,11 +1,17 @@
 """Normalizer-free networks: the scaled weight-standardised conv and the NF gammas against
 independent computations, the NF block (NFNet options: grouped, extra conv, SE, skipinit, gamma
 in the activation) against a transcription of timm's NormFreeBlock forward, and NFNet-F0's
-size against the paper. (nf_resnet50 is checked against timm's fixture by test_reference.py.)
+size against the paper; the DeepMind NFNet's "SAME" padding on a reduced dm_nfnet_f0 and the
+static FLOPs of nf_regnet_b0 / dm_nfnet_f0 against timm's fixtures. (nf_resnet50 is checked
+against timm's fixture by test_reference.py; the outputs of nf_regnet_b0 and dm_nfnet_f0 by
+test_families.py.)
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,23 +149,23 @@ def test_nfnet_f0_static_flops_equal_flop_counter():
 # 1x3x50x50, the state_dict list dropped. At 50x50 the strided convs see 50, 25, 13, 7 and 4
 # pixels: the "SAME" padding is asymmetric (one pixel, bottom/right) at the even sizes and
 # symmetric at the odd ones, so both cases are compared. (dm_nfnet_f0 itself, 71 M params, is
-# in tests/test_families.py's slow sample.)
+# in tests/test_families.py's slow sample.) The net is built for that input: the padding, as
+# every shape, is fixed for the size a network is built for.
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NFNET = Path(__file__).parent.parent / "specs" / "timm" / "nfnet.arch"
+
 
 def _reduced_dm_nfnet(**changes):
-    import json
-    import sys
-    from pathlib import Path
-    fixtures = Path(__file__).parent / "fixtures"
-    sys.path.insert(0, str(fixtures))
+    sys.path.insert(0, str(FIXTURES))
     from fill import reference_fill_, reference_input
-    fx = json.loads((fixtures / "families" / "outputs" / "reduced__dm_nfnet_f0.json").read_text())
+    fx = json.loads((FIXTURES / "families" / "outputs" / "reduced__dm_nfnet_f0.json").read_text())
     args = {**fx["kwargs"], **changes}
-    spec = Path(__file__).parent.parent / "specs" / "timm" / "nfnet.arch"
-    net = archdsl.load_spec(spec, "dm_nfnet_f0", input_shape=fx["input_shape"], **args).eval()
+    net = archdsl.load_spec(NFNET, "dm_nfnet_f0", input_shape=fx["input_shape"], **args).eval()
     reference_fill_(net)
     with torch.no_grad():
         y = net(reference_input(fx["input_shape"]))
-    flops = archdsl.check_spec(spec, "dm_nfnet_f0", input_shape=fx["input_shape"], **args).totals.flops
+    flops = archdsl.check_spec(NFNET, "dm_nfnet_f0", input_shape=fx["input_shape"], **args).totals.flops
     expected = torch.tensor(fx["output"]).reshape(fx["output_shape"])
     return fx, y, expected, flops
 
@@ -176,3 +182,12 @@ def test_symmetric_padding_is_not_what_the_deepmind_nfnet_computes():
     fx, y, expected, _ = _reduced_dm_nfnet(same_padding=False)
     assert list(y.shape) == fx["output_shape"]
     assert (y - expected).abs().max().item() > 0.01 * fx["output_abs_max"]
+
+
+@pytest.mark.parametrize("model", ["nf_regnet_b0", "dm_nfnet_f0"])
+def test_static_flops_equal_timms_flop_counter(model):
+    """From shapes alone (no module built): FLOPs and params equal FlopCounterMode's count of timm's
+    model at 224x224 (tests/fixtures/families/outputs/timm__<model>.json)."""
+    fx = json.loads((FIXTURES / "families" / "outputs" / f"timm__{model}.json").read_text())
+    totals = archdsl.check_spec(NFNET, model, input_shape=fx["flops_input_shape"]).totals
+    assert (totals.flops, totals.params) == (fx["flops"], fx["params"])
