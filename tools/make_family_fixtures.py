@@ -81,9 +81,7 @@ FAMILIES = [
                     "*": "an attention-pool head (global_pool=\"map\", AttentionPoolLatent):"
                          " no such block"}),
     Family("convnext", "ConvNeXt", "nets/convnext.arch", "convnext",
-           ("convnext_*", "convnextv2_*"),
-           missing={"*_rms*": "RMSNorm (or timm's SimpleNorm) in place of LayerNorm: no norm"
-                              " argument"}),
+           ("convnext_*", "convnextv2_*")),
     Family("regnet", "RegNet", "nets/regnet.arch", "regnet"),
     Family("hrnet", "HRNet", "nets/hrnet.arch", "hrnet"),
     Family("res2net", "Res2Net", "nets/res2net.arch", "res2net"),
