@@ -81,13 +81,8 @@ FAMILIES = [
                     "*": "an attention-pool head (global_pool=\"map\", AttentionPoolLatent):"
                          " no such block"}),
     Family("convnext", "ConvNeXt", "nets/convnext.arch", "convnext",
-           ("convnext_*", "convnextv2_*"),
-           missing={"*_rms*": "RMSNorm (or timm's SimpleNorm) in place of LayerNorm: no norm"
-                              " argument"}),
-    Family("regnet", "RegNet", "nets/regnet.arch", "regnet",
-           missing={"regnetz_*": "RegNetZ: inverted bottlenecks with SE (regnet.py's z blocks)",
-                    "regnetv_*": "RegNetV: a pre-activation variant",
-                    "*_sgn": "GroupNorm and SiLU in place of BatchNorm and ReLU: no norm argument"}),
+           ("convnext_*", "convnextv2_*")),
+    Family("regnet", "RegNet", "nets/regnet.arch", "regnet"),
     Family("hrnet", "HRNet", "nets/hrnet.arch", "hrnet"),
     Family("res2net", "Res2Net", "nets/res2net.arch", "res2net"),
     Family("resnest", "ResNeSt", "nets/resnest.arch", "resnest"),

@@ -50,13 +50,14 @@ OPS = (
     'patch_merge', 'patchify', 'permute', 'pixel_norm', 'pixel_shuffle', 'pixel_unshuffle',
     'pow', 'prepend_token', 'pseudo_label', 'rand_class', 'randaugment', 'randn',
     'random_masking', 'random_resized_crop', 'reduce_sum', 'rel_pos_bias', 'relu', 'relu6',
-    'reparam', 'reparameterize', 'reshape', 'restore_tokens', 'retina_loss', 'roll', 'same_pad',
-    'scaled_act', 'scaled_std_conv', 'sdpa', 'shift_window_mask', 'sigmoid',
-    'sigmoid_focal_loss', 'silu', 'sincos_pos_embed', 'sinusoid_pos', 'sn_conv', 'sn_embedding',
-    'sn_linear', 'softmax', 'solarize', 'split', 'split_heads', 'stack', 'stop_grad',
-    'style_mix', 'sub', 'swav_loss', 'tanh', 'transpose', 'truncated_randn', 'unshuffle',
-    'upsample', 'vector_quantize', 'vq', 'vq_ema', 'window_partition', 'window_reverse',
-    'wn_linear', 'ws_conv',
+    'reparam', 'reparameterize', 'reshape', 'restore_tokens', 'retina_loss', 'rms_norm',
+    'rms_norm2d', 'roll', 'same_pad', 'scaled_act', 'scaled_std_conv', 'sdpa',
+    'shift_window_mask', 'sigmoid', 'sigmoid_focal_loss', 'silu', 'simple_norm',
+    'simple_norm2d', 'sincos_pos_embed', 'sinusoid_pos', 'sn_conv', 'sn_embedding', 'sn_linear',
+    'softmax', 'solarize', 'split', 'split_heads', 'stack', 'stop_grad', 'style_mix', 'sub',
+    'swav_loss', 'tanh', 'transpose', 'truncated_randn', 'unshuffle', 'upsample',
+    'vector_quantize', 'vq', 'vq_ema', 'window_partition', 'window_reverse', 'wn_linear',
+    'ws_conv',
 )
 
 # archdsl.semantics.builtins.BUILTINS
