@@ -49,9 +49,7 @@ FAMILIES = [
     Family("resnet", "ResNet, ResNet-C/D/S/T/RS, ResNeXt, SE/ECA-ResNe(X)t, Wide ResNet, SENet-154",
            "nets/resnet.arch", "resnet",
            other={"test_resnet": TEST_MODEL},
-           missing={"resnet50_gn": "GroupNorm in place of BatchNorm: the blocks take no norm",
-                    "resnetblur*": "BlurPool2d anti-aliasing (a fixed binomial filter): no such op",
-                    "*_pruned": "channel-pruned widths per layer (timm's pruned/*.txt), not a"
+           missing={"*_pruned": "channel-pruned widths per layer (timm's pruned/*.txt), not a"
                                 " per-stage rule"}),
     Family("efficientnet", "EfficientNet", "nets/efficientnet.arch", "efficientnet",
            ("efficientnet_*", "tf_efficientnet_*", "tinynet_*", "gc_efficientnetv2*"),
