@@ -65,8 +65,7 @@ FAMILIES = [
     Family("mobilenetv1", "MobileNetV1", "nets/mobilenetv1.arch", "efficientnet", ("mobilenetv1*",)),
     Family("mobilenetv2", "MobileNetV2", "nets/mobilenetv2.arch", "efficientnet", ("mobilenetv2*",)),
     Family("mobilenetv3", "MobileNetV3", "nets/mobilenetv3.arch", "mobilenetv3",
-           ("mobilenetv3*", "tf_mobilenetv3*"),
-           missing={"mobilenetv3_rw": "timm's own stage table (different head)"}),
+           ("mobilenetv3*", "tf_mobilenetv3*")),
     Family("vit", "ViT", "nets/vit.arch", "vision_transformer", ("vit_*", "flexivit_*"),
            missing={"*_18x2_*": "ParallelThingsBlock: two attention and two MLP branches per block",
                     "*_xp_*": "ParallelScalingBlock: attention and MLP from one fused projection",
@@ -101,8 +100,7 @@ FAMILIES = [
                                   " the gamma in the activation: no padding argument in nfnet.arch",
                     "nf_regnet_*": "NF-RegNet's 3x3 stem and inverted RegNet-style blocks (width"
                                    " factor 0.75, expansion 2.25): no such stem or block option"}),
-    Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",),
-           missing={"repvgg_d2se": "RepVGG-D2se: SE in every block"}),
+    Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",)),
     Family("xception", "Xception", "nets/xception.arch", "xception"),
     Family("beit", "BEiT", "nets/beit.arch", "beit"),
 ]
