@@ -48,9 +48,7 @@ class Family:
 FAMILIES = [
     Family("resnet", "ResNet, ResNet-C/D/S/T/RS, ResNeXt, SE/ECA-ResNe(X)t, Wide ResNet, SENet-154",
            "nets/resnet.arch", "resnet",
-           other={"test_resnet": TEST_MODEL},
-           missing={"*_pruned": "channel-pruned widths per layer (timm's pruned/*.txt), not a"
-                                " per-stage rule"}),
+           other={"test_resnet": TEST_MODEL}),
     Family("efficientnet", "EfficientNet", "nets/efficientnet.arch", "efficientnet",
            ("efficientnet_*", "tf_efficientnet_*", "tinynet_*", "gc_efficientnetv2*"),
            other={"*efficientnetv2*": "EfficientNetV2 (Fused-MBConv stages): no stdlib spec",

@@ -240,7 +240,7 @@ class BlurPool(Op):
         if min(h, w) + 2 * p < a.kernel:
             raise ShapeError(f"blur_pool's {a.kernel}x{a.kernel} filter is larger than the {h}x{w} "
                              f"input padded by {p}", hint="use a smaller kernel or a larger input")
-        return (b, c, (h + 2 * p - a.kernel) // a.stride + 1, (w + 2 * p - a.kernel) // a.stride + 1)
+        return (b, c, *((n + 2 * p - a.kernel) // a.stride + 1 for n in (h, w)))
 
     def flops(self, a, ins, out):
         return 2 * numel(out) * a.kernel ** 2

@@ -41,8 +41,10 @@ def blur_pool_invalid(draw):
         k, s = draw(st.integers(2, 5)), draw(st.integers(1, 3))
         p = _padding(k, s)
         assume(p >= 1)
-        return Case("blur_pool", {"kernel": k, "stride": s}, [(b, c, draw(st.integers(1, p)), w + p)])
-    k = draw(st.sampled_from([2, 4]))  # an even filter at stride 1 pads k/2 - 1: a 1-pixel row is short
+        h = draw(st.integers(1, p))
+        return Case("blur_pool", {"kernel": k, "stride": s}, [(b, c, h, w + p)])
+    # an even filter at stride 1 pads k/2 - 1 on each side: a 1-pixel row is too short
+    k = draw(st.sampled_from([2, 4]))
     return Case("blur_pool", {"kernel": k, "stride": 1, "pad_mode": "constant"}, [(b, c, 1, w)])
 
 
