@@ -1,7 +1,7 @@
 """The nn.Module of the blur pool op (archdsl/ops/pool.py)."""
 from __future__ import annotations
 
-from math import comb
+import math
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ class BlurPool2d(nn.Module):
         super().__init__()
         self.channels, self.stride, self.pad_mode = channels, stride, pad_mode
         self.padding = (padding,) * 4
-        b = torch.tensor([comb(kernel - 1, k) for k in range(kernel)], dtype=torch.float32)
+        b = torch.tensor([math.comb(kernel - 1, k) for k in range(kernel)], dtype=torch.float32)
         b = b / 2 ** (kernel - 1)
         self.register_buffer("filt", (b[:, None] * b[None, :]).expand(channels, 1, kernel, kernel)
                              .clone(), persistent=False)
