@@ -48,11 +48,7 @@ class Family:
 FAMILIES = [
     Family("resnet", "ResNet, ResNet-C/D/S/T/RS, ResNeXt, SE/ECA-ResNe(X)t, Wide ResNet, SENet-154",
            "nets/resnet.arch", "resnet",
-           other={"test_resnet": TEST_MODEL},
-           missing={"resnet50_gn": "GroupNorm in place of BatchNorm: the blocks take no norm",
-                    "resnetblur*": "BlurPool2d anti-aliasing (a fixed binomial filter): no such op",
-                    "*_pruned": "channel-pruned widths per layer (timm's pruned/*.txt), not a"
-                                " per-stage rule"}),
+           other={"test_resnet": TEST_MODEL}),
     Family("efficientnet", "EfficientNet", "nets/efficientnet.arch", "efficientnet",
            ("efficientnet_*", "tf_efficientnet_*", "tinynet_*", "gc_efficientnetv2*"),
            other={"*efficientnetv2*": "EfficientNetV2 (Fused-MBConv stages): no stdlib spec",
@@ -67,8 +63,7 @@ FAMILIES = [
     Family("mobilenetv1", "MobileNetV1", "nets/mobilenetv1.arch", "efficientnet", ("mobilenetv1*",)),
     Family("mobilenetv2", "MobileNetV2", "nets/mobilenetv2.arch", "efficientnet", ("mobilenetv2*",)),
     Family("mobilenetv3", "MobileNetV3", "nets/mobilenetv3.arch", "mobilenetv3",
-           ("mobilenetv3*", "tf_mobilenetv3*"),
-           missing={"mobilenetv3_rw": "timm's own stage table (different head)"}),
+           ("mobilenetv3*", "tf_mobilenetv3*")),
     Family("vit", "ViT", "nets/vit.arch", "vision_transformer", ("vit_*", "flexivit_*"),
            missing={"*_18x2_*": "ParallelThingsBlock: two attention and two MLP branches per block",
                     "*_xp_*": "ParallelScalingBlock: attention and MLP from one fused projection",
@@ -90,9 +85,18 @@ FAMILIES = [
     Family("swin", "Swin", "nets/swin.arch", "swin_transformer"),
     Family("cspnet", "CSPNet", "nets/cspnet.arch", "cspnet"),
     Family("nfnet", "NFNet, NF-ResNet", "nets/nfnet.arch", "nfnet",
+<<<<<<< HEAD
            other={"test_nfnet": TEST_MODEL}),
     Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",),
            missing={"repvgg_d2se": "RepVGG-D2se: SE in every block"}),
+=======
+           other={"test_nfnet": TEST_MODEL},
+           missing={"dm_nfnet_*": "TensorFlow 'SAME' padding in the weight-standardised convs and"
+                                  " the gamma in the activation: no padding argument in nfnet.arch",
+                    "nf_regnet_*": "NF-RegNet's 3x3 stem and inverted RegNet-style blocks (width"
+                                   " factor 0.75, expansion 2.25): no such stem or block option"}),
+    Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",)),
+>>>>>>> h2-resblur
     Family("xception", "Xception", "nets/xception.arch", "xception"),
     Family("beit", "BEiT", "nets/beit.arch", "beit"),
 ]
