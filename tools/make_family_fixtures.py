@@ -71,10 +71,7 @@ FAMILIES = [
                     "vit_dpwee_*": "DiffParallelScalingBlock: parallel block, differential attention",
                     "vit_d*wee_*": "differential attention (DiffAttention): no such block",
                     "vit_dlittle_*": "differential attention (DiffAttention): no such block",
-                    "*_rpn_*": "ResPostBlock: the norms after each branch (res-post-norm)",
-                    "vit_giant_patch14_*": "SwiGLU MLP (GluMlp): no such block in vit.arch",
-                    "*": "an attention-pool head (global_pool=\"map\", AttentionPoolLatent):"
-                         " no such block"}),
+                    "*_rpn_*": "ResPostBlock: the norms after each branch (res-post-norm)"}),
     Family("convnext", "ConvNeXt", "nets/convnext.arch", "convnext",
            ("convnext_*", "convnextv2_*")),
     Family("regnet", "RegNet", "nets/regnet.arch", "regnet"),
