@@ -82,18 +82,8 @@ FAMILIES = [
     Family("swin", "Swin", "nets/swin.arch", "swin_transformer"),
     Family("cspnet", "CSPNet", "nets/cspnet.arch", "cspnet"),
     Family("nfnet", "NFNet, NF-ResNet", "nets/nfnet.arch", "nfnet",
-<<<<<<< HEAD
            other={"test_nfnet": TEST_MODEL}),
-    Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",),
-           missing={"repvgg_d2se": "RepVGG-D2se: SE in every block"}),
-=======
-           other={"test_nfnet": TEST_MODEL},
-           missing={"dm_nfnet_*": "TensorFlow 'SAME' padding in the weight-standardised convs and"
-                                  " the gamma in the activation: no padding argument in nfnet.arch",
-                    "nf_regnet_*": "NF-RegNet's 3x3 stem and inverted RegNet-style blocks (width"
-                                   " factor 0.75, expansion 2.25): no such stem or block option"}),
     Family("repvgg", "RepVGG", "nets/repvgg.arch", "byobnet", ("repvgg_*",)),
->>>>>>> h2-resblur
     Family("xception", "Xception", "nets/xception.arch", "xception"),
     Family("beit", "BEiT", "nets/beit.arch", "beit"),
 ]
