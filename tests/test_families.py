@@ -135,7 +135,8 @@ def test_sampled_outputs_equal_timms(model):
 # ---- train mode with drops, where a block drops differently: as tests/test_drop.py (fixtures by
 # tools/make_drop_fixtures.py, drop_path_rate = drop_rate = 0.5) for names outside the stdlib.
 # RegNetZ: no drop path in a block without a shortcut; RegNetV: pre-activation blocks, "avg"
-# shortcuts.
+# shortcuts; the ViT block kinds at depth 2 (--kwargs '{"depth": 2}'): ParallelThingsBlock
+# (18x2), ResPostBlock (rpn), ParallelScalingBlock (xp, pwee, dpwee), differential attention (dwee).
 DROPS = Path(__file__).parent / "fixtures" / "families" / "drop"
 
 
@@ -165,6 +166,9 @@ def test_train_mode_with_drops_equals_timms(model):
 # vit_so150m_patch16_reg4_map_256 (depth 2, dim 112): the attention pool after register tokens, a
 # head; vit_base_patch32_siglip_256 (depth 2, dim 192): the pool's MLP with gelu("tanh");
 # vit_giant_patch14_dinov2 (depth 2, dim 96, 4 heads): the SwiGLU MLP (timm's SwiGLUPacked).
+# vit_small_patch16_18x2_224 (depth 2): ParallelThingsBlock; vit_base_patch16_rpn_224 and
+# vit_base_patch16_xp_224 (depth 2, dim 192, 4 heads): ResPostBlock, ParallelScalingBlock with
+# RMS norms, qk norm and mlp_bias.
 
 REDUCED = Path(__file__).parent / "fixtures" / "families" / "reduced"
 TIMM_KWARGS = {"vit": {"depth": "depth", "embed_dim": "dim", "num_heads": "num_heads"}}

@@ -1,16 +1,13 @@
 """The ViT's other block kinds (stdlib/blocks/vit_blocks.arch, stdlib/blocks/diff_attention.arch).
 
 Their keys, shapes, parameter counts and outputs are compared with timm's in test_families.py
-(outputs of vit_pwee/dwee/dpwee, and of reduced 18x2/rpn/xp configurations). Here: in train mode
-with stochastic depth and dropout they equal timm under the same draws (as tests/test_drop.py for
-the stdlib's variants), the costs computed from shapes alone equal what FlopCounterMode counts on
-the built module, for every block kind at a reduced width, and the mistakes a user can make with
-them are ArchErrors.
+(outputs of vit_pwee/dwee/dpwee, and of reduced 18x2/rpn/xp configurations; train mode with drops
+for every block kind at depth 2). Here: the costs computed from shapes alone equal what
+FlopCounterMode counts on the built module, for every block kind at a reduced width, and the
+mistakes a user can make with them are ArchErrors.
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,29 +24,6 @@ KINDS = ["vit_small_patch16_18x2_224", "vit_base_patch16_rpn_224", "vit_base_pat
          "vit_pwee_patch16_reg1_gap_256", "vit_dpwee_patch16_reg1_gap_256",
          "vit_dwee_patch16_reg1_gap_256"]
 SMALL = {"depth": 2, "dim": 64, "num_heads": 4}
-# tools/make_drop_fixtures.py --kwargs '{"depth": 3, "embed_dim": 64, "num_heads": 4}'
-# tests/fixtures/drop/reduced NAME:SIZE … (timm 1.0.31), for each name of KINDS
-DROP = Path(__file__).parent / "fixtures" / "drop" / "reduced"
-TIMM_ARGS = {"embed_dim": "dim"}
-
-
-@pytest.mark.parametrize("name", KINDS)
-def test_train_mode_with_drops_equals_timm(name):
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-    from fill import reference_fill_, reference_input
-    fx = json.loads((DROP / f"timm__{name}.json").read_text())
-    args = {TIMM_ARGS.get(k, k): v for k, v in fx["kwargs"].items()}
-    net = archdsl.load_spec(VIT, name, input_shape=fx["input_shape"], **args)
-    reference_fill_(net).train()
-    torch.manual_seed(fx["seed"])
-    with torch.no_grad():
-        out = net(reference_input(fx["input_shape"]))
-    ref = torch.tensor(fx["output"]).reshape(fx["output_shape"])
-    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
-    torch.manual_seed(fx["seed"] + 1)  # the drops are live: another draw, another output
-    with torch.no_grad():
-        assert not torch.allclose(net(reference_input(fx["input_shape"])), out)
-    del net
 
 
 @pytest.mark.parametrize("name", KINDS)
