@@ -59,7 +59,6 @@ FAMILIES = [
                   "*efficientnet_cc_*": "CondConv experts (a routed mixture of kernels)",
                   "*efficientnet_e[lms]*": "EfficientNet-EdgeTPU (fused conv stages)"},
            missing={"*_pruned": "channel-pruned widths per layer, not a scaling rule",
-                    "*_evos": "EvoNorm in place of BatchNorm: no such op",
                     "efficientnet_blur_b0": "BlurPool2d anti-aliasing: no such op"}),
     Family("mobilenetv1", "MobileNetV1", "nets/mobilenetv1.arch", "efficientnet", ("mobilenetv1*",)),
     Family("mobilenetv2", "MobileNetV2", "nets/mobilenetv2.arch", "efficientnet", ("mobilenetv2*",)),
