@@ -219,10 +219,10 @@ def test_schema_file_is_current():
 
 def test_schema_is_complete():
     from archdsl.syntax import ast as A
-    from archdsl.syntax.schema import ast_schema, concrete
+    from archdsl.syntax.schema import ast_schema, concrete, union_kinds
     defs = ast_schema()["$defs"]
     for base in (A.Expr, A.Stmt):
-        refs = {r["$ref"].rsplit("/", 1)[1] for r in defs[base.__name__]["anyOf"]}
+        refs = set(union_kinds(defs[base.__name__]))
         assert refs == {c.__name__ for c in concrete(base)}
         assert {"Call", "Chain", "Name"} <= refs or {"Assign", "If", "OutStmt"} <= refs
         assert refs <= set(defs)
@@ -246,6 +246,26 @@ def test_stdlib_ast_validates(validator, path):
     data = dump(parse(path.read_text(encoding="utf-8"), str(path)))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     assert error is None, f"{list(error.absolute_path)}: {error.message[:300]}"
+
+
+def test_schema_unions_accept_exactly_their_kinds(validator):
+    # the if/then/else chain must accept what a plain anyOf of the kinds accepts: a list written
+    # as a tuple literal (the same field names) and a node with its defaulted fields left out
+    import jsonschema
+    from archdsl.syntax.schema import ast_schema, dump, union_kinds
+    schema = ast_schema()
+    plain = jsonschema.validators.validator_for(schema)(
+        {**schema, "$defs": {**schema["$defs"], **{u: {"anyOf": [{"$ref": f"#/$defs/{k}"} for k in
+                                                                  union_kinds(schema["$defs"][u])]}
+                                                  for u in ("Expr", "Stmt")}}})
+    data = dump(parse("let a = (1, 2)\nlet b = [x for x in a]\nlet c = f(a)[0].b\n"))
+    tuple_as_list = dict(data["items"][0]["value"])
+    short_call = {k: v for k, v in data["items"][2]["value"].items() if k != "paren"}
+    for variant in (tuple_as_list, short_call, {"span": tuple_as_list["span"]}, {"bogus": 1}):
+        doc = {**data, "items": [{**data["items"][0], "value": variant}]}
+        assert validator.is_valid(doc) == plain.is_valid(doc)
+    assert validator.is_valid(data) and not validator.is_valid(
+        {**data, "items": [{**data["items"][0], "value": {"bogus": 1}}]})
 
 
 def test_schema_rejects_a_broken_tree(validator):

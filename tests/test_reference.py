@@ -58,7 +58,13 @@ def test_every_declared_reference_has_a_fixture():
     assert not missing, f"variants whose reference has no fixture: {missing}"
 
 
-@pytest.fixture(scope="module", params=sorted(ALL))
+# the largest references (190 M–630 M parameters: about a minute of the suite) run with -m slow;
+# their smaller siblings of the same families run in every suite
+LARGE = {ref for ref, facts in ALL.items() if facts.get("params", 0) > 150_000_000}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(r, marks=pytest.mark.slow) if r in LARGE else r
+                                        for r in sorted(ALL)])
 def built(request):
     """One reference's model, shared by its tests. A parametrized module-scoped fixture makes
     pytest run every test of one reference, then this teardown drops the model before the next
