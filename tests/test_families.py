@@ -104,8 +104,15 @@ def test_the_readme_table_is_current():
 
 OUTPUTS = Path(__file__).parent / "fixtures" / "families" / "outputs"
 SLOW = {"vit_base_patch32_clip_quickgelu_224", "vit_base_patch16_siglip_gap_224", "hrnet_w18_ssld",
-        "convnext_large_mlp", "swin_s3_tiny_224", "efficientnet_h_b5"}
+        "convnext_large_mlp", "swin_s3_tiny_224", "efficientnet_h_b5",
+        "cs3edgenet_x", "darknetaa53", "dm_nfnet_f0", "regnetv_064", "repvgg_d2se", "vit_base_patch16_siglip_224"}
 SAMPLE = sorted(p.name[len("timm__"):-len(".json")] for p in OUTPUTS.glob("timm__*.json"))
+
+
+def _load(model: str, **kwargs):
+    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
+    spec, variant = _mapped(family)[model]
+    return archdsl.load_spec(spec or variant, variant if spec else None, **kwargs)
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
@@ -115,13 +122,16 @@ def test_sampled_outputs_equal_timms(model):
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from fill import reference_fill_, reference_input
     fixture = json.loads((OUTPUTS / f"timm__{model}.json").read_text())
-    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
-    spec, variant = _mapped(family)[model]
-    net = archdsl.load_spec(spec or variant, variant if spec else None).eval()
+    net = _load(model).eval()
     reference_fill_(net)
     with torch.no_grad():
         y = net(reference_input(fixture["input_shape"]))
     expected = torch.tensor(fixture["output"]).reshape(fixture["output_shape"])
     assert list(y.shape) == fixture["output_shape"]
     assert (y - expected).abs().max().item() <= 1e-4 * fixture["output_abs_max"]
+    del net
+
+
+        "convnext_large_mlp", "swin_s3_tiny_224",
+        ".json", "avg", "depth", "dim", "drop", "embed_dim", "families", "fixtures", "flops", "flops_input_shape", "input_shape", "kwargs", "model", "num_heads", "output", "output_abs_max", "output_shape", "params", "reduced", "seed", "state_dict", "tanh", "timm__", "timm__*.json", "timm__{model}.json", "vit"}
     del net

@@ -299,3 +299,29 @@ def test_a_gate_on_an_empty_axis_keeps_the_axis_empty():
     model = archdsl.load_spec(source=source).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 4, 0, 8)).shape == (2, 3)
+
+
+def test_a_tensor_computed_outside_a_phase_is_an_error_at_its_place():
+    # fuzzer seed 102, case 43941: the phase used a tensor of the topology body's graph (KeyError)
+    src = """network Lin() {
+  in x: [B, 4]
+  out x -> fc: linear(4)
+}
+topology T() {
+  in a: [B = 4, 4]
+  net f = Lin()
+  z = a -> f -> relu
+  phase p(update=[f]) {
+    loss = mean(z, dims=[0, 1])
+  }
+}
+variant t = T()
+"""
+    for text in (src, src.replace("a -> f -> relu", "a * 2")):
+        with pytest.raises(ArchError) as info:
+            archdsl.load_topology(source=text)
+        err = info.value
+        assert err.message == "a tensor is computed outside any phase" and err.span.line == 8
+        assert "compute tensors inside the phase" in err.hint
+    moved = src.replace("  z = a -> f -> relu\n", "").replace("loss = mean(z,", "loss = mean(a -> f,")
+    assert "p" in archdsl.load_topology(source=moved).phases

@@ -1,11 +1,17 @@
 """Normalizer-free networks: the scaled weight-standardised conv and the NF gammas against
 independent computations, the NF block (NFNet options: grouped, extra conv, SE, skipinit, gamma
 in the activation) against a transcription of timm's NormFreeBlock forward, and NFNet-F0's
-size against the paper. (nf_resnet50 is checked against timm's fixture by test_reference.py.)
+size against the paper; the DeepMind NFNet's "SAME" padding on a reduced dm_nfnet_f0 and the
+static FLOPs of nf_regnet_b0 / dm_nfnet_f0 against timm's fixtures. (nf_resnet50 is checked
+against timm's fixture by test_reference.py; the outputs of nf_regnet_b0 and dm_nfnet_f0 by
+test_families.py.)
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,3 +140,54 @@ def test_nfnet_f0_static_flops_equal_flop_counter():
     assert sum(p.numel() for p in model.parameters()) == totals.params
     with torch.no_grad():
         assert model(x).shape == (1, 1000)
+
+
+# ---- the DeepMind NFNet's TensorFlow "SAME" padding, on a reduced dm_nfnet_f0 --------------------
+# tests/fixtures/families/outputs/reduced__dm_nfnet_f0.json: timm 1.0.31's
+# timm.create_model("dm_nfnet_f0", depths=(1, 1, 1, 1), channels=(32, 64, 96, 128), stem_chs=16,
+# group_size=8, num_features=256) (its `kwargs`) through tools/make_timm_fixtures.py's facts_of at
+# 1x3x50x50, the state_dict list dropped. At 50x50 the strided convs see 50, 25, 13, 7 and 4
+# pixels: the "SAME" padding is asymmetric (one pixel, bottom/right) at the even sizes and
+# symmetric at the odd ones, so both cases are compared. (dm_nfnet_f0 itself, 71 M params, is
+# in tests/test_families.py's slow sample.) The net is built for that input: the padding, as
+# every shape, is fixed for the size a network is built for.
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NFNET = Path(__file__).parent.parent / "specs" / "timm" / "nfnet.arch"
+
+
+def _reduced_dm_nfnet(**changes):
+    sys.path.insert(0, str(FIXTURES))
+    from fill import reference_fill_, reference_input
+    fx = json.loads((FIXTURES / "families" / "outputs" / "reduced__dm_nfnet_f0.json").read_text())
+    args = {**fx["kwargs"], **changes}
+    net = archdsl.load_spec(NFNET, "dm_nfnet_f0", input_shape=fx["input_shape"], **args).eval()
+    reference_fill_(net)
+    with torch.no_grad():
+        y = net(reference_input(fx["input_shape"]))
+    flops = archdsl.check_spec(NFNET, "dm_nfnet_f0", input_shape=fx["input_shape"], **args).totals.flops
+    expected = torch.tensor(fx["output"]).reshape(fx["output_shape"])
+    return fx, y, expected, flops
+
+
+def test_reduced_dm_nfnet_equals_timms_with_same_padding():
+    fx, y, expected, flops = _reduced_dm_nfnet()
+    assert list(y.shape) == fx["output_shape"]
+    assert (y - expected).abs().max().item() <= 1e-4 * fx["output_abs_max"]
+    assert flops == fx["flops"]  # FlopCounterMode's count at 1x3x50x50, in timm
+
+
+def test_symmetric_padding_is_not_what_the_deepmind_nfnet_computes():
+    """The sample discriminates: the same weights with pad 'auto' give another output."""
+    fx, y, expected, _ = _reduced_dm_nfnet(same_padding=False)
+    assert list(y.shape) == fx["output_shape"]
+    assert (y - expected).abs().max().item() > 0.01 * fx["output_abs_max"]
+
+
+@pytest.mark.parametrize("model", ["nf_regnet_b0", "dm_nfnet_f0"])
+def test_static_flops_equal_timms_flop_counter(model):
+    """From shapes alone (no module built): FLOPs and params equal FlopCounterMode's count of timm's
+    model at 224x224 (tests/fixtures/families/outputs/timm__<model>.json)."""
+    fx = json.loads((FIXTURES / "families" / "outputs" / f"timm__{model}.json").read_text())
+    totals = archdsl.check_spec(NFNET, model, input_shape=fx["flops_input_shape"]).totals
+    assert (totals.flops, totals.params) == (fx["flops"], fx["params"])

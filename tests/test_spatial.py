@@ -143,3 +143,22 @@ def test_pad_errors_name_the_rule():
     with pytest.raises(archdsl.ArchError, match="smaller than dim"):
         archdsl.check_spec(source='network P() { in x: [1, 3, 4, 4]\n'
                                   '  out x -> pad([4, 0, 0, 0], "reflect") }')
+
+
+def test_same_pad_pads_from_the_size_it_is_run_at():
+    """TensorFlow's SAME padding (tf_efficientnet, tf_mobilenetv3, dm_nfnet): a model built for
+    224x224 and run at 50x50 must equal the model built for 50x50 — the amounts at 50 differ
+    (one-sided and even pads); a pad fixed at build time was silently wrong there."""
+    from archdsl.ops.spatial import same_pads
+    assert [same_pads(n, 3, 2, 1) for n in (224, 50, 51)] == [(0, 1), (0, 1), (1, 1)]
+    assert same_pads(7, 5, 1, 2) == (4, 4) and same_pads(8, 1, 2, 1) == (0, 0)
+    spec, name = Path(__file__).parent.parent / "specs" / "timm" / "mobilenetv3.arch", "tf_mobilenetv3_small_minimal_100"
+    built_224 = archdsl.load_spec(spec, name, seed=0).eval()
+    built_50 = archdsl.load_spec(spec, name, input_shape=(1, 3, 50, 50)).eval()
+    built_50.load_state_dict(built_224.state_dict())
+    x = torch.randn(1, 3, 50, 50, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(built_224(x), built_50(x), rtol=0, atol=0)
+        y = archdsl.load_spec(source="network N() {\n  in x: [B, 1, H = 5, W = 6]\n"
+                                     "  out x -> same_pad([3, 2], 2)\n}\n")(torch.ones(1, 1, 7, 8))
+    assert y.shape == (1, 1, 9, 8) and y[0, 0, 0].sum() == 0 and y[0, 0, -1].sum() == 0

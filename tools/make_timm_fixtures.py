@@ -4,19 +4,20 @@ Run where timm is installed (it is not a dependency of archdsl):
     python tools/make_timm_fixtures.py tests/fixtures/timm  resnet34 resnet101 ...
     python tools/make_timm_fixtures.py --size 224 tests/fixtures/timm vit_small_patch16_224 ...
 (--size N: the small input is 1x3xNxN instead, for models with a fixed input size, such as
-ViT's learned position embedding.)
+ViT's learned position embedding. --kwargs JSON: a reduced configuration of a huge model,
+`timm.create_model(name, **kwargs)`; the kwargs are kept in the facts.)
 For each timm model: state_dict keys/shapes/dtypes, params, FlopCounterMode FLOPs at batch 1
 and 224x224, and the output at a small input (1x3x64x64) under the deterministic fill
 (tests/fixtures/fill.py), as in shared/reference/README.md.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))
 from fill import reference_fill_, reference_input  # noqa: E402
@@ -24,19 +25,32 @@ from fill import reference_fill_, reference_input  # noqa: E402
 SMALL = [1, 3, 64, 64]
 
 
-def facts(name: str, small: list[int] = SMALL) -> dict:
+def _flop_counter():
+    """archdsl's FlopCounterMode, which also counts the CPU attention kernel (stock FlopCounterMode
+    counts it as 0). Loaded by path: this venv has torch and timm, not archdsl's dependencies."""
+    path = Path(__file__).resolve().parent.parent / "archdsl" / "testing" / "flops.py"
+    spec = importlib.util.spec_from_file_location("archdsl_testing_flops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.flop_counter()
+
+
+def facts(name: str, small: list[int] = SMALL, kwargs: dict | None = None) -> dict:
     import timm
-    return facts_of(timm.create_model(name, pretrained=False), f"timm/{name}", timm.__version__,
-                    small)
+    model = timm.create_model(name, pretrained=False, **(kwargs or {}))
+    return {**facts_of(model, f"timm/{name}", timm.__version__, small),
+            **({"kwargs": kwargs} if kwargs else {})}
 
 
 def facts_of(model: torch.nn.Module, ref_id: str, version: str, small: list[int] = SMALL) -> dict:
     """The reference facts of a model (shared with tools/make_torchvision_fixtures.py)."""
-    model = model.eval()
+    # frozen: FlopCounterMode's module hooks fail on a view of a parameter made under no_grad
+    # (an attention pool's expanded latent)
+    model = model.eval().requires_grad_(False)
     sd = model.state_dict()
     # FLOPs at 224x224, or at the small input when that is fixed (--size)
     flops_shape = [1, 3, 224, 224] if small == SMALL else small
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), _flop_counter() as counter:
         model(torch.zeros(flops_shape))
     reference_fill_(model)
     with torch.no_grad():
@@ -55,20 +69,25 @@ def facts_of(model: torch.nn.Module, ref_id: str, version: str, small: list[int]
     }
 
 
-def main(out_dir: str, names: list[str], size: int | None = None) -> None:
+def main(out_dir: str, names: list[str], size: int | None = None,
+         kwargs: dict | None = None) -> None:
     small = [1, 3, size, size] if size else SMALL
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     for name in names:
         path = root / f"timm__{name}.json"
-        path.write_text(json.dumps(facts(name, small)) + "\n")
+        path.write_text(json.dumps(facts(name, small, kwargs)) + "\n")
         print("wrote", path)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    size = None
-    if args and args[0] == "--size":
-        size, args = int(args[1]), args[2:]
-    main(args[0], args[1:], size)
+    size, kwargs = None, None
+    while args and args[0] in ("--size", "--kwargs"):
+        if args[0] == "--size":
+            size = int(args[1])
+        else:
+            kwargs = json.loads(args[1])
+        args = args[2:]
+    main(args[0], args[1:], size, kwargs)

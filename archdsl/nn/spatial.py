@@ -1,7 +1,11 @@
-"""The nn.Module of the spatial transformer's regressor op (archdsl/ops/spatial.py)."""
+"""Torch code of archdsl/ops/spatial.py: the spatial transformer's regressor and TensorFlow's
+SAME padding."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -18,3 +22,12 @@ class IdentityAffineLinear(nn.Linear):
     def reset_parameters(self) -> None:
         self.weight.zero_()
         self.bias.copy_(torch.tensor([1, 0, 0, 0, 1, 0], dtype=self.bias.dtype))
+
+
+def same_pad(x: torch.Tensor, kernel: list[int], stride: list[int], dilation: list[int]) -> torch.Tensor:
+    """Zero-pad H and W as TensorFlow's SAME: the amounts from x's own size, the odd pixel last."""
+    pads = []
+    for size, k, s, d in reversed(list(zip(x.shape[-2:], kernel, stride, dilation))):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)

@@ -1,7 +1,10 @@
-"""Normalisation: batch norm, layer norm (last dim and over channels), group norm.
+"""Normalisation: batch norm, layer norm (last dim and over channels), group norm, RMS norm and
+timm's SimpleNorm (last dim and over channels).
 
 other_flops: batch norm in eval is a per-element scale and shift (2 · numel); layer and group
-norm compute mean, variance, normalise and scale-shift (5 · numel when affine, 3 without).
+norm compute mean, variance, normalise and scale-shift (5 · numel when affine, 3 without); RMS
+norm squares, sums and scales (4 · numel with its learned scale, 3 without), SimpleNorm also
+subtracts the mean for its variance (5 and 4).
 """
 from __future__ import annotations
 
@@ -179,3 +182,77 @@ class GroupNorm(Op):
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
+
+
+class RMSAttrs(Attrs):
+    eps: float = 1e-6
+    affine: bool = True
+
+
+class _RootMeanNorm(Op):
+    """x / sqrt(m + eps) · weight along one dim (`dim`): m the mean square (RMS norm) or, with
+    `centered`, the unbiased variance (timm's SimpleNorm). No shift."""
+    Attrs = RMSAttrs
+    positional = ("eps",)
+    dim = -1
+    centered = False
+    ranks: set[int] | None = None
+
+    def infer(self, a, ins):
+        x = expect_rank(ins, self.ranks, self.name) if self.ranks else ins[0]
+        if not x:
+            raise ShapeError(f"{self.name} needs at least one dim")
+        if a.eps < 0:
+            raise ShapeError(f"{self.name} eps must be non-negative, got {a.eps}")
+        if self.centered and x[self.dim] < 2:  # the unbiased variance of one value is NaN
+            raise ShapeError(f"{self.name} needs at least 2 values along its dim, got shape {list(x)}",
+                             hint="an RMS norm (no mean subtracted) works on one")
+        return x
+
+    def params(self, a, ins):
+        return {"weight": (ins[0][self.dim],)} if a.affine else {}
+
+    def other_flops(self, a, ins, out):
+        return (3 + int(a.affine) + int(self.centered)) * numel(out)
+
+    def build(self, a, ins):
+        from archdsl.nn.norm import RootMeanNorm
+        return recipe(RootMeanNorm, ins[0][self.dim], eps=a.eps, affine=a.affine, dim=self.dim,
+                      centered=self.centered)
+
+    def emit(self, a, ins, fx, args):
+        return fx.module(args[0])
+
+
+@register
+class RmsNorm(_RootMeanNorm):
+    """RMS norm over the last dim (Zhang & Sennrich 2019; torch's nn.RMSNorm, timm's RmsNorm):
+    x / sqrt(mean(x²) + eps) · weight. keys: weight [C] (affine)."""
+    name = "rms_norm"
+
+
+@register
+class RmsNorm2d(_RootMeanNorm):
+    """RMS norm over the channels of [B, C, H, W] (timm's RmsNorm2d). keys: weight [C] (affine)."""
+    name = "rms_norm2d"
+    dim = 1
+    ranks = {4}
+
+
+@register
+class SimpleNorm(_RootMeanNorm):
+    """timm's SimpleNorm over the last dim: x / sqrt(var(x) + eps) · weight, var unbiased — a
+    layer norm that divides by the spread but keeps the mean, and has no shift. The dim needs
+    at least 2 values. keys: weight [C] (affine)."""
+    name = "simple_norm"
+    centered = True
+
+
+@register
+class SimpleNorm2d(_RootMeanNorm):
+    """timm's SimpleNorm2d: SimpleNorm over the channels of [B, C, H, W] (C ≥ 2). keys: weight
+    [C] (affine)."""
+    name = "simple_norm2d"
+    dim = 1
+    centered = True
+    ranks = {4}

@@ -1,14 +1,14 @@
-"""Pooling: max, average, adaptive, global; `mean` over chosen dims.
+"""Pooling: max, average, adaptive, global, blur (anti-aliased); `mean` over chosen dims.
 
 other_flops: a window op costs one per window element per output element (numel(out) · k²);
 adaptive and global pooling and `mean` cost one per input element.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 from archdsl.ops.base import (Attrs, Op, ShapeError, expect_rank, norm_dim, numel, pair,
-                              position_dims, register)
+                              position_dims, recipe, register)
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -206,3 +206,58 @@ class Mean(Op):
     def emit(self, a, ins, fx, args):
         return fx.method("mean", args[0], tuple(self._dims(a, len(ins[0]))), keepdim=a.keepdim)
 
+
+
+class BlurPoolAttrs(Attrs):
+    kernel: int = 3
+    stride: int = 2
+    pad_mode: Literal["reflect", "constant"] = "reflect"
+
+
+@register
+class BlurPool(Op):
+    """Anti-aliased downsampling (Zhang, "Making Convolutional Networks Shift-Invariant Again",
+    ICML 2019; timm's BlurPool2d): each channel is padded by ((stride - 1) + (kernel - 1)) // 2 on
+    every side (`pad_mode` "reflect", or "constant" zeros as timm's "blurpc"), then convolved
+    with the fixed binomial filter b·bᵀ, b_k = C(kernel - 1, k) / 2^(kernel - 1), at `stride`.
+    The filter is a non-persistent buffer: no state_dict key. flops: the depthwise conv's,
+    2 · numel(out) · kernel² (FlopCounterMode counts it); padding is data movement."""
+    name = "blur_pool"
+    Attrs = BlurPoolAttrs
+    positional = ("kernel", "stride")
+
+    def infer(self, a, ins):
+        b, c, h, w = expect_rank(ins, {4}, self.name)
+        if a.kernel < 2 or a.stride < 1:
+            raise ShapeError(f"blur_pool needs kernel >= 2 and stride >= 1, got kernel={a.kernel} "
+                             f"stride={a.stride}")
+        if min(c, h, w) < 1:
+            raise ShapeError(f"blur_pool needs channels and pixels, got shape {list(ins[0])}")
+        p = blur_padding(a)
+        if a.pad_mode == "reflect" and min(h, w) <= p:
+            raise ShapeError(f"blur_pool reflect-pads {p} on each side: the {h}x{w} input must be "
+                             f"larger than {p}", hint="use pad_mode=\"constant\" or a larger input")
+        if min(h, w) + 2 * p < a.kernel:
+            raise ShapeError(f"blur_pool's {a.kernel}x{a.kernel} filter is larger than the {h}x{w} "
+                             f"input padded by {p}", hint="use a smaller kernel or a larger input")
+        return (b, c, *((n + 2 * p - a.kernel) // a.stride + 1 for n in (h, w)))
+
+    def flops(self, a, ins, out):
+        return 2 * numel(out) * a.kernel ** 2
+
+    def other_flops(self, a, ins, out):
+        return 0
+
+    def window(self, a):
+        return (a.kernel, a.stride, 1)
+
+    def build(self, a, ins):
+        from archdsl.nn.pool import BlurPool2d
+        return recipe(BlurPool2d, ins[0][1], a.kernel, a.stride, blur_padding(a), a.pad_mode)
+
+    def emit(self, a, ins, fx, args):
+        return fx.module(args[0])
+
+
+def blur_padding(a: BlurPoolAttrs) -> int:
+    return (a.stride - 1 + a.kernel - 1) // 2

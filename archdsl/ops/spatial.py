@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from archdsl.ops.base import (Attrs, NoAttrs, Op, ShapeError, expect_rank, numel, pair, recipe,
-                              register)
+from archdsl.ops.base import (Attrs, NoAttrs, Op, ShapeError, expect_rank, ntuple, numel, pair,
+                              recipe, register)
 
 IntOrPair = Union[int, tuple[int, int]]
 FloatOrPair = Union[float, tuple[float, float]]
@@ -268,3 +268,43 @@ class Pad(Op):
         if a.mode == "constant":
             return fx.call(F.pad, args[0], list(a.pads), mode="constant", value=a.value)
         return fx.call(F.pad, args[0], list(a.pads), mode=a.mode)
+
+
+class SamePadAttrs(Attrs):
+    kernel: Union[int, list[int]]
+    stride: Union[int, list[int]] = 1
+    dilation: Union[int, list[int]] = 1
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding of one spatial dim: (before, after), the odd pixel after."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+@register
+class SamePad(Op):
+    """TensorFlow's "SAME" padding before a conv or pool of `kernel`/`stride`/`dilation` on
+    [B, C, H, W]: each spatial dim padded (zeros) so that the strided window covers
+    ceil(size / stride) positions, the odd pixel at the end. The amounts are computed from the
+    tensor when the module runs, so a model built at one input size pads correctly at another
+    (a `pad` with amounts computed at elaboration would not). other_flops: 0 (data movement)."""
+    name = "same_pad"
+    Attrs = SamePadAttrs
+    positional = ("kernel", "stride", "dilation")
+
+    def infer(self, a, ins):
+        x = expect_rank(ins, {4}, self.name)
+        sizes = [ntuple(v, 2, self.name) for v in (a.kernel, a.stride, a.dilation)]
+        if min(min(v) for v in sizes) < 1:
+            raise ShapeError(f"same_pad kernel, stride and dilation must be positive, got "
+                             f"{a.kernel}, {a.stride}, {a.dilation}")
+        (kh, kw), (sh, sw), (dh, dw) = sizes
+        return (x[0], x[1], x[2] + sum(same_pads(x[2], kh, sh, dh)), x[3] + sum(same_pads(x[3], kw, sw, dw)))
+
+    def other_flops(self, a, ins, out):
+        return 0
+
+    def emit(self, a, ins, fx, args):
+        from archdsl.nn.spatial import same_pad
+        return fx.call(same_pad, args[0], list(pair(a.kernel)), list(pair(a.stride)), list(pair(a.dilation)))

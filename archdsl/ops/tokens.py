@@ -1,12 +1,13 @@
-"""Token ops for vision transformers: Swin patch merging, class/mask tokens, sincos position
-tables, MAE random masking and its inverse, BEiT block-wise masks.
+"""Token ops for vision transformers: Swin patch merging, class/mask tokens, a learned query
+broadcast over the batch, sincos position tables, MAE random masking and its inverse, BEiT
+block-wise masks.
 
 Patch embedding itself is a DSL block (stdlib/blocks/patch_embed.arch: conv k=p s=p → flatten →
 transpose → optional norm), and so are learned position embeddings (`param pos_embed: [1, N, D]`
 and an add) and Swin's PatchMerging (stdlib/blocks/patch_merging.arch: `patch_merge` → norm →
-linear). other_flops: 0 for the data-movement ops (patch_merge, prepend_token, restore_tokens),
-for the constant table (sincos_pos_embed, built once) and for block_mask (random mask generation,
-no arithmetic on tensor data); see each op for the others.
+linear). other_flops: 0 for the data-movement ops (patch_merge, prepend_token, expand_batch,
+restore_tokens), for the constant table (sincos_pos_embed, built once) and for block_mask (random
+mask generation, no arithmetic on tensor data); see each op for the others.
 """
 from __future__ import annotations
 
@@ -86,6 +87,27 @@ class PrependToken(_Movement):
         x, t = args
         tokens = fx.method("expand", t, fx.method("size", x, 0), -1, -1)
         return fx.call(torch.cat, [tokens, x], dim=1)
+
+
+@register
+class ExpandBatch(_Movement):
+    """A learned tensor broadcast over the batch of another: inputs t [1, *S] (a `param`, such as
+    an attention pool's latent query) and x [B, ...] → [B, *S], a view (timm's
+    `latent.expand(B, -1, -1)`). B is read from x when the module runs, so one module serves every
+    batch size (`expand([B, ...])` would fix the batch it was built for). other_flops: 0."""
+    name = "expand_batch"
+    n_inputs = 2
+
+    def infer(self, a, ins):
+        t, x = ins
+        if len(t) < 1 or t[0] != 1 or len(x) < 1:
+            raise ShapeError(f"expand_batch expects a tensor [1, ...] and x [B, ...], got {list(t)} "
+                             f"and {list(x)}")
+        return (x[0], *t[1:])
+
+    def emit(self, a, ins, fx, args):
+        t, x = args
+        return fx.method("expand", t, fx.method("size", x, 0), *[-1] * (len(ins[0]) - 1))
 
 
 class SincosAttrs(Attrs):

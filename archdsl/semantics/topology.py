@@ -135,6 +135,7 @@ class TopologyElaborator(Elaborator):
                     phases.append(s)
                 else:
                     self.exec_top(s, env)
+            self.refuse_tensors_outside_phases()
             if not phases:
                 raise ArchError(f"topology '{decl.name}' has no `phase`", decl.span,
                                 hint="add `phase train { … loss = … }`")
@@ -179,6 +180,16 @@ class TopologyElaborator(Elaborator):
         else:
             raise ArchError(f"`{_keyword(s)}` belongs inside a `phase`", s.span,
                             hint="a topology body holds `in`, `net`, `state`, values, asserts and phases")
+
+    def refuse_tensors_outside_phases(self):
+        """The topology body's graph holds its inputs only: a tensor computed there would belong
+        to no phase's graph."""
+        for n in self.graph.nodes():
+            if n.kind != "input":
+                raise ArchError("a tensor is computed outside any phase", n.span,
+                                hint="each phase is its own graph: compute tensors inside the phase "
+                                     "that uses them (a topology body holds `in`, `net`, `state`, "
+                                     "values, asserts and phases)")
 
     def exec_net(self, s: A.NetStmt, env: Env):
         if s.name in self.ir.nets:

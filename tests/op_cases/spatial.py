@@ -1,5 +1,5 @@
 """Cases for archdsl/ops/spatial.py: affine_grid_sample, affine_head, pixel_shuffle,
-pixel_unshuffle, upsample, pad."""
+pixel_unshuffle, upsample, pad, same_pad."""
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -10,6 +10,7 @@ ZERO_OTHER_FLOPS = {
     "pixel_shuffle": "data movement",
     "pixel_unshuffle": "data movement",
     "pad": "data movement",
+    "same_pad": "data movement",
 }
 
 
@@ -181,6 +182,29 @@ def pad_invalid(draw):
     return Case("pad", {"pads": [x[3] + 1, 0, 0, 0], "mode": "circular"}, [x])
 
 
+# --- same_pad ----------------------------------------------------------------------------------
+
+@st.composite
+def same_pad_case(draw):
+    x = draw(shape_of_rank(4, 1, 9))
+    one = st.integers(1, 4)
+    attrs: dict = {"kernel": draw(st.one_of(one, st.lists(one, min_size=2, max_size=2)))}
+    maybe(draw, attrs, "stride", draw(st.one_of(one, st.lists(one, min_size=2, max_size=2))))
+    maybe(draw, attrs, "dilation", draw(st.integers(1, 3)))
+    return Case("same_pad", attrs, [x])
+
+
+@st.composite
+def same_pad_invalid(draw):
+    kind = draw(st.sampled_from(["rank", "zero", "length"]))
+    if kind == "rank":
+        return Case("same_pad", {"kernel": 3}, [draw(_not_rank({4}))])
+    x = draw(shape_of_rank(4, 1, 4))
+    if kind == "zero":
+        return Case("same_pad", {"kernel": 3, "stride": 0}, [x])
+    return Case("same_pad", {"kernel": [3, 3, 3]}, [x])
+
+
 VALID = {
     "affine_grid_sample": grid_sample_case(),
     "affine_head": affine_head_case(),
@@ -188,6 +212,7 @@ VALID = {
     "pixel_unshuffle": pixel_unshuffle_case(),
     "upsample": upsample_case(),
     "pad": pad_case(),
+    "same_pad": same_pad_case(),
 }
 
 INVALID = {
@@ -197,4 +222,5 @@ INVALID = {
     "pixel_unshuffle": pixel_unshuffle_invalid(),
     "upsample": upsample_invalid(),
     "pad": pad_invalid(),
+    "same_pad": same_pad_invalid(),
 }

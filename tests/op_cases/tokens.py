@@ -1,5 +1,5 @@
-"""Cases for archdsl/ops/tokens.py: patch_merge, prepend_token, sincos_pos_embed, random_masking,
-restore_tokens, block_mask, fill_masked."""
+"""Cases for archdsl/ops/tokens.py: patch_merge, prepend_token, expand_batch, sincos_pos_embed,
+random_masking, restore_tokens, block_mask, fill_masked."""
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -9,6 +9,7 @@ from op_cases.common import Case, batch, maybe, shape_of_rank, small
 ZERO_OTHER_FLOPS = {
     "patch_merge": "data movement (a 2x2 gather)",
     "prepend_token": "data movement (expand + cat)",
+    "expand_batch": "a view (expand)",
     "restore_tokens": "data movement (cat + gather)",
     "sincos_pos_embed": "a constant table computed once at build time",
     "block_mask": "random mask generation, no arithmetic on tensor data",
@@ -50,6 +51,25 @@ def prepend_token_invalid(draw):
     if kind == "batch":
         return Case("prepend_token", {}, [(b, n, d), (draw(st.integers(2, 3)), 1, d)])
     return Case("prepend_token", {}, [draw(_not_rank({3})), (1, 1, d)])
+
+
+# --- expand_batch ------------------------------------------------------------------------------
+
+@st.composite
+def expand_batch_case(draw):
+    rest = draw(st.lists(small, min_size=0, max_size=3))
+    like = (draw(batch), *draw(st.lists(small, min_size=0, max_size=3)))
+    return Case("expand_batch", {}, [(1, *rest), like])
+
+
+@st.composite
+def expand_batch_invalid(draw):
+    b, d = draw(batch), draw(small)
+    kind = draw(st.sampled_from(["batch", "scalar"]))
+    if kind == "batch":
+        return Case("expand_batch", {}, [(draw(st.integers(2, 3)), d), (b, d)])
+    return draw(st.sampled_from([Case("expand_batch", {}, [(), (b, d)]),
+                                 Case("expand_batch", {}, [(1, d), ()])]))
 
 
 # --- sincos_pos_embed --------------------------------------------------------------------------
@@ -198,6 +218,7 @@ def fill_masked_invalid(draw):
 VALID = {
     "patch_merge": patch_merge_case(),
     "prepend_token": prepend_token_case(),
+    "expand_batch": expand_batch_case(),
     "sincos_pos_embed": sincos_case(),
     "random_masking": random_masking_case(),
     "restore_tokens": restore_case(),
@@ -208,6 +229,7 @@ VALID = {
 INVALID = {
     "patch_merge": _not_rank({4}).map(lambda x: Case("patch_merge", {}, [x])),
     "prepend_token": prepend_token_invalid(),
+    "expand_batch": expand_batch_invalid(),
     "sincos_pos_embed": sincos_invalid(),
     "random_masking": random_masking_invalid(),
     "restore_tokens": restore_invalid(),
