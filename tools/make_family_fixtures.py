@@ -54,8 +54,8 @@ FAMILIES = [
            other={"*efficientnetv2*": "EfficientNetV2 (Fused-MBConv stages): no stdlib spec",
                   "*efficientnet_cc_*": "CondConv experts (a routed mixture of kernels)",
                   "*efficientnet_e[lms]*": "EfficientNet-EdgeTPU (fused conv stages)"},
-           missing={"*_pruned": "channel-pruned widths per layer, not a scaling rule",
-                    "efficientnet_blur_b0": "BlurPool2d anti-aliasing: no such op"}),
+           missing={"*_pruned": "channel-pruned widths per layer (timm's pruned/*.txt), not a"
+                                " scaling rule"}),
     Family("mobilenetv1", "MobileNetV1", "nets/mobilenetv1.arch", "efficientnet", ("mobilenetv1*",)),
     Family("mobilenetv2", "MobileNetV2", "nets/mobilenetv2.arch", "efficientnet", ("mobilenetv2*",)),
     Family("mobilenetv3", "MobileNetV3", "nets/mobilenetv3.arch", "mobilenetv3",
