@@ -132,6 +132,64 @@ def test_sampled_outputs_equal_timms(model):
     del net
 
 
-        "convnext_large_mlp", "swin_s3_tiny_224",
-        ".json", "avg", "depth", "dim", "drop", "embed_dim", "families", "fixtures", "flops", "flops_input_shape", "input_shape", "kwargs", "model", "num_heads", "output", "output_abs_max", "output_shape", "params", "reduced", "seed", "state_dict", "tanh", "timm__", "timm__*.json", "timm__{model}.json", "vit"}
+# ---- train mode with drops, where a block drops differently: as tests/test_drop.py (fixtures by
+# tools/make_drop_fixtures.py, drop_path_rate = drop_rate = 0.5) for names outside the stdlib.
+# RegNetZ: no drop path in a block without a shortcut; RegNetV: pre-activation blocks, "avg"
+# shortcuts.
+DROPS = Path(__file__).parent / "fixtures" / "families" / "drop"
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
+                                   for m in sorted(p.name[len("timm__"):-len(".json")]
+                                                   for p in DROPS.glob("timm__*.json"))])
+def test_train_mode_with_drops_equals_timms(model):
+    import torch
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from fill import reference_fill_, reference_input
+    fx = json.loads((DROPS / f"timm__{model}.json").read_text())
+    net = _load(model, input_shape=fx["input_shape"], **fx["kwargs"])
+    reference_fill_(net).train()
+    torch.manual_seed(fx["seed"])
+    with torch.no_grad():
+        y = net(reference_input(fx["input_shape"]))
+    expected = torch.tensor(fx["output"]).reshape(fx["output_shape"])
+    assert (y - expected).abs().max() <= 1e-4 * expected.abs().max()
+    del net
+
+
+# ---- outputs of reduced configurations, for blocks that only huge models use ---------------------
+# tests/fixtures/families/reduced: tools/make_timm_fixtures.py --kwargs (timm 1.0.31), i.e.
+# timm.create_model(name, **kwargs) with fewer and narrower blocks; the facts keep the kwargs and
+# the state_dict. Our variant gets the same arguments under its own names (--set), and must have
+# that state_dict, timm's FlopCounterMode FLOPs and, under the deterministic fill, its outputs.
+# vit_so150m_patch16_reg4_map_256 (depth 2, dim 112): the attention pool after register tokens, a
+# head; vit_base_patch32_siglip_256 (depth 2, dim 192): the pool's MLP with gelu("tanh");
+# vit_giant_patch14_dinov2 (depth 2, dim 96, 4 heads): the SwiGLU MLP (timm's SwiGLUPacked).
+
+REDUCED = Path(__file__).parent / "fixtures" / "families" / "reduced"
+TIMM_KWARGS = {"vit": {"depth": "depth", "embed_dim": "dim", "num_heads": "num_heads"}}
+
+
+@pytest.mark.parametrize("model", sorted(p.name[len("timm__"):-len(".json")]
+                                         for p in REDUCED.glob("timm__*.json")))
+def test_reduced_configurations_equal_timms(model):
+    import torch
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from fill import reference_fill_, reference_input
+    fixture = json.loads((REDUCED / f"timm__{model}.json").read_text())
+    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
+    spec, variant = _mapped(family)[model]
+    overrides = {TIMM_KWARGS[family][k]: v for k, v in fixture["kwargs"].items()}
+    report = archdsl.check_spec(spec or variant, variant if spec else None,
+                                input_shape=fixture["flops_input_shape"], **overrides)
+    assert (report.totals.params, report.totals.flops) == (fixture["params"], fixture["flops"])
+    net = archdsl.load_spec(spec or variant, variant if spec else None, **overrides).eval()
+    assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == \
+        [[k, s] for k, s, _ in fixture["state_dict"]]
+    reference_fill_(net)
+    with torch.no_grad():  # at batch 2 (the input twice): the module is not tied to its batch
+        y = net(reference_input(fixture["input_shape"]).repeat(2, 1, 1, 1))
+    expected = torch.tensor(fixture["output"]).reshape(fixture["output_shape"])
+    assert list(y.shape) == [2, *fixture["output_shape"][1:]]
+    assert (y - expected).abs().max().item() <= 1e-4 * fixture["output_abs_max"]
     del net
