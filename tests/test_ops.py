@@ -167,7 +167,8 @@ def group_norm_case(draw):
     x[1] = g * draw(st.integers(1, 3))
     if x[0] * (x[1] // g) * math.prod(x[2:]) == 1:  # torch refuses one value per group
         x[0] = 2
-    attrs: dict = {"groups": g}
+    # groups of group_size channels (timm's GroupNormAct) name the same split
+    attrs: dict = draw(st.sampled_from([{"groups": g}, {"group_size": x[1] // g}]))
     maybe(draw, attrs, "eps", draw(st.sampled_from([1e-5, 1e-3])))
     maybe(draw, attrs, "affine", draw(st.booleans()))
     return Case("group_norm", attrs, [tuple(x)])
@@ -646,7 +647,12 @@ INVALID: dict[str, st.SearchStrategy[Case]] = {
         st.tuples(st.floats(-1.0, -1e-9), any_shape(2, 4)).map(
             lambda t: Case("batch_norm", {"eps": t[0]}, [t[1]]))),  # torch refuses eps < 0
     "layer_norm2d": _not_rank({4}).map(lambda x: Case("layer_norm2d", {}, [x])),
-    "group_norm": divides_invalid("group_norm"),
+    "group_norm": st.one_of(
+        divides_invalid("group_norm"),
+        shape_of_rank(4).map(lambda x: Case("group_norm", {}, [x])),  # neither groups nor size
+        shape_of_rank(4).map(lambda x: Case("group_norm", {"groups": 1, "group_size": x[1]}, [x])),
+        st.tuples(st.integers(-2, 0), shape_of_rank(4)).map(
+            lambda t: Case("group_norm", {"group_size": t[0]}, [t[1]]))),
     "maxpool": window_pool_invalid("maxpool"),
     "avgpool": window_pool_invalid("avgpool"),
     **{n: st.one_of(_not_rank({4}).map(lambda x, n=n: Case(n, {}, [x])),

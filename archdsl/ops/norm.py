@@ -130,14 +130,30 @@ class LayerNorm2d(Op):
 
 
 class GNAttrs(Attrs):
-    groups: int
+    groups: int | None = None
+    group_size: int | None = None
     eps: float = 1e-5
     affine: bool = True
 
 
+def _groups(a, c: int) -> int:
+    """The number of groups: `groups`, or C / `group_size` (timm's GroupNormAct(group_size=…))."""
+    if (a.groups is None) == (a.group_size is None):
+        raise ShapeError("group_norm takes exactly one of groups and group_size",
+                         hint="groups=G splits the channels in G groups; group_size=S in groups of S")
+    if a.group_size is not None:
+        if a.group_size <= 0 or c % a.group_size:
+            raise ShapeError(f"group_norm group_size={a.group_size} must divide the {c} channels")
+        return c // a.group_size
+    if a.groups <= 0 or c % a.groups:
+        raise ShapeError(f"group_norm groups={a.groups} must divide the {c} channels")
+    return a.groups
+
+
 @register
 class GroupNorm(Op):
-    """Group norm over dim 1 of [B, C, ...] with `groups` groups (groups must divide C)."""
+    """Group norm over dim 1 of [B, C, ...] with `groups` groups, or groups of `group_size`
+    channels (either must divide C)."""
     name = "group_norm"
     aliases = ("gn",)
     Attrs = GNAttrs
@@ -147,11 +163,10 @@ class GroupNorm(Op):
         x = ins[0]
         if len(x) < 2:
             raise ShapeError(f"group_norm expects [B, C, ...], got {list(x)}")
-        if a.groups <= 0 or x[1] % a.groups:
-            raise ShapeError(f"group_norm groups={a.groups} must divide the {x[1]} channels")
-        if x[0] * (x[1] // a.groups) * numel(x[2:]) == 1:  # torch's F.group_norm refuses this
+        g = _groups(a, x[1])
+        if x[0] * (x[1] // g) * numel(x[2:]) == 1:  # torch's F.group_norm refuses this
             raise ShapeError(f"group_norm needs more than one value per group, got shape {list(x)} "
-                             f"with groups={a.groups}", hint="use fewer groups or a larger input")
+                             f"with {g} groups", hint="use fewer groups or a larger input")
         return x
 
     def params(self, a, ins):
@@ -163,7 +178,7 @@ class GroupNorm(Op):
 
     def build(self, a, ins):
         from torch import nn
-        return recipe(nn.GroupNorm, a.groups, ins[0][1], eps=a.eps, affine=a.affine)
+        return recipe(nn.GroupNorm, _groups(a, ins[0][1]), ins[0][1], eps=a.eps, affine=a.affine)
 
     def emit(self, a, ins, fx, args):
         return fx.module(args[0])
