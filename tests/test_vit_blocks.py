@@ -3,11 +3,12 @@
 Their keys, shapes, parameter counts and outputs are compared with timm's in test_families.py
 (outputs of vit_pwee/dwee/dpwee, and of reduced 18x2/rpn/xp configurations; train mode with drops
 for every block kind at depth 2). Here: the costs computed from shapes alone equal what
-FlopCounterMode counts on the built module, for every block kind at a reduced width, and the
-mistakes a user can make with them are ArchErrors.
+FlopCounterMode counts on the built module, for every block kind at a reduced width, and timm's
+count at full size for the sampled ones; the mistakes a user can make with them are ArchErrors.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,14 @@ def test_static_costs_equal_flop_counter_on_the_built_module(name):
     assert report.totals.params == sum(p.numel() for p in net.parameters())
     assert report.totals.flops == count_flops(net, x)
     del net
+
+
+@pytest.mark.parametrize("name", [n for n in KINDS if n.endswith("_256")])
+def test_static_costs_equal_timms_at_full_size(name):
+    facts = Path(__file__).parent / "fixtures" / "families" / "outputs" / f"timm__{name}.json"
+    fixture = json.loads(facts.read_text())  # tools/make_timm_fixtures.py --size 256
+    report = archdsl.check_spec(VIT, name, input_shape=fixture["flops_input_shape"])
+    assert (report.totals.params, report.totals.flops) == (fixture["params"], fixture["flops"])
 
 
 def _error(source: str) -> ArchError:
