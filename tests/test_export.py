@@ -403,6 +403,22 @@ def test_a_spec_that_fixes_the_batch_exports_with_a_note(tmp_path):
         export(fixed, tmp_path / "fixed.pt2", dynamic="yes")
 
 
+def test_same_padding_exports_with_a_dynamic_batch_and_fixed_spatial_sizes(tmp_path):
+    """same_pad follows the size at run time (the module takes any size), but torch.export's
+    solver takes minutes on its remainders through a network: the export keeps H, W, says so."""
+    spec = "network N() {\n  in x: [B = 2, 3, H = 9, W = 9]\n  out x -> same_pad(3, 2) -> conv(4, 3, stride=2, pad=0)\n}\n"
+    model = archdsl.load_spec(source=spec, seed=0).eval()
+    written = export_all(model, [tmp_path / "s.pt2"])[0]
+    assert written.dynamic == ["batch"]
+    assert written.notes == ["spatial sizes fixed: SAME padding (`same_pad`) follows the size by a "
+                             "remainder that makes torch.export's symbolic sizes minutes to solve"]
+    program = torch.export.load(str(written.path)).module()
+    x = random_input((3, 3, 9, 9))
+    with torch.no_grad():
+        assert_same(model(x), program(x))
+        assert model(random_input((1, 3, 10, 10))).shape == (1, 4, 5, 5)
+
+
 def test_export_pt2_of_a_graph_and_of_any_module(tmp_path):
     graph = archdsl.load_graph(source=MULTI)
     with pytest.warns(ExportNote, match="height, width fixed at 16x16"):

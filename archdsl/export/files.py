@@ -210,6 +210,12 @@ def _why_fixed(graph: Graph, base: tuple, shapes: list[tuple], axes: list[_Axis]
     return None
 
 
+def _op_fixing_sizes(graph: Graph) -> str | None:
+    from archdsl.ops import REGISTRY
+    return next((REGISTRY[n.op].fixes_exported_size for n in graph.nodes()
+                 if n.kind == "op" and REGISTRY[n.op].fixes_exported_size), None)
+
+
 def _statements(code: str) -> list[str]:
     return [t.strip() for line in code.splitlines() for t in line.split(";") if t.strip()]
 
@@ -231,6 +237,12 @@ def _allowed_axes(model: nn.Module, shapes: list[tuple], dtypes, mode: str,
             notes.append("spatial sizes fixed: only a network from `load_spec` can be checked "
                          "at other sizes")
         return [a for a in axes if a.name == "batch"]
+    spatial_reason = _op_fixing_sizes(graph)
+    if spatial_reason and any(a.name != "batch" for a in axes):
+        notes.append(f"spatial sizes fixed: {spatial_reason}")
+        axes = [a for a in axes if a.name == "batch"]
+        if not axes:
+            return []
     base = _fingerprint(graph)
     if _why_fixed(graph, base, shapes, axes) is None:
         return axes

@@ -2,8 +2,6 @@
 SAME padding."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,9 +23,16 @@ class IdentityAffineLinear(nn.Linear):
 
 
 def same_pad(x: torch.Tensor, kernel: list[int], stride: list[int], dilation: list[int]) -> torch.Tensor:
-    """Zero-pad H and W as TensorFlow's SAME: the amounts from x's own size, the odd pixel last."""
+    """Zero-pad H and W as TensorFlow's SAME: the amounts from x's own size, the odd pixel last.
+
+    With n = q·s + r, SAME pads (ceil(n / s) - 1)·s + span - n = span - 1 - (n - 1) mod s, where
+    span = (k - 1)·d + 1: written so (one mod, and a max only where span < s can make it
+    negative) because under torch.export n is symbolic and ceil/max chains make its solver crawl."""
     pads = []
     for size, k, s, d in reversed(list(zip(x.shape[-2:], kernel, stride, dilation))):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        span = (k - 1) * d + 1
+        total = span - 1 - (size - 1) % s
+        if span < s:
+            total = torch.sym_max(total, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads)

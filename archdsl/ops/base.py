@@ -67,6 +67,9 @@ class Op:
     # a loss whose negatives are the rest of the batch is exactly 0 below this many rows (dim 0
     # of its first input); training refuses such a batch (see train_problem)
     min_batch: ClassVar[int] = 1
+    # why `.pt2`/`.onnx` exports keep the spatial sizes fixed when this op is in the graph
+    # (the module itself takes any size); None: no such reason
+    fixes_exported_size: ClassVar[str | None] = None
     doc: ClassVar[str] = ""
 
     # --- static rules (no torch)

@@ -292,6 +292,8 @@ class SamePad(Op):
     name = "same_pad"
     Attrs = SamePadAttrs
     positional = ("kernel", "stride", "dilation")
+    fixes_exported_size = ("SAME padding (`same_pad`) follows the size by a remainder that makes "
+                           "torch.export's symbolic sizes minutes to solve")
 
     def infer(self, a, ins):
         x = expect_rank(ins, {4}, self.name)
