@@ -188,3 +188,17 @@ def test_cdck2_form_steps_equal_the_public_code():
     torch.manual_seed(0)
     paper = archdsl.load_spec(source=spec.replace("cdck2=true", "cdck2=false"), seed=0, input_shape=[(4, 1, 1600)])
     assert abs(paper.double()(pool[:4]).loss.item() - ref.nce(pool[:4]).item()) > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1), (3, 5, 2)])
+def test_cdck2_loss_flops_are_counted_at_every_size(shape):
+    """The cdck2 logits are a bmm FlopCounterMode counts as the static rule does, even for size-1
+    dims (an einsum there became an uncounted mul: test_ops' fuzzing found [1, 2, 1])."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from archdsl.ops import REGISTRY
+    op = REGISTRY["cpc_nce"]
+    attrs = op.Attrs(steps=1, cdck2=True)
+    z, pred = torch.randn(shape), torch.randn(shape)
+    with FlopCounterMode(display=False) as counter:
+        losses.cpc_nce(z, pred, 1, True)
+    assert counter.get_total_flops() == op.flops(attrs, [shape, shape], ()) == 2 * shape[0] ** 2 * shape[2]

@@ -129,8 +129,9 @@ def cpc_nce(z: torch.Tensor, pred: torch.Tensor, steps: int, cdck2: bool = False
     b, t, d = z.shape
     if cdck2:
         at = int(torch.randint(t - steps, size=(1,)))
-        logits = torch.einsum("kbd,kcd->kbc", z[:, at + 1:at + 1 + steps].transpose(0, 1),
-                              pred[:, at].reshape(b, steps, d).transpose(0, 1))   # [steps, B, B]
+        # bmm, not einsum: einsum turns size-1 products into a mul that FlopCounterMode does not count
+        logits = torch.bmm(z[:, at + 1:at + 1 + steps].transpose(0, 1),
+                           pred[:, at].reshape(b, steps, d).permute(1, 2, 0))   # [steps, B, B]
         return F.cross_entropy(logits.reshape(-1, b), torch.arange(b, device=z.device).repeat(steps))
     total, count = 0.0, 0
     labels = torch.arange(b, device=z.device)
