@@ -156,7 +156,7 @@ def test_spec_args_reads_types_defaults_the_variants_values_and_docs():
     assert "block(planes, stride, groups, base_width, avg_down, dpr)" in args["block"].doc
     assert list(args) == ["layers", "block", "groups", "base_width", "stem", "stem_width", "avg_down",
                           "drop_path_rate", "num_classes", "drop_rate", "ceil_pool", "stem_pool", "in_chans",
-                          "img_size"]
+                          "img_size", "norm", "block_chs"]
 
 
 def test_param_docs_come_from_comments_beside_or_above_them():
