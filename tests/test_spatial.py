@@ -149,7 +149,7 @@ def test_same_pad_pads_from_the_size_it_is_run_at():
     """TensorFlow's SAME padding (tf_efficientnet, tf_mobilenetv3, dm_nfnet): a model built for
     224x224 and run at 50x50 must equal the model built for 50x50 — the amounts at 50 differ
     (one-sided and even pads); a pad fixed at build time was silently wrong there."""
-    from archdsl.ops.spatial import same_pads
+    from archdsl.nn.rules import same_pads
     assert [same_pads(n, 3, 2, 1) for n in (224, 50, 51)] == [(0, 1), (0, 1), (1, 1)]
     assert same_pads(7, 5, 1, 2) == (4, 4) and same_pads(8, 1, 2, 1) == (0, 0)
     spec, name = Path(__file__).parent.parent / "specs" / "timm" / "mobilenetv3.arch", "tf_mobilenetv3_small_minimal_100"

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archdsl.nn.rules import same_pads  # the op's shape rule reads the same arithmetic
+
 
 class IdentityAffineLinear(nn.Linear):
     """nn.Linear(in_features, 6) with zero weight and bias [1, 0, 0, 0, 1, 0]: the spatial
@@ -23,16 +25,8 @@ class IdentityAffineLinear(nn.Linear):
 
 
 def same_pad(x: torch.Tensor, kernel: list[int], stride: list[int], dilation: list[int]) -> torch.Tensor:
-    """Zero-pad H and W as TensorFlow's SAME: the amounts from x's own size, the odd pixel last.
-
-    With n = q·s + r, SAME pads (ceil(n / s) - 1)·s + span - n = span - 1 - (n - 1) mod s, where
-    span = (k - 1)·d + 1: written so (one mod, and a max only where span < s can make it
-    negative) because under torch.export n is symbolic and ceil/max chains make its solver crawl."""
+    """Zero-pad H and W as TensorFlow's SAME: the amounts from x's own size, the odd pixel last."""
     pads = []
     for size, k, s, d in reversed(list(zip(x.shape[-2:], kernel, stride, dilation))):
-        span = (k - 1) * d + 1
-        total = span - 1 - (size - 1) % s
-        if span < s:
-            total = torch.sym_max(total, 0)
-        pads += [total // 2, total - total // 2]
+        pads += same_pads(size, k, s, d, maximum=torch.sym_max)
     return F.pad(x, pads)

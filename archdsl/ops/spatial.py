@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
+from archdsl.nn.rules import same_pads
 from archdsl.ops.base import (Attrs, NoAttrs, Op, ShapeError, expect_rank, ntuple, numel, pair,
                               recipe, register)
 
@@ -274,12 +275,6 @@ class SamePadAttrs(Attrs):
     kernel: Union[int, list[int]]
     stride: Union[int, list[int]] = 1
     dilation: Union[int, list[int]] = 1
-
-
-def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TensorFlow's SAME padding of one spatial dim: (before, after), the odd pixel after."""
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 @register
