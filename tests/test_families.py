@@ -109,10 +109,18 @@ SLOW = {"vit_base_patch32_clip_quickgelu_224", "vit_base_patch16_siglip_gap_224"
 SAMPLE = sorted(p.name[len("timm__"):-len(".json")] for p in OUTPUTS.glob("timm__*.json"))
 
 
+def _family_of(model: str) -> str:
+    return next(f.name for f in families.FAMILIES if model in _mapped(f.name))
+
+
+def _where(model: str) -> tuple[str, str | None]:
+    """load_spec's first two arguments for a timm name: (spec file, variant) or (stdlib variant, None)."""
+    spec, variant = _mapped(_family_of(model))[model]
+    return (spec, variant) if spec else (variant, None)
+
+
 def _load(model: str, **kwargs):
-    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
-    spec, variant = _mapped(family)[model]
-    return archdsl.load_spec(spec or variant, variant if spec else None, **kwargs)
+    return archdsl.load_spec(*_where(model), **kwargs)
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
@@ -181,13 +189,11 @@ def test_reduced_configurations_equal_timms(model):
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from fill import reference_fill_, reference_input
     fixture = json.loads((REDUCED / f"timm__{model}.json").read_text())
-    family = next(f.name for f in families.FAMILIES if model in _mapped(f.name))
-    spec, variant = _mapped(family)[model]
+    family = _family_of(model)
     overrides = {TIMM_KWARGS[family][k]: v for k, v in fixture["kwargs"].items()}
-    report = archdsl.check_spec(spec or variant, variant if spec else None,
-                                input_shape=fixture["flops_input_shape"], **overrides)
+    report = archdsl.check_spec(*_where(model), input_shape=fixture["flops_input_shape"], **overrides)
     assert (report.totals.params, report.totals.flops) == (fixture["params"], fixture["flops"])
-    net = archdsl.load_spec(spec or variant, variant if spec else None, **overrides).eval()
+    net = _load(model, **overrides).eval()
     assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == \
         [[k, s] for k, s, _ in fixture["state_dict"]]
     reference_fill_(net)
